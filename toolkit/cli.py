@@ -262,6 +262,90 @@ def inspect_cmd(path, as_json):
         click.echo(inspect_model.to_text(info), nl=False)
 
 
+# ---------------------------------------------------------------- train / export / inspect
+
+# Above this many steps `train` shows a progress bar instead of one line per step.
+STEP_LINES_MAX = 50
+
+
+def _step_line(m) -> str:
+    return f"Loss at step {m.step}: {m.loss:.4f}, Accuracy: {m.accuracy:.4f}"
+
+
+@cli.command()
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Run folder to write (training.json, checkpoint, heldout.npz, plots/).")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False),
+              help="Your own data: a .csv (numeric feature columns plus a label column) or a "
+                   ".npz (features [N, D], labels [N]). Default: the tutorial's two Gaussians.")
+@click.option("--label-column", default="label", show_default=True, help="CSV column holding the 0/1 labels.")
+@click.option("--num-per-class", type=int, default=2000, show_default=True,
+              help="Samples per class of the generated data (ignored with --data).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the data, the split, the initial weights and the batch shuffling.")
+@click.option("--steps", type=int, default=10, show_default=True, help="Training steps.")
+@click.option("--learning-rate", type=float, default=0.1, show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help="Mini-batch size over a shuffled tf.data pipeline. Default: the full training set.")
+@click.option("--test-fraction", type=float, default=0.2, show_default=True,
+              help="Share of the data held out for evaluation (and later for parity checks).")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG plots into RUN/plots/.")
+@click.option("--force", is_flag=True, help="Overwrite a run already in --out.")
+def train(out, data_path, label_column, num_per_class, seed, steps, learning_rate, batch_size,
+          test_fraction, plots, force):
+    """Train the tutorial's logistic regression and write a run folder for `tfkit export`."""
+    from toolkit.rundir import train_to_dir
+
+    options = dict(out=out, data_path=data_path, label_column=label_column, num_per_class=num_per_class,
+                   seed=seed, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
+                   test_fraction=test_fraction, plots=plots, force=force)
+    if steps <= STEP_LINES_MAX:
+        record = train_to_dir(**options, on_step=lambda m: click.echo(_step_line(m)))
+    else:
+        with click.progressbar(length=steps, label="Training", file=click.get_text_stream("stderr")) as bar:
+            record = train_to_dir(**options, on_step=lambda m: bar.update(1))
+        last = record["steps"][-1]
+        click.echo(f"Loss at step {last['step']}: {last['loss']:.4f}, Accuracy: {last['accuracy']:.4f}")
+    held = record["heldout"]
+    click.echo(f"Held-out ({held['samples']} samples): loss {held['loss']:.4f}, accuracy {held['accuracy']:.4f}")
+    made = ["training.json", "checkpoint/", "heldout.npz", "train.npz"] + sorted(record.get("plots", {}).values())
+    click.echo(f"Wrote {out}: {', '.join(made)}")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("--model-base-path", required=True, type=click.Path(file_okay=False),
+              help="TF Serving's model base path; the model goes to BASE/NAME/VERSION/.")
+@click.option("--name", required=True, help="Model name (the folder under --model-base-path).")
+@click.option("--version", "version", type=int, default=None,
+              help="Version number. Default: one more than the highest existing version (1 if none).")
+@click.option("--force", is_flag=True, help="Replace an existing version (atomically).")
+@click.option("--quantize", default="", metavar="LIST",
+              help="Comma-separated quantized TFLite variants to add: dynamic, float16, int8.")
+def export(run_dir, model_base_path, name, version, force, quantize):
+    """Export a training run as a SavedModel in TF Serving's layout, plus TFLite files."""
+    from toolkit.export import export_model
+
+    folder = export_model(run_dir, model_base_path, name, version=version, force=force, quantize=quantize)
+    click.echo(f"Exported {folder}")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        click.echo(f"  {str(path.relative_to(folder)):45} {path.stat().st_size:>9} bytes")
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def inspect_cmd(path, as_json):
+    """Show the signatures of a SavedModel folder (and the .tflite files in it) or a .tflite file."""
+    from toolkit import inspect_model
+
+    info = inspect_model.inspect_path(path)
+    if as_json:
+        click.echo(inspect_model.to_json(info))
+    else:
+        click.echo(inspect_model.to_text(info), nl=False)
+
+
 def main():
     """Console-script entry point."""
     cli(prog_name="tfkit")
