@@ -284,12 +284,17 @@ def write_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
-def server_flags(models: list[ModelEntry], config_path: str, grpc_port: int = GRPC_PORT,
-                 rest_port: int = REST_PORT) -> list[str]:
-    """tensorflow_model_server flags serving `config_path` (the same for `python -m serving`)."""
-    flags = [f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-             f"--model_config_file={config_path}",
-             f"--model_config_file_poll_wait_seconds={CONFIG_POLL_SECONDS}"]
+def server_flags(models: list[ModelEntry], config_path: str, grpc_port: int | None = GRPC_PORT,
+                 rest_port: int | None = REST_PORT) -> list[str]:
+    """tensorflow_model_server flags serving `config_path` (the same for `python -m serving`).
+
+    A port of None leaves its flag out, for launchers that pick ports themselves.
+    """
+    flags = [f"--port={grpc_port}"] if grpc_port is not None else []
+    if rest_port is not None:
+        flags.append(f"--rest_api_port={rest_port}")
+    flags += [f"--model_config_file={config_path}",
+              f"--model_config_file_poll_wait_seconds={CONFIG_POLL_SECONDS}"]
     if any(m.labels for m in models):
         flags.append("--allow_version_labels_for_unavailable_models=true")
     return flags
@@ -364,13 +369,13 @@ class FleetOptions:
         return entrypoint, server_flags(models, f"{CONFIG_DIR}/{CONFIG_NAME}")
 
 
-def _readiness_script(models: list[ModelEntry]) -> str:
+def readiness_script(models: list[ModelEntry], rest_port: int = REST_PORT) -> str:
     """A bash check that every model reports an AVAILABLE version over REST.
 
     Uses bash's /dev/tcp because the tensorflow/serving image ships no curl.
     """
     checks = [
-        f"exec 3<>/dev/tcp/127.0.0.1/{REST_PORT} && "
+        f"exec 3<>/dev/tcp/127.0.0.1/{rest_port} && "
         f"printf 'GET /v1/models/{m.name} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && "
         f"grep -q '\"AVAILABLE\"' <&3 && exec 3<&-"
         for m in models
@@ -399,7 +404,7 @@ def compose_spec(models: list[ModelEntry], options: FleetOptions,
             "command": args,
             "ports": [f"{grpc_host}:{GRPC_PORT}", f"{rest_host}:{REST_PORT}"],
             "volumes": volumes,
-            "healthcheck": {"test": ["CMD", "bash", "-c", _readiness_script(models)],
+            "healthcheck": {"test": ["CMD", "bash", "-c", readiness_script(models)],
                             "interval": "10s", "timeout": "5s", "retries": 3,
                             "start_period": "60s"},
             "deploy": {"resources": {"reservations": {
