@@ -168,7 +168,8 @@ def deploy_k8s(model_dirs, policies, labels, server, image, replicas, cpus, memo
 def promote(name, version, label, targets, config_path, timeout):
     """Point LABEL of model NAME at VERSION in models.config and on running servers.
 
-    Refuses (exit 2) unless VERSION is AVAILABLE on every --target.
+    Refuses (exit 2) unless VERSION is AVAILABLE on every --target; an
+    unreachable target exits 3.
     """
     from toolkit import deploy as lib
 

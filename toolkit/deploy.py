@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from toolkit.errors import InputError, ToolkitError
+from toolkit.errors import InputError, ServerNotReady, ToolkitError
 from toolkit.tfenv import quiet_tf_logs
 
 GRPC_PORT = 8500
@@ -537,7 +537,7 @@ def _rpc_error(target: str, exc) -> ToolkitError:
     import grpc
 
     if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return InputError(f"cannot reach TF Serving at {target}: {exc.details()}")
+        return ServerNotReady(f"cannot reach TF Serving at {target}: {exc.details()}")
     return ToolkitError(f"{target} answered {exc.code().name}: {exc.details()}")
 
 

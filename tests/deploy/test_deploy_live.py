@@ -92,14 +92,14 @@ def test_promote_refuses_and_leaves_config_alone(live_server, args, message):
     assert _predict_by_label(server.grpc_target, "stable")[0] == 1
 
 
-def test_promote_unreachable_target_is_one_line(live_server):
+def test_promote_unreachable_target_exits_3_in_one_line(live_server):
     _, config_path = live_server
     before = config_path.read_bytes()
     target = f"127.0.0.1:{free_port()}"
     result = CliRunner().invoke(cli, ["promote", "plus", "--version", "2", "--label", "stable",
                                       "--target", target, "--config", str(config_path),
                                       "--timeout", "2"])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
     assert result.output.startswith(f"Error: cannot reach TF Serving at {target}")
     assert result.output.count("\n") == 1
     assert config_path.read_bytes() == before
