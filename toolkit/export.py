@@ -16,6 +16,7 @@ swaps the folders atomically where the kernel supports it (renameat2).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -23,8 +24,10 @@ import importlib.metadata
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -132,7 +135,11 @@ def _write_tflite(folder: Path, quantization: str | None, run: Run) -> str:
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "int8":
-        samples = run.train_data().features[:REPRESENTATIVE_SAMPLES]
+        # A seeded random draw: the split is stored in class order, so a prefix
+        # would calibrate on one class only and clip the other's logits.
+        train_features = run.train_data().features
+        rng = np.random.default_rng(run.config["seed"])
+        samples = train_features[rng.permutation(len(train_features))[:REPRESENTATIVE_SAMPLES]]
 
         def representative_dataset():
             for row in samples:
@@ -143,8 +150,33 @@ def _write_tflite(folder: Path, quantization: str | None, run: Run) -> str:
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     filename = tflite_filename(quantization)
-    (folder / filename).write_bytes(converter.convert())
+    with _quiet_converter():
+        flatbuffer = converter.convert()
+    (folder / filename).write_bytes(flatbuffer)
     return filename
+
+
+@contextlib.contextmanager
+def _quiet_converter():
+    """Hide the converter's chatter (calibration prints to fd 2 and warns about tf.lite.Interpreter).
+
+    What it printed is replayed on stderr if the conversion fails, so nothing useful is lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _write_warmup(path: Path, name: str, samples: np.ndarray) -> None:
