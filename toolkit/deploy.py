@@ -45,19 +45,23 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def _protos():
-    """Import TF Serving's proto modules (they pull in TensorFlow) quietly, on demand."""
+def _config_pb2():
+    """TF Serving's config protos; light (no TensorFlow import), so config commands stay fast."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    return model_server_config_pb2
+
+
+def _service_protos():
+    """TF Serving's ModelService protos; they pull in TensorFlow, so import quietly on demand."""
     quiet_tf_logs()
     from tensorflow_serving.apis import (
         get_model_status_pb2,
         model_management_pb2,
-        model_pb2,
         model_service_pb2_grpc,
     )
-    from tensorflow_serving.config import model_server_config_pb2
 
-    return (model_server_config_pb2, model_management_pb2, get_model_status_pb2,
-            model_pb2, model_service_pb2_grpc)
+    return get_model_status_pb2, model_management_pb2, model_service_pb2_grpc
 
 
 # --------------------------------------------------------------------------- models
@@ -225,8 +229,7 @@ def build_config(models: list[ModelEntry], models_root: str | None = None):
     local server); with it, the paths a container sees where the models are
     mounted (e.g. /models).
     """
-    config_pb2 = _protos()[0]
-    config = config_pb2.ModelServerConfig()
+    config = _config_pb2().ModelServerConfig()
     for model in models:
         entry = config.model_config_list.config.add()
         entry.name = model.name
@@ -256,14 +259,13 @@ def read_config(path: str | Path):
     """Parse a models.config file; InputError (one line) when missing or malformed."""
     from google.protobuf import text_format
 
-    config_pb2 = _protos()[0]
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"cannot read model config {path}: {exc.strerror}") from None
     try:
-        return text_format.Parse(text, config_pb2.ModelServerConfig())
+        return text_format.Parse(text, _config_pb2().ModelServerConfig())
     except text_format.ParseError as exc:
         raise InputError(f"model config {path} is not a ModelServerConfig text proto: {exc}") from None
 
@@ -545,8 +547,9 @@ def version_state(target: str, model: str, version: int, timeout: float = 10.0) 
     """State name (AVAILABLE, LOADING, ..., or NOT_LOADED) of one model version on a server."""
     import grpc
 
-    _, _, status_pb2, model_pb2, service_grpc = _protos()
-    request = status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=model))
+    status_pb2, _, service_grpc = _service_protos()
+    request = status_pb2.GetModelStatusRequest()
+    request.model_spec.name = model
     request.model_spec.version.value = version
     with grpc.insecure_channel(target) as channel:
         try:
@@ -565,7 +568,7 @@ def reload_config(target: str, config, timeout: float = 30.0) -> None:
     """Apply a ModelServerConfig to a running server (ModelService.HandleReloadConfigRequest)."""
     import grpc
 
-    _, management_pb2, _, _, service_grpc = _protos()
+    _, management_pb2, service_grpc = _service_protos()
     request = management_pb2.ReloadConfigRequest(config=config)
     with grpc.insecure_channel(target) as channel:
         try:

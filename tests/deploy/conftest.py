@@ -23,13 +23,28 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fleet_plan(models_dir):
-    """The deployment the live tests serve: `plus` with all versions, stable=1 and canary=2,
-    and `two` with its latest version."""
+def logreg_store(exported_version, tmp_path_factory) -> Path:
+    """BASE/logreg with version 1 (the shared export) and version 2 (trained with another
+    seed, so its answers differ): a rollout of version 2."""
+    from toolkit.export import export_model
+    from toolkit.rundir import train_to_dir
+
+    base = tmp_path_factory.mktemp("logreg_store")
+    shutil.copytree(exported_version, base / "logreg" / "1")
+    run = tmp_path_factory.mktemp("run_seed1")
+    train_to_dir(run, seed=1, plots=False, force=True)
+    export_model(run, base, "logreg", version=2)
+    return base
+
+
+@pytest.fixture(scope="session")
+def fleet_plan(models_dir, logreg_store):
+    """The deployment the live server runs: `plus` with all versions, stable=1 and canary=2;
+    `two`; `logreg` at its latest version (2)."""
     from toolkit.deploy import plan_models
 
-    return plan_models([models_dir / "plus", models_dir / "two"], ["plus:all"],
-                       ["plus:stable=1", "plus:canary=2"])
+    return plan_models([models_dir / "plus", models_dir / "two", logreg_store / "logreg"],
+                       ["plus:all"], ["plus:stable=1", "plus:canary=2"])
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +59,15 @@ def live_server(fleet_plan, tmp_path_factory):
     flags = server_flags(fleet_plan, str(config_path), grpc_port=None, rest_port=None)
     with LocalServer(flags, rest=True, timeout=120) as server:
         yield server, config_path
+
+
+@pytest.fixture(scope="session")
+def stale_replica(exported_version, tmp_path_factory):
+    """A second replica that never received version 2 of logreg: it serves version 1."""
+    from toolkit.local_server import LocalServer
+
+    base = tmp_path_factory.mktemp("stale_store")
+    shutil.copytree(exported_version, base / "logreg" / "1")
+    with LocalServer(["--model_name=logreg", f"--model_base_path={base / 'logreg'}"],
+                     timeout=120) as server:
+        yield server
