@@ -8,6 +8,8 @@ A command that wants a non-zero exit without an error (a failed check)
 calls `ctx.exit(code)`.
 """
 
+import sys
+
 import click
 
 from toolkit import __version__
@@ -185,8 +187,8 @@ def promote(name, version, label, targets, config_path, timeout):
 STEP_LINES_MAX = 50
 
 
-def _step_line(m) -> str:
-    return f"Loss at step {m.step}: {m.loss:.4f}, Accuracy: {m.accuracy:.4f}"
+def _step_line(step: int, loss: float, accuracy: float) -> str:
+    return f"Loss at step {step}: {loss:.4f}, Accuracy: {accuracy:.4f}"
 
 
 @cli.command()
@@ -217,12 +219,12 @@ def train(out, data_path, label_column, num_per_class, seed, steps, learning_rat
                    seed=seed, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
                    test_fraction=test_fraction, plots=plots, force=force)
     if steps <= STEP_LINES_MAX:
-        record = train_to_dir(**options, on_step=lambda m: click.echo(_step_line(m)))
+        record = train_to_dir(**options, on_step=lambda m: click.echo(_step_line(m.step, m.loss, m.accuracy)))
     else:
-        with click.progressbar(length=steps, label="Training", file=click.get_text_stream("stderr")) as bar:
+        # The bar goes to stderr so stdout keeps only results.
+        with click.progressbar(length=steps, label="Training", file=sys.stderr) as bar:
             record = train_to_dir(**options, on_step=lambda m: bar.update(1))
-        last = record["steps"][-1]
-        click.echo(f"Loss at step {last['step']}: {last['loss']:.4f}, Accuracy: {last['accuracy']:.4f}")
+        click.echo(_step_line(**record["steps"][-1]))
     held = record["heldout"]
     click.echo(f"Held-out ({held['samples']} samples): loss {held['loss']:.4f}, accuracy {held['accuracy']:.4f}")
     made = ["training.json", "checkpoint/", "heldout.npz", "train.npz"] + sorted(record.get("plots", {}).values())
