@@ -41,6 +41,8 @@ LABELS = ("stable", "canary")
 CONFIG_POLL_SECONDS = 30
 SERVERS = ("tf-serving", "python")
 
+# What TF Serving loads from a version folder (model.tflite with --prefer_tflite_model).
+_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt", "model.tflite")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -179,8 +181,12 @@ def plan_models(paths: list[str | Path], policies: list[str] = (),
                          "labels": {}}
     names = list(entries)
 
+    given_policy = set()
     for text in policies:
         name, spec = _split_model_prefix(text, names, "--policy")
+        if name in given_policy:
+            raise InputError(f"model {name}: --policy given twice")
+        given_policy.add(name)
         policy = VersionPolicy.parse(spec)
         entry = entries[name]
         missing = [v for v in policy.versions if v not in entry["versions"]]
@@ -188,6 +194,13 @@ def plan_models(paths: list[str | Path], policies: list[str] = (),
             raise InputError(f"model {name}: version {missing[0]} is not on disk in {entry['path']} "
                              f"(versions: {_fmt(entry['versions'])})")
         entry["policy"] = policy
+
+    for name, entry in entries.items():
+        for version in entry["policy"].served(entry["versions"]):
+            folder = entry["path"] / str(version)
+            if not any((folder / f).is_file() for f in _MODEL_FILES):
+                raise InputError(f"model {name}: version folder {folder} holds no "
+                                 f"{' or '.join(_MODEL_FILES)}")
 
     for text in labels:
         name, spec = _split_model_prefix(text, names, "--label")

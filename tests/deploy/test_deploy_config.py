@@ -72,11 +72,16 @@ def test_models_root_rewrites_base_paths_for_containers(models_dir, tmp_path):
     (["{base}/plus", "{base}/two", "--label", "stable=1"], "needs a model prefix NAME:"),
     (["{base}/plus", "{base}/two", "--policy", "three:all"], "names model 'three'"),
     (["{base}/plus", "{base}/plus"], "model 'plus' given twice"),
+    (["{base}/plus", "--policy", "all", "--policy", "latest"], "--policy given twice"),
+    (["{hollow}"], "version folder {hollow}/3 holds no saved_model.pb"),
 ])
 def test_bad_input_is_one_line_exit_2(models_dir, tmp_path, args, message):
     empty = tmp_path / "empty"
     (empty / "not_a_version").mkdir(parents=True)
-    args = [a.format(base=models_dir, empty=empty) for a in args]
+    hollow = tmp_path / "hollow"
+    (hollow / "3" / "variables").mkdir(parents=True)
+    args = [a.format(base=models_dir, empty=empty, hollow=hollow) for a in args]
+    message = message.format(hollow=hollow)
     out = tmp_path / "m.config"
     result = _run("deploy", "config", *args, "-o", out)
     assert result.exit_code == 2
