@@ -29,14 +29,17 @@ def inspect_path(path: str | Path) -> dict:
         if path.suffix != ".tflite":
             raise InputError(f"{path}: not a SavedModel folder or a .tflite file")
         return {"path": str(path), "tflite": [tflite_info(path)]}
+    tflite_files = sorted(path.glob("*.tflite"))
     if not (path / "saved_model.pb").is_file():
+        if tflite_files:  # a TFLite-only version, as TF Serving serves with --prefer_tflite_model
+            return {"path": str(path), "tflite": [tflite_info(p) for p in tflite_files]}
         versions = sorted((p for p in path.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         hint = f"; it holds versions {', '.join(p.name for p in versions)}, inspect one of them" if versions else ""
-        raise InputError(f"{path}: no saved_model.pb in this folder{hint}")
+        raise InputError(f"{path}: no saved_model.pb or .tflite file in this folder{hint}")
     return {
         "path": str(path),
         "saved_model": saved_model_info(path),
-        "tflite": [tflite_info(p) for p in sorted(path.glob("*.tflite"))],
+        "tflite": [tflite_info(p) for p in tflite_files],
     }
 
 
@@ -145,16 +148,20 @@ def to_text(info: dict) -> str:
         lines.append("")
     for lite in info.get("tflite", []):
         lines.append(f"TFLite model {lite['path']} ({lite['size_bytes']} bytes):")
-        for key, sig in lite["signatures"].items():
-            lines.append(f"  signature '{key}':")
+        if lite["signatures"]:
+            for key, sig in lite["signatures"].items():
+                lines.append(f"  signature '{key}':")
+                for kind in ("inputs", "outputs"):
+                    lines += [_tflite_tensor_line(kind, name, t) for name, t in sig[kind].items()]
+        else:
+            lines.append("  no signatures; model inputs and outputs:")
             for kind in ("inputs", "outputs"):
-                for name, t in sig[kind].items():
-                    q = t["quantization"]
-                    quant = (f"scale={q['scale']:g} zero_point={q['zero_point']}"
-                             if q["scale"] else "not quantized")
-                    lines.append(
-                        f"    {kind[:-1]:6} {name}: {t['dtype']} {t['shape']} "
-                        f"(tensor '{t['tensor']}', {quant})"
-                    )
+                lines += [_tflite_tensor_line(kind, t["tensor"], t) for t in lite[kind]]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _tflite_tensor_line(kind: str, name: str, t: dict) -> str:
+    q = t["quantization"]
+    quant = f"scale={q['scale']:g} zero_point={q['zero_point']}" if q["scale"] else "not quantized"
+    return f"    {kind[:-1]:6} {name}: {t['dtype']} {t['shape']} (tensor '{t['tensor']}', {quant})"

@@ -1,0 +1,149 @@
+"""`tfkit export` and `tfkit inspect` through the CLI, --help texts and exit codes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+TF2_TESTDATA = ROOT.parent / "shared" / "testdata" / "tf_serving" / "saved_model_half_plus_two_tf2_cpu" / "00000123"
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("command, phrases", [
+    ("train", ["--out", "--data", "--label-column", "--seed", "--steps", "--learning-rate", "--batch-size",
+               "--test-fraction", "--force"]),
+    ("export", ["RUN", "--model-base-path", "--name", "--version", "--force", "--quantize", "dynamic, float16, int8"]),
+    ("inspect", ["PATH", "--json"]),
+])
+def test_help_texts(command, phrases):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    missing = [p for p in phrases if p not in result.output]
+    assert missing == []
+
+
+def test_top_level_help_lists_the_commands_without_importing_tensorflow():
+    code = ("import sys; from toolkit.cli import main; sys.argv = ['tfkit', '--help']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported by tfkit --help'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr
+    for command in ("train", "export", "inspect"):
+        assert f"  {command} " in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train"], "Missing option '--out'"),
+    (["export", "run"], "Missing option '--model-base-path'"),
+    (["export", "run", "--model-base-path", "b"], "Missing option '--name'"),
+    (["inspect"], "Missing argument 'PATH'"),
+    (["train", "--out", "x", "--steps", "many"], "'many' is not a valid integer"),
+])
+def test_usage_errors_exit_2(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_export_command_writes_a_version_and_refuses_to_overwrite(trained_run, tmp_path):
+    result = invoke("export", trained_run, "--model-base-path", tmp_path, "--name", "logreg")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"Exported {tmp_path / 'logreg' / '1'}"
+    assert "model.tflite" in result.output and "manifest.json" in result.output
+
+    again = invoke("export", trained_run, "--model-base-path", tmp_path, "--name", "logreg", "--version", "1")
+    assert again.exit_code == 2
+    assert again.output == (f"Error: {tmp_path / 'logreg' / '1'}: version 1 already exists; "
+                            "pass --force to replace it or choose another --version\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "{tmp}/none", "--model-base-path", "{tmp}", "--name", "m"], "no such run folder"),
+    (["export", "{tmp}", "--model-base-path", "{tmp}", "--name", "m"], "not a training run (no training.json)"),
+    (["export", "{run}", "--model-base-path", "{tmp}", "--name", "m", "--quantize", "int3"], "unknown variant(s) int3"),
+    (["export", "{run}", "--model-base-path", "{tmp}", "--name", "m", "--version", "0"], "--version must be a positive"),
+    (["inspect", "{tmp}/none"], "no such file or directory"),
+    (["inspect", "{tmp}"], "no saved_model.pb or .tflite file in this folder"),
+])
+def test_bad_paths_and_values_are_one_line_errors_with_exit_2(trained_run, tmp_path, args, message):
+    result = invoke(*[a.format(tmp=tmp_path, run=trained_run) for a in args])
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert message in result.output
+
+
+def test_inspect_saved_model_like_saved_model_cli(exported_version):
+    result = invoke("inspect", exported_version)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.startswith("MetaGraphDef with tag-set: 'serve' contains the following SignatureDefs:")
+    assert "__saved_model_init_op" not in out
+    for fragment in ("signature_def['serving_default']:", "signature_def['classify']:", "signature_def['regress']:",
+                     "    inputs['features'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 2)",
+                     "    outputs['classes'] tensor_info:\n        dtype: DT_INT64\n        shape: (-1, 1)",
+                     "    inputs['inputs'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)",
+                     "  Method name is: tensorflow/serving/predict"):
+        assert fragment in out
+    # The TFLite files beside the SavedModel are listed too.
+    for name in ("model.tflite", "model_dynamic.tflite", "model_float16.tflite", "model_int8.tflite"):
+        assert f"/{name} (" in out
+
+
+def test_inspect_a_foreign_saved_model(tmp_path):
+    if not TF2_TESTDATA.is_dir():
+        pytest.skip(f"TF Serving test data not on this machine ({TF2_TESTDATA})")
+    result = invoke("inspect", TF2_TESTDATA, "--json")
+    assert result.exit_code == 0, result.output
+    signatures = json.loads(result.output)["saved_model"]["meta_graphs"][0]["signatures"]
+    assert "__saved_model_init_op" not in signatures
+    assert signatures["classify_x_to_y"]["inputs"]["inputs"] == {
+        "dtype": "DT_STRING", "shape": [-1], "name": "classify_x_to_y_inputs:0"}
+    assert signatures["serving_default"]["outputs"]["y"]["dtype"] == "DT_FLOAT"
+
+
+def test_inspect_a_tflite_only_version_without_signatures():
+    folder = TF2_TESTDATA.parents[1] / "saved_model_half_plus_two_tflite" / "00000123"
+    if not folder.is_dir():
+        pytest.skip(f"TF Serving test data not on this machine ({folder})")
+    result = invoke("inspect", folder)
+    assert result.exit_code == 0, result.output
+    assert "no signatures; model inputs and outputs:" in result.output
+    assert "    input  " in result.output and "    output " in result.output
+
+
+def test_inspect_tflite_json_reports_quantization(exported_version, tmp_path):
+    result = invoke("inspect", exported_version / "model_int8.tflite", "--json")
+    assert result.exit_code == 0, result.output
+    (lite,) = json.loads(result.output)["tflite"]
+    features = lite["signatures"]["serving_default"]["inputs"]["features"]
+    assert features["dtype"] == "int8" and features["shape"] == [-1, 2]
+    assert features["quantization"]["scale"] > 0
+    float_result = json.loads(invoke("inspect", exported_version / "model.tflite", "--json").output)
+    float_features = float_result["tflite"][0]["signatures"]["serving_default"]["inputs"]["features"]
+    assert float_features["dtype"] == "float32" and float_features["quantization"]["scale"] == 0.0
+
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer")
+    bad = invoke("inspect", broken)
+    assert bad.exit_code == 2 and "not a readable TFLite model" in bad.output
+
+
+def test_inspect_a_corrupt_saved_model(exported_version, tmp_path):
+    copy = tmp_path / "v"
+    shutil.copytree(exported_version, copy)
+    (copy / "saved_model.pb").write_bytes(b"\x00garbage")
+    result = invoke("inspect", copy)
+    assert result.exit_code == 2
+    assert f"{copy / 'saved_model.pb'}: not a readable SavedModel" in result.output
