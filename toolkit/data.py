@@ -64,16 +64,27 @@ def synthetic(num_per_class: int = 2000, seed: int = 0) -> Dataset:
 
 
 def split(data: Dataset, test_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """Shuffle with `seed` and cut off `test_fraction` as the held-out split (both keep both classes)."""
+    """Hold out `test_fraction` of each class (stratified, shuffled with `seed`): (train, held-out).
+
+    Stratifying keeps both classes on both sides, so held-out metrics and
+    parity checks always see each class.
+    """
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"--test-fraction must be between 0 and 1 (exclusive), got {test_fraction}")
-    n_test = int(round(len(data) * test_fraction))
-    if n_test < 1 or n_test >= len(data):
-        raise InputError(
-            f"{data.source}: {len(data)} samples are too few to hold out {test_fraction:g} of them"
-        )
-    order = np.random.default_rng(seed).permutation(len(data))
-    return data.subset(np.sort(order[n_test:])), data.subset(np.sort(order[:n_test]))
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in (0.0, 1.0):
+        members = np.flatnonzero(data.labels == label)
+        n_test = min(max(int(round(len(members) * test_fraction)), 1), len(members) - 1)
+        if n_test < 1:
+            raise InputError(
+                f"{data.source}: class {label:g} has {len(members)} sample(s); "
+                "need at least 2 per class to hold some out"
+            )
+        held.append(rng.permutation(members)[:n_test])
+    held_out = np.sort(np.concatenate(held))
+    kept = np.setdiff1d(np.arange(len(data)), held_out)
+    return data.subset(kept), data.subset(held_out)
 
 
 def load(path: str | Path, label_column: str = "label") -> Dataset:
