@@ -36,6 +36,14 @@ def test_split_holds_out_the_fraction_without_overlap():
     assert len(rows) == 200
 
 
+def test_split_is_stratified_and_needs_two_samples_per_class():
+    d = data.Dataset(np.arange(10, dtype=np.float32).reshape(5, 2), np.float32([0, 0, 0, 0, 1]), ("a", "b"), "tiny")
+    with pytest.raises(InputError, match="tiny: class 1 has 1 sample"):
+        data.split(d, 0.2, seed=0)
+    train, held = data.split(data.synthetic(30, seed=0), 0.1, seed=0)
+    assert (held.labels == 0).sum() == (held.labels == 1).sum() == 3
+
+
 def _write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)

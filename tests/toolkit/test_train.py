@@ -112,6 +112,7 @@ def test_a_csv_with_three_features_trains_and_exports(tmp_path):
     record = train_to_dir(tmp_path / "run", data_path=tmp_path / "d.csv", label_column="target", steps=100)
     assert record["config"]["feature_names"] == ["alpha", "beta", "gamma"]
     assert record["heldout"]["accuracy"] >= 0.9
+    assert (tmp_path / "run" / "plots" / "data.png").read_bytes()[:4] == b"\x89PNG"
 
     folder = export_model(tmp_path / "run", tmp_path / "models", "three")
     loaded = tf.saved_model.load(str(folder))
