@@ -265,6 +265,189 @@ def inspect_cmd(path, as_json):
         click.echo(inspect_model.to_text(info), nl=False)
 
 
+# -- check / run / serve / predict (parity) ------------------------------------------
+def _parity_options(command):
+    """Tolerance, input and server options shared by `check` and `run`."""
+    for decorator in reversed([
+        click.option("--atol", "atol", multiple=True, metavar="[OUTPUT=]VALUE",
+                     help="Absolute tolerance for float candidates, for all outputs or one (repeatable)."),
+        click.option("--rtol", "rtol", multiple=True, metavar="[OUTPUT=]VALUE",
+                     help="Relative tolerance for float candidates, for all outputs or one (repeatable)."),
+        click.option("--quantized-atol", type=float, default=0.05, show_default=True,
+                     help="Max score-output error allowed for quantized TFLite variants."),
+        click.option("--min-class-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+                     help="Share of rows whose class a quantized variant must keep (flips near the threshold excluded)."),
+        click.option("--max-ulps", type=click.IntRange(0), default=16, show_default=True,
+                     help="Bound on batch-1 vs batch-N differences within one runtime, in ULPs."),
+        click.option("--max-batch", type=click.IntRange(1), help="At most this many rows per request."),
+        click.option("--timeout", type=float, default=60.0, show_default=True,
+                     help="Seconds to wait for a server and its model to be AVAILABLE."),
+        click.option("--server-binary", metavar="PATH",
+                     help="Run the local server with this tensorflow_model_server instead of python -m serving."),
+        click.option("--report", "report_dir", type=click.Path(file_okay=False),
+                     help="Write report.json, report.md and plots here."),
+        click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML file for CI."),
+    ]):
+        command = decorator(command)
+    return command
+
+
+def _check_options(atol, rtol, quantized_atol, min_class_agreement, max_ulps, max_batch, timeout,
+                   server_binary, **fields):
+    from toolkit.check import CheckOptions
+    from toolkit.compare import parse_overrides
+
+    return CheckOptions(atol=parse_overrides(atol, "--atol"), rtol=parse_overrides(rtol, "--rtol"),
+                        quantized_atol=quantized_atol, min_class_agreement=min_class_agreement, max_ulps=max_ulps,
+                        max_batch=max_batch, timeout=timeout, server_binary=server_binary, **fields)
+
+
+def _progress(message: str) -> None:
+    click.echo(f"tfkit: {message}", err=True)
+
+
+def _finish_check(ctx, result, report_dir, junit) -> None:
+    """Print the verdict, write the requested reports, exit 1 on a mismatch."""
+    from toolkit import report
+
+    click.echo(report.summary(result))
+    if report_dir:
+        paths = report.write_report(result, report_dir)
+        click.echo(f"report: {paths['markdown']} and {paths['json']} ({len(paths['plots'])} plots)")
+    if junit:
+        click.echo(f"junit: {report.write_junit(result, junit)}")
+    if not result.passed:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--tflite", "tflite", multiple=True, type=click.Path(), metavar="FILE",
+              help="TFLite file(s) to check (default: model*.tflite in the version, else convert).")
+@click.option("--no-convert", is_flag=True, help="Do not convert the SavedModel when it has no .tflite file.")
+@click.option("--target", "targets", multiple=True, metavar="HOST:PORT",
+              help="A running TF Serving's gRPC address (repeatable: each replica is checked).")
+@click.option("--rest-target", "rest_targets", multiple=True, metavar="URL",
+              help="A running TF Serving's REST address, e.g. http://host:8501 (repeatable).")
+@click.option("--no-server", is_flag=True, help="Do not start a local server when no --target is given.")
+@click.option("--model-name", help="Model name on the server (default: the model folder's name).")
+@click.option("--signature", default="serving_default", show_default=True)
+@click.option("--inputs", type=click.Path(dir_okay=False), help=".npz with one array per input name.")
+@click.option("--samples", type=int, default=64, show_default=True, help="Generated rows (foreign models).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
+@click.option("--value-range", type=(float, float), default=(-1.0, 1.0), show_default=True,
+              metavar="LOW HIGH", help="Range of generated values.")
+@_parity_options
+@click.pass_context
+def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, model_name, signature, inputs,
+          samples, seed, value_range, report_dir, junit, **tolerances):
+    """Prove eager TF, TF Serving (gRPC, REST) and TFLite agree on MODEL.
+
+    MODEL is a SavedModel version folder or a model folder of versions (the
+    latest is checked). Exit 0 all pass, 1 a mismatch, 2 usage or input error,
+    3 a server never became ready.
+    """
+    from toolkit.check import check as run_check
+
+    options = _check_options(
+        **tolerances, signature=signature, tflite=list(tflite), convert=not no_convert, targets=list(targets),
+        rest_targets=list(rest_targets), local_server=not no_server, model_name=model_name, inputs=inputs,
+        samples=samples, seed=seed, value_range=value_range, work_dir=report_dir)
+    result = run_check(model, options, progress=_progress)
+    _finish_check(ctx, result, report_dir, junit)
+
+
+@cli.command("run")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for everything made.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quantize", default="dynamic,float16,int8", show_default=True,
+              help="TFLite variants to export and check besides float32.")
+@click.option("--force", is_flag=True, help="Overwrite a previous run in --out.")
+@_parity_options
+@click.pass_context
+def run_cmd(ctx, out, seed, quantize, force, report_dir, junit, **tolerances):
+    """Train, export, serve on a free local port and check every runtime.
+
+    The report lands in OUT/report/ (override with --report).
+    """
+    from pathlib import Path
+
+    from toolkit.check import run
+    from toolkit.export import parse_quantize
+
+    options = _check_options(**tolerances)
+    report_dir = report_dir or str(Path(out) / "report")
+    options.work_dir = report_dir
+    made = run(out, seed=seed, quantize=parse_quantize(quantize), options=options, force=force, progress=_progress)
+    click.echo(f"trained:  {made.run_dir}")
+    click.echo(f"exported: {made.version_dir} "
+               f"({', '.join(sorted(p.name for p in made.version_dir.glob('*.tflite')))})")
+    click.echo(f"served:   gRPC {made.grpc_target}, REST {made.rest_url} (stopped)")
+    _finish_check(ctx, made.check, report_dir, junit)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("model", required=False, type=click.Path())
+@click.option("--name", help="Model name (default: the model folder's name).")
+@click.option("--port", type=int, default=8500, show_default=True, help="gRPC port.")
+@click.option("--rest-port", type=int, default=8501, show_default=True, help="REST port (0: no REST).")
+@click.option("--server-binary", metavar="PATH", help="Run this tensorflow_model_server instead of ours.")
+@click.option("--prefer-binary", is_flag=True, help="Use tensorflow_model_server from PATH when there is one.")
+@click.argument("server_flags", nargs=-1, type=click.UNPROCESSED)
+def serve(model, name, port, rest_port, server_binary, prefer_binary, server_flags):
+    """Serve MODEL with our TF-Serving-compatible server (python -m serving) or
+    the real tensorflow_model_server.
+
+    MODEL is a model folder of versions or one version folder (served pinned).
+    Further flags are passed to the server unchanged, spelled as for
+    tensorflow_model_server, e.g. `tfkit serve models/logreg --enable_batching`.
+    Like tensorflow_model_server, the server listens on all interfaces.
+    """
+    import os
+
+    from toolkit.check import serve_command
+    from toolkit.local_server import find_server_binary
+
+    binary = find_server_binary(server_binary) if server_binary or prefer_binary else None
+    command = serve_command(model, name, port, rest_port, binary, server_flags)
+    click.echo(f"tfkit: exec {' '.join(command)}", err=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.execvp(command[0], command)
+
+
+@cli.command()
+@click.argument("source", required=False, type=click.Path())
+@click.option("--target", metavar="HOST:PORT", help="Send to a running TF Serving over gRPC.")
+@click.option("--rest-target", metavar="URL", help="Send to a running TF Serving over REST.")
+@click.option("--model-name", help="Model name on the server (required with --target/--rest-target).")
+@click.option("--signature", default="serving_default", show_default=True)
+@click.option("--inputs", type=click.Path(dir_okay=False), help=".npz with one array per input name.")
+@click.option("--json", "json_text", metavar="JSON", help='e.g. \'{"features": [[1.0, 2.0]]}\' or \'[[1.0, 2.0]]\'.')
+@click.option("--csv", "csv_text", metavar="ROWS", help="One input's rows, e.g. '1,2;3,4'.")
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+def predict(source, target, rest_target, model_name, signature, inputs, json_text, csv_text, timeout):
+    """Send a few rows to a SavedModel, a .tflite file or a server; print the outputs as JSON."""
+    import json
+
+    import numpy as np
+
+    from toolkit.check import predict_runner
+    from toolkit.errors import InputError
+    from toolkit.inputs import literal_feed, npz_feeds
+
+    if sum(x is not None for x in (inputs, json_text, csv_text)) != 1:
+        raise InputError("give exactly one of --inputs, --json or --csv")
+    with predict_runner(source, target, rest_target, model_name, signature, timeout) as runner:
+        if inputs:
+            feeds = npz_feeds(inputs, runner.signature).feeds[0].calls
+        else:
+            feeds = [literal_feed(runner.signature, json_text, csv_text)]
+        for feed in feeds:
+            outputs = runner.infer(feed)
+            click.echo(json.dumps({k: np.vectorize(lambda b: b.decode(errors="replace"), otypes=[object])(v).tolist()
+                                   if v.dtype.kind in "OS" else v.tolist() for k, v in sorted(outputs.items())}))
+
+
 def main():
     """Console-script entry point."""
     cli(prog_name="tfkit")

@@ -1,0 +1,574 @@
+"""Orchestrate a parity check: resolve the model, start the runtimes, build
+the feeds, run every runtime on identical batches, compare, measure batch
+invariance, signature consistency and edge readiness, and return one
+`CheckResult`. The CLI only parses options, calls `check`/`run`, prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import __version__
+from toolkit.compare import (BatchInvariance, ClassifierSpec, Comparator, PairComparison, Policy,
+                             SignatureConsistency, default_policies, signature_consistency)
+from toolkit.errors import InputError, ServerNotReady, ToolkitError
+from toolkit.inputs import Feed, Inputs, generated_feeds, heldout_path, npz_feeds, tfkit_feeds
+from toolkit.runners.base import Runner
+
+#: rows of the first batched feed re-run one at a time for batch invariance
+INVARIANCE_ROWS = 16
+#: feeds outside the data distribution: quantized variants are reported, not judged, on them
+OUT_OF_DISTRIBUTION = ("edge: saturated", "edge: large magnitude")
+
+
+@dataclass
+class CheckOptions:
+    """Everything `tfkit check` can be told; defaults suit a float32 model."""
+
+    signature: str = "serving_default"
+    tflite: list = field(default_factory=list)
+    convert: bool = True
+    targets: list = field(default_factory=list)
+    rest_targets: list = field(default_factory=list)
+    local_server: bool = True
+    server_binary: str | None = None
+    model_name: str | None = None
+    timeout: float = 60.0
+    inputs: str | None = None
+    samples: int = 64
+    seed: int = 0
+    value_range: tuple = (-1.0, 1.0)
+    atol: dict = field(default_factory=dict)
+    rtol: dict = field(default_factory=dict)
+    quantized_atol: float = 0.05
+    min_class_agreement: float = 0.99
+    max_ulps: int = 16
+    max_batch: int | None = None
+    work_dir: str | None = None  # where converted files land (the report folder if any)
+
+
+@dataclass
+class CheckResult:
+    """The whole outcome; truthy when every judged comparison passed."""
+
+    model: dict
+    reference: str
+    runtimes: list[dict]
+    inputs: Inputs
+    pairs: list[PairComparison]
+    batch_invariance: list[BatchInvariance]
+    signatures: list[SignatureConsistency]
+    edge: list[dict]
+    errors: list[str]
+    reproducibility: dict
+    policies: dict[str, Policy]
+    row_labels: list[str]
+    outputs: dict[str, dict]  # runtime -> output -> all rows, for plots
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return (not self.errors and all(self.pairs) and all(self.batch_invariance) and all(self.signatures))
+
+    def __bool__(self):
+        return self.passed
+
+    def runtime_names(self) -> list[str]:
+        return [r["name"] for r in self.runtimes]
+
+
+# -- model resolution ---------------------------------------------------------------
+def resolve_model(path) -> Path:
+    """A SavedModel version folder, or the latest integer version of a model folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"model path not found: {path}")
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = [p for p in path.iterdir() if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file()] \
+        if path.is_dir() else []
+    if not versions:
+        raise InputError(f"{path} is neither a SavedModel version folder (no saved_model.pb) "
+                         "nor a model folder with integer-named versions")
+    return max(versions, key=lambda p: int(p.name))
+
+
+def model_name_of(version_dir: Path, explicit: str | None) -> str:
+    return explicit or version_dir.resolve().parent.name
+
+
+# -- servers ------------------------------------------------------------------------
+class BackgroundServer:
+    """A LocalServer started on a thread, so its TensorFlow import and model load
+    overlap with our own work; `wait()` returns it or raises its error."""
+
+    def __init__(self, args: list, binary: str | None, timeout: float):
+        from toolkit.local_server import LocalServer
+
+        self.server = LocalServer(args, binary=binary, rest=True, timeout=timeout)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, name="tfkit-server", daemon=True)
+        self._thread.start()
+
+    def _start(self):
+        try:
+            self.server.start()
+        except BaseException as exc:  # re-raised in the caller's thread by wait()
+            self._error = exc
+
+    def wait(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.server
+
+    def stop(self):
+        self._thread.join()
+        self.server.stop()
+
+
+def serve_version(version_dir: Path, name: str, binary: str | None, timeout: float, stack) -> BackgroundServer:
+    """Serve exactly `version_dir` (a private base path links to it) in the background."""
+    base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfkit-serve-")))
+    (base / name).mkdir()
+    (base / name / version_dir.name).symlink_to(version_dir.resolve(), target_is_directory=True)
+    server = BackgroundServer([f"--model_name={name}", f"--model_base_path={base / name}"], binary, timeout)
+    stack.callback(server.stop)
+    return server
+
+
+# -- TFLite files ------------------------------------------------------------------
+def tflite_files(version_dir: Path, options: CheckOptions, note) -> list[Path]:
+    """--tflite files, else model*.tflite in the version, else a fresh conversion."""
+    if options.tflite:
+        return [Path(p) for p in options.tflite]
+    found = sorted(version_dir.glob("model*.tflite"), key=lambda p: (p.name != "model.tflite", p.name))
+    if found or not options.convert:
+        return found
+    out_dir = Path(options.work_dir or tempfile.mkdtemp(prefix="tfkit-convert-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "converted.tflite"
+    target.write_bytes(convert_saved_model(version_dir, options.signature))
+    note(f"no TFLite file in {version_dir}: converted signature {options.signature!r} to {target}")
+    return [target]
+
+
+def convert_saved_model(version_dir: Path, signature: str) -> bytes:
+    """TFLiteConverter on one signature; the converter's C++ log is captured and
+    only its error lines are shown if the conversion fails."""
+    from toolkit.tfenv import tf
+
+    converter = tf().lite.TFLiteConverter.from_saved_model(str(version_dir), signature_keys=[signature])
+    with _captured_stderr() as log:
+        try:
+            return converter.convert()
+        except Exception as exc:  # ConverterError and friends
+            lines = [l for l in (str(exc) + "\n" + log.read()).splitlines()
+                     if "error" in l.lower() or "TF Select ops" in l]
+            detail = lines[0].strip() if lines else type(exc).__name__
+            raise InputError(f"cannot convert {version_dir} signature {signature!r} to TFLite: {detail[:300]}; "
+                             "pass --tflite FILE or --no-convert") from None
+
+
+@contextlib.contextmanager
+def _captured_stderr():
+    """Redirect file descriptor 2 (C++ logging included) into a temp file."""
+    with tempfile.TemporaryFile(mode="w+") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+
+
+# -- the check ----------------------------------------------------------------------
+@dataclass
+class Candidate:
+    runner: Runner
+    policy: str
+    edge: dict | None = None
+
+
+def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
+          in_memory=None, server: BackgroundServer | None = None) -> CheckResult:
+    """Check every runtime against the reference; see the module docstring.
+
+    `in_memory`: a `tf.function` endpoint of the trained module; it becomes the
+    reference ("eager") and the reloaded SavedModel a candidate ("savedmodel").
+    `server`: an already starting local server serving this model (tfkit run).
+    """
+    from toolkit.runners.eager import EagerRunner
+    from toolkit.runners.grpc import GrpcRunner
+    from toolkit.runners.rest import RestRunner
+    from toolkit.runners.tflite import TFLiteRunner
+
+    options = options or CheckOptions()
+    started = time.monotonic()
+    version_dir = resolve_model(model)
+    name = model_name_of(version_dir, options.model_name)
+    policies = default_policies(options.atol, options.rtol, options.quantized_atol, options.min_class_agreement)
+    notes: list[str] = []
+    errors: list[str] = []
+
+    def note(message):
+        notes.append(message)
+        progress(message)
+
+    with contextlib.ExitStack() as stack:
+        if server is None and options.local_server and not options.targets and not options.rest_targets:
+            server = serve_version(version_dir, name, options.server_binary, options.timeout, stack)
+
+        progress(f"loading {version_dir}")
+        if in_memory is not None:
+            reference = EagerRunner(in_memory, options.signature, name="eager")
+            candidates = [Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel"), "exact")]
+        else:
+            reference = EagerRunner(version_dir, options.signature, name="eager")
+            candidates = []
+        stack.enter_context(reference)
+        for candidate in candidates:
+            stack.enter_context(candidate.runner)
+
+        for path in tflite_files(version_dir, options, note):
+            from toolkit.edge import model_facts
+
+            runner = TFLiteRunner(path, options.signature)
+            facts = model_facts(path)
+            policy = "float" if facts["quantization"] == "float32" else "quantized"
+            if facts["needs_flex"]:
+                errors.append(f"{runner.name} needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
+                              "which LiteRT and most edge runtimes lack")
+                continue
+            stack.enter_context(runner)
+            candidates.append(Candidate(runner, policy, facts))
+
+        remote = [(GrpcRunner(t, name, options.signature, options.timeout, options.max_batch), "float")
+                  for t in options.targets]
+        remote += [(RestRunner(t, name, options.signature, options.timeout, options.max_batch), "float")
+                   for t in options.rest_targets]
+        if server is not None:
+            progress("waiting for the local model server")
+            local = server.wait()
+            # Our own server runs the same TensorFlow build: it must be bit-exact.
+            remote += [(GrpcRunner(local.grpc_target, name, options.signature, options.timeout,
+                                   options.max_batch, name="grpc"), "exact"),
+                       (RestRunner(local.rest_url, name, options.signature, options.timeout,
+                                   options.max_batch, name="rest"), "exact")]
+        for runner, policy in remote:
+            progress(f"connecting to {runner.name}")
+            stack.enter_context(runner)
+            candidates.append(Candidate(runner, policy))
+
+        inputs = build_inputs(version_dir, reference, options)
+        progress(f"running {inputs.rows} rows through {1 + len(candidates)} runtimes")
+        runners = [reference] + [c.runner for c in candidates]
+        calls = uniform_calls(inputs, runners, options.max_batch)
+        outputs, failed, counts = {}, set(), []
+        for runner in runners:
+            try:
+                outputs[runner.name], rows = run_calls(runner, calls)
+                counts = counts or rows
+            except ToolkitError as exc:
+                if runner is reference or isinstance(exc, ServerNotReady):
+                    raise
+                errors.append(f"{runner.name}: {exc}")
+                failed.add(runner.name)
+
+        row_labels, in_dist = _row_labels(calls, counts)
+        comparator = Comparator(ClassifierSpec.detect(reference.signature.outputs))
+        pairs, invariance, signatures = [], [], []
+        ref_out = outputs[reference.name]
+        for c in candidates:
+            if c.runner.name in failed:
+                continue
+            cand_out = outputs[c.runner.name]
+            policy = policies[c.policy]
+            if policy.quantized and not in_dist.all():
+                pairs.append(comparator.compare(reference.name, _rows(ref_out, in_dist), c.runner.name,
+                                                _rows(cand_out, in_dist), policy))
+                outside = comparator.compare(reference.name, _rows(ref_out, ~in_dist),
+                                             f"{c.runner.name} (outside data range)", _rows(cand_out, ~in_dist), policy)
+                _mark_informational(outside, np.flatnonzero(~in_dist))
+                pairs.append(outside)
+            else:
+                pairs.append(comparator.compare(reference.name, ref_out, c.runner.name, cand_out, policy))
+            signatures.append(signature_consistency(c.runner.name, reference.signature, c.runner.signature))
+        for runner, policy in [(reference, "exact")] + [(c.runner, c.policy) for c in candidates]:
+            if runner.name not in failed:
+                invariance += batch_invariance(runner, calls, counts, outputs[runner.name], options.max_ulps,
+                                               judged=not policies[policy].quantized, comparator=comparator)
+
+        edge = []
+        sample = _first_batched(calls)
+        for c in candidates:
+            if c.edge is not None and c.runner.name not in failed:
+                from toolkit.edge import edge_report
+
+                facts = edge_report(c.runner, sample)
+                facts["policy"] = c.policy
+                edge.append(facts)
+
+        for runner in runners:
+            if getattr(runner, "served_version", None) not in (None, _version_number(version_dir)):
+                note(f"{runner.name} answered with model version {runner.served_version}, "
+                     f"the checked folder is version {version_dir.name}")
+        runtimes = [reference.describe()] + [{**c.runner.describe(), "policy": c.policy} for c in candidates]
+
+    return CheckResult(
+        model={"path": str(version_dir), "name": name, "version": version_dir.name, "signature": options.signature,
+               "notes": notes},
+        reference=reference.name, runtimes=runtimes, inputs=inputs, pairs=pairs, batch_invariance=invariance,
+        signatures=signatures, edge=edge, errors=errors,
+        reproducibility=reproducibility(version_dir, [c.runner.path for c in candidates if c.edge is not None],
+                                        inputs),
+        policies=policies, row_labels=row_labels, outputs=outputs, seconds=time.monotonic() - started)
+
+
+def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
+    """--inputs .npz, else tfkit's held-out split with edge cases, else generated values."""
+    signature = reference.signature
+    if options.inputs:
+        return npz_feeds(options.inputs, signature)
+    heldout = heldout_path(version_dir)
+    single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
+    if heldout is not None and single is not None and single.batch_dynamic and np.dtype(single.dtype).kind == "f":
+        with np.load(heldout) as data:
+            features = data["features"]
+        return tfkit_feeds(features, signature, reference)
+    return generated_feeds(signature, options.samples, options.seed, options.value_range)
+
+
+def uniform_calls(inputs: Inputs, runners: list, max_batch: int | None) -> list[tuple[Feed, dict]]:
+    """Split every batchable call under the smallest limit of all runtimes, so each
+    runtime sees exactly the same batches (the precondition for bit-exactness)."""
+    calls = []
+    for feed in inputs.feeds:
+        for call in feed.calls:
+            rows = len(next(iter(call.values()))) if feed.batched else None
+            limits = [r.max_rows(call) for r in runners] + [max_batch]
+            limit = min((l for l in limits if l), default=None)
+            if rows is None or limit is None or rows <= limit:
+                calls.append((feed, call))
+            else:
+                calls += [(feed, {k: v[i:i + limit] for k, v in call.items()}) for i in range(0, rows, limit)]
+    return calls
+
+
+def run_calls(runner: Runner, calls) -> tuple[dict, list[int]]:
+    """Run every call; concatenate each output over all calls (rows in feed order).
+
+    Also returns how many output rows each call contributed.
+    """
+    parts: dict[str, list] = {}
+    counts = []
+    for _, call in calls:
+        result = runner.infer(call)
+        for name, value in result.items():
+            parts.setdefault(name, []).append(np.atleast_1d(value))
+        counts.append(len(np.atleast_1d(next(iter(result.values())))) if result else 0)
+    return {name: np.concatenate(values) for name, values in parts.items()}, counts
+
+
+def batch_invariance(runner, calls, counts, outputs: dict, bound: int, judged: bool,
+                     comparator) -> list[BatchInvariance]:
+    """Re-run the first rows of the first batched call one at a time."""
+    offset = 0
+    for (feed, call), rows in zip(calls, counts):
+        if feed.batched and rows > 1:
+            take = min(rows, INVARIANCE_ROWS)
+            alone, _ = run_calls(runner, [(feed, {k: v[i:i + 1] for k, v in call.items()}) for i in range(take)])
+            batched = {k: v[offset:offset + take] for k, v in outputs.items()}
+            return comparator.batch_invariance(runner.name, alone, batched, bound, judged)
+        offset += rows
+    return []
+
+
+def _row_labels(calls, counts) -> tuple[list[str], np.ndarray]:
+    """`feed[row]` for every concatenated row, and which rows are in-distribution."""
+    labels, in_dist, counters = [], [], {}
+    for (feed, _), rows in zip(calls, counts):
+        start = counters.get(feed.name, 0)
+        labels += [f"{feed.name}[{start + i}]" for i in range(rows)]
+        counters[feed.name] = start + rows
+        in_dist += [not feed.name.startswith(OUT_OF_DISTRIBUTION)] * rows
+    return labels, np.array(in_dist, dtype=bool)
+
+
+def _rows(outputs: dict, mask: np.ndarray) -> dict:
+    return {k: v[mask] if len(v) == len(mask) else v for k, v in outputs.items()}
+
+
+def _mark_informational(pair: PairComparison, rows: np.ndarray) -> None:
+    """Report a comparison without judging it; map its row numbers back to all rows."""
+    for out in pair.outputs:
+        out.judged = False
+        out.failed_rows = [int(rows[r]) for r in out.failed_rows]
+        out.near_threshold_rows = [int(rows[r]) for r in out.near_threshold_rows]
+        for worst in out.worst_rows:
+            worst["row"] = int(rows[worst["row"]])
+    if pair.classes is not None:
+        pair.classes.flipped_rows = [int(rows[r]) for r in pair.classes.flipped_rows]
+        pair.classes.near_threshold_rows = [int(rows[r]) for r in pair.classes.near_threshold_rows]
+        pair.classes.min_agreement = 0.0
+        pair.classes.passed = True
+
+
+def _first_batched(calls) -> dict | None:
+    for feed, call in calls:
+        if feed.batched and len(next(iter(call.values()))) > 1:
+            return call
+    return None
+
+
+def _version_number(version_dir: Path) -> int | None:
+    return int(version_dir.name) if version_dir.name.isdigit() else None
+
+
+# -- reproducibility ---------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def reproducibility(version_dir: Path, tflite: list, inputs: Inputs) -> dict:
+    """File hashes, library versions, seed and input hash: what makes the result repeatable."""
+    import importlib.metadata as md
+
+    files = sorted(p for p in version_dir.rglob("*") if p.is_file())
+    hashes = {str(p.relative_to(version_dir)): sha256_file(p) for p in files}
+    hashes.update({str(p): sha256_file(p) for p in tflite if not str(p).startswith(str(version_dir))})
+
+    def version(dist):
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    return {
+        "files": hashes,
+        "versions": {"tfkit": __version__, "tensorflow": version("tensorflow"),
+                     "litert": version("ai-edge-litert"), "tensorflow_serving_api": version("tensorflow-serving-api"),
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "seed": inputs.seed,
+        "input_sha256": inputs.sha256(),
+    }
+
+
+# -- tfkit run ----------------------------------------------------------------------
+RUN_MODEL_NAME = "logreg"
+
+
+@dataclass
+class RunResult:
+    """What `run` made and where, plus the check's result."""
+
+    run_dir: Path
+    version_dir: Path
+    grpc_target: str
+    rest_url: str
+    check: CheckResult
+
+
+def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, force: bool = False,
+        progress=lambda msg: None) -> RunResult:
+    """Train -> export (with quantized variants) -> serve locally -> check everything.
+
+    The model server starts first, on a background thread, watching the still
+    empty model folder: its TensorFlow import overlaps training and export, and
+    it loads the version as soon as the export publishes it.
+    """
+    from toolkit.export import QUANTIZATIONS, export_model
+    from toolkit.rundir import load_run, train_to_dir
+
+    options = options or CheckOptions()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    model_dir = out / "models" / RUN_MODEL_NAME
+    if model_dir.exists() and any(model_dir.iterdir()) and not force:
+        raise InputError(f"--out {out}: already holds models; pass --force or choose another --out")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    server = BackgroundServer([f"--model_name={RUN_MODEL_NAME}", f"--model_base_path={model_dir}",
+                               "--file_system_poll_wait_seconds=1"], options.server_binary, options.timeout)
+    try:
+        run_dir = out / "run"
+        progress(f"training -> {run_dir}")
+        train_to_dir(run_dir, seed=seed, force=force)
+        progress(f"exporting -> {model_dir}")
+        version_dir = export_model(run_dir, out / "models", RUN_MODEL_NAME, version=1, force=force,
+                                   quantize=QUANTIZATIONS if quantize is None else quantize)
+        trained = load_run(run_dir).model
+        result = check(version_dir, options, progress=progress, in_memory=trained.serving_default, server=server)
+        local = server.server
+        return RunResult(run_dir, version_dir, local.grpc_target, local.rest_url, result)
+    finally:
+        server.stop()
+
+
+# -- tfkit predict / serve --------------------------------------------------------------
+def predict_runner(source=None, target: str | None = None, rest_target: str | None = None,
+                   model_name: str | None = None, signature: str = "serving_default", timeout: float = 30.0) -> Runner:
+    """The runner `tfkit predict` sends rows to: a SavedModel, a .tflite file, or a server."""
+    from toolkit.runners.eager import EagerRunner
+    from toolkit.runners.grpc import GrpcRunner
+    from toolkit.runners.rest import RestRunner
+    from toolkit.runners.tflite import TFLiteRunner
+
+    given = [x for x in (source, target, rest_target) if x]
+    if len(given) != 1:
+        raise InputError("give exactly one of SOURCE (SavedModel or .tflite), --target or --rest-target")
+    if target or rest_target:
+        if not model_name:
+            raise InputError("--model-name is required with --target/--rest-target")
+        if target:
+            return GrpcRunner(target, model_name, signature, timeout)
+        return RestRunner(rest_target, model_name, signature, timeout)
+    if str(source).endswith(".tflite"):
+        return TFLiteRunner(source, signature)
+    return EagerRunner(resolve_model(source), signature)
+
+
+def serve_command(model=None, name: str | None = None, port: int = 8500, rest_port: int = 8501,
+                  binary: str | None = None, extra=()) -> list[str]:
+    """The server command line for `tfkit serve` (tensorflow_model_server's flags).
+
+    MODEL is a model folder of versions (all served per the default policy:
+    latest) or one version folder (that exact version is served).
+    """
+    import sys
+
+    command = [binary] if binary else [sys.executable, "-m", "serving"]
+    command += [f"--port={port}", f"--rest_api_port={rest_port}"]
+    if model is not None:
+        path = Path(model)
+        if not path.is_dir():
+            raise InputError(f"model path not found: {path}")
+        if (path / "saved_model.pb").is_file() or (path / "model.tflite").is_file():
+            if not path.name.isdigit():
+                raise InputError(f"{path}: a version folder must have an integer name")
+            base, name = path.resolve().parent, name or path.resolve().parent.name
+            # Pin the version with a config file: the default policy would serve the latest.
+            fd, config = tempfile.mkstemp(prefix="tfkit-serve-", suffix=".config")
+            with os.fdopen(fd, "w") as f:
+                f.write(f'model_config_list {{ config {{ name: "{name}" base_path: "{base}" '
+                        f'model_platform: "tensorflow" model_version_policy {{ specific {{ versions: {int(path.name)} }} }} }} }}\n')
+            command.append(f"--model_config_file={config}")
+        else:
+            command += [f"--model_name={name or path.resolve().name}", f"--model_base_path={path.resolve()}"]
+    return command + list(extra)

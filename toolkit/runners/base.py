@@ -1,0 +1,172 @@
+"""The Runner interface every runtime implements.
+
+A runner exposes its signature (input and output names, dtypes, shapes with
+`None` for dynamic dimensions), is started and stopped (also as a context
+manager), and answers `infer(feed) -> {output: ndarray}`. Feeds are validated
+here, once, so every runtime rejects a bad feed with the same message; each
+runtime only implements `_infer` on a feed that is known to be well formed.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from toolkit.errors import InputError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, numpy dtype and shape of one tensor; `None` marks a dynamic dim."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple | None  # None: unknown rank
+
+    def describe(self) -> str:
+        if self.shape is None:
+            dims = "?"
+        else:
+            dims = ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {np.dtype(self.dtype).name}[{dims}]"
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "dtype": np.dtype(self.dtype).name,
+            "shape": None if self.shape is None else [-1 if d is None else d for d in self.shape],
+        }
+
+    @property
+    def batch_dynamic(self) -> bool:
+        """True when the first dimension is dynamic, i.e. rows can be batched."""
+        return bool(self.shape) and self.shape[0] is None
+
+
+@dataclass
+class Signature:
+    """Inputs and outputs of one callable endpoint of a model."""
+
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def batch_dynamic(self) -> bool:
+        """True when every input has a dynamic first dimension."""
+        return bool(self.inputs) and all(s.batch_dynamic for s in self.inputs.values())
+
+
+def shape_from_dims(dims) -> tuple:
+    """A TensorSpec shape from a list of sizes where -1 means dynamic."""
+    return tuple(None if int(d) < 0 else int(d) for d in dims)
+
+
+def validate_feed(feed: dict, specs: dict[str, TensorSpec], where: str) -> None:
+    """Raise InputError naming every problem of `feed` against `specs`."""
+    problems = []
+    missing = sorted(set(specs) - set(feed))
+    extra = sorted(set(feed) - set(specs))
+    if missing:
+        problems.append(f"missing input(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"unknown input(s) {', '.join(extra)} (expected {', '.join(sorted(specs))})")
+    for name in sorted(set(feed) & set(specs)):
+        spec, value = specs[name], feed[name]
+        if not isinstance(value, np.ndarray):
+            problems.append(f"input {name} is a {type(value).__name__}, not a numpy array")
+            continue
+        if not _dtype_matches(value.dtype, spec.dtype):
+            problems.append(f"input {name} has dtype {value.dtype.name}, expected {np.dtype(spec.dtype).name}")
+        if spec.shape is not None and not _shape_matches(value.shape, spec.shape):
+            problems.append(f"input {name} has shape {list(value.shape)}, expected {spec.describe().split(': ')[1]}")
+    if problems:
+        raise InputError(f"bad feed for {where}: " + "; ".join(problems))
+
+
+def _dtype_matches(got: np.dtype, want: np.dtype) -> bool:
+    # Strings arrive as bytes (S), str (U) or object arrays; all map to DT_STRING.
+    if np.dtype(want) == np.dtype(object):
+        return got.kind in "SUO"
+    return got == np.dtype(want)
+
+
+def _shape_matches(got: tuple, want: tuple) -> bool:
+    return len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))
+
+
+class Runner(abc.ABC):
+    """One runtime behind one interface (see the module docstring)."""
+
+    #: the kind of runtime: eager, savedmodel, grpc, rest or tflite
+    kind: str = ""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._signature: Signature | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> "Runner":
+        """Load the model / connect; afterwards `signature` is known."""
+        if self._signature is None:
+            self._signature = self._start()
+        return self
+
+    def stop(self) -> None:
+        """Release what `start` acquired; safe to call twice."""
+        if self._signature is not None:
+            self._stop()
+            self._signature = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def signature(self) -> Signature:
+        if self._signature is None:
+            raise RuntimeError(f"runner {self.name} used before start()")
+        return self._signature
+
+    def describe(self) -> dict:
+        """What this runner runs, for reports (kind, source, quantization...)."""
+        return {"name": self.name, "kind": self.kind}
+
+    def max_rows(self, feed: dict) -> int | None:
+        """Most rows of `feed` one call may carry (transport limits), or None."""
+        return None
+
+    # -- inference -----------------------------------------------------------
+    def infer(self, feed: dict) -> dict:
+        """Validate `feed` against the signature, run it, return {output: ndarray}.
+
+        A feed bigger than `max_rows` is split into consecutive row chunks
+        whose outputs are concatenated, so callers never see transport limits.
+        """
+        validate_feed(feed, self.signature.inputs, self.name)
+        limit = self.max_rows(feed)
+        rows = _rows(feed)
+        if limit is None or rows is None or rows <= limit or not self.signature.batch_dynamic:
+            return self._infer(feed)
+        parts = [self._infer({k: v[i:i + limit] for k, v in feed.items()}) for i in range(0, rows, limit)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    @abc.abstractmethod
+    def _start(self) -> Signature:
+        """Acquire the runtime and return its signature."""
+
+    def _stop(self) -> None:
+        """Release the runtime (default: nothing to release)."""
+
+    @abc.abstractmethod
+    def _infer(self, feed: dict) -> dict:
+        """Run one validated feed."""
+
+
+def _rows(feed: dict) -> int | None:
+    sizes = {v.shape[0] for v in feed.values() if getattr(v, "ndim", 0) > 0}
+    return sizes.pop() if len(sizes) == 1 else None
