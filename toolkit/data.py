@@ -194,8 +194,13 @@ def _validate(path, features, labels, feature_names, label_name, where) -> None:
     if bad.any():
         r, c = map(int, np.argwhere(bad)[0])
         value = features[r, c]
-        problem = "NaN" if math.isnan(value) else f"{value} is not finite in float32"
-        raise InputError(f"{path}: {where(r)}, column {feature_names[c]!r}: feature is {problem}")
+        if math.isnan(value):
+            problem = "feature is NaN"
+        elif math.isinf(value):
+            problem = f"feature is {value}"
+        else:
+            problem = f"feature {value:g} is too large for float32"
+        raise InputError(f"{path}: {where(r)}, column {feature_names[c]!r}: {problem}")
     not_binary = (labels != 0) & (labels != 1)
     if not_binary.any():
         r = int(np.flatnonzero(not_binary)[0])
