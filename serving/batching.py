@@ -109,8 +109,13 @@ class _Batch:
 class BatchScheduler:
     """Merges concurrent `run` calls with the same key into one model call."""
 
-    def __init__(self, params: BatchingParameters | None = None):
-        params = params if params is not None else BatchingParameters()
+    def __init__(self, params=None):
+        """`params`: a BatchingParameters, or the server's parsed flags (whose
+        --batching_parameters_file is read, defaults without one), or None."""
+        if params is None:
+            params = BatchingParameters()
+        elif not isinstance(params, BatchingParameters):
+            params = load_parameters(getattr(params, "batching_parameters_file", ""))
         self.max_batch_size = (
             params.max_batch_size.value if params.HasField("max_batch_size") else DEFAULT_MAX_BATCH_SIZE
         )

@@ -502,13 +502,12 @@ class RestServer:
         self.port = httpd.server_port
 
     def start(self) -> None:
-        """Serve in a background thread and log the real binary's line."""
+        """Serve in a background thread (the caller logs "Exporting HTTP/REST API at:...")."""
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
             name="rest-accept", daemon=True,
         )
         self._thread.start()
-        log.info("Exporting HTTP/REST API at:localhost:%d ...", self.port)
 
     def stop(self, grace_s: float = 10.0) -> bool:
         """Stop accepting, let in-flight requests finish (up to `grace_s`).
