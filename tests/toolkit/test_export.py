@@ -4,6 +4,8 @@ TFLite float and quantized variants, warmup records, manifest, atomicity, overwr
 import hashlib
 import json
 import shutil
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -196,7 +198,7 @@ def test_export_failing_midway_leaves_no_version(trained_run, tmp_path, monkeypa
     assert list((tmp_path / "m").iterdir()) == []
 
 
-def test_overwrite_needs_force_and_force_replaces(exported_version, trained_run, tmp_path):
+def test_overwrite_needs_force_and_force_replaces_atomically(exported_version, trained_run, tmp_path):
     base = tmp_path / "base"
     shutil.copytree(exported_version, base / "logreg" / "1")
     before = (base / "logreg" / "1" / "manifest.json").read_text()
@@ -208,7 +210,27 @@ def test_overwrite_needs_force_and_force_replaces(exported_version, trained_run,
     # Without --version the next integer is taken.
     assert export_model(trained_run, base, "logreg").name == "2"
 
-    replaced = export_model(trained_run, base, "logreg", version=1, force=True)
+    # A poller (like a server watching BASE/NAME) must see version 1 complete at every moment:
+    # the manifest is written last, so a version without one would be half-written.
+    seen, stop = [], threading.Event()
+
+    def poll():
+        while not stop.wait(0.0005):
+            # Read the manifest first: if it is there, the folder was complete when we looked.
+            complete = (base / "logreg" / "1" / "manifest.json").is_file()
+            seen.append((complete, complete or (base / "logreg" / "1").exists()))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        replaced = export_model(trained_run, base, "logreg", version=1, force=True)
+    finally:
+        stop.set()
+        poller.join()
+    assert len(seen) > 100
+    assert not any(exists and not complete for complete, exists in seen), "saw a half-written version 1"
+    if sys.platform == "linux":  # renameat2(RENAME_EXCHANGE): version 1 is never even absent
+        assert all(exists for _, exists in seen)
     manifest = json.loads((replaced / "manifest.json").read_text())
     assert manifest["version"] == 1
     assert not (replaced / "model_int8.tflite").exists()  # the old content is gone, not merged
