@@ -1,0 +1,146 @@
+"""End-to-end: `tfkit run`, `tfkit check` and `tfkit predict` through the CLI,
+against real server processes on ephemeral ports."""
+
+import json
+import re
+import socket
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import numpy as np
+
+
+def test_run_exits_0_with_float_runtimes_in_agreement(tfkit_run, run_report):
+    result, out = tfkit_run
+    assert "PASS" in result.output
+    by_pair = {(c["candidate"], c["output"]): c for c in run_report["comparisons"]}
+    for runtime in ("savedmodel", "grpc", "rest"):
+        for output in ("probabilities", "logits", "classes"):
+            assert by_pair[(runtime, output)]["bit_exact"], (runtime, output)
+    assert by_pair[("tflite:model.tflite", "probabilities")]["max_abs_error"] <= 1e-6
+    assert set(run_report["runtimes"]) >= {"eager", "savedmodel", "grpc", "rest", "tflite:model.tflite"}
+
+
+def test_run_reports_every_quantized_variant_with_figures(tfkit_run, run_report):
+    _, out = tfkit_run
+    plots = set(run_report["plots"])
+    agreement = {c["candidate"]: c for c in run_report["class_agreement"]}
+    edge = {Path(e["file"]).name: e for e in run_report["edge"]}
+    for variant in ("dynamic", "float16", "int8"):
+        name = f"tflite:model_{variant}.tflite"
+        assert f"plots/vs_tflite_model_{variant}.tflite.png" in plots
+        assert (out / "report" / "plots" / f"vs_tflite_model_{variant}.tflite.png").stat().st_size > 1000
+        assert 0.99 <= agreement[name]["agreement"] <= 1.0
+        facts = edge[f"model_{variant}.tflite"]
+        assert facts["size_bytes"] == (out / "models" / "logreg" / "1" / f"model_{variant}.tflite").stat().st_size
+        assert facts["latency"]["us_per_row_batched"] > 0
+        assert facts["needs_flex"] is False
+    assert edge["model_int8.tflite"]["quantization"] == "int8"
+    assert edge["model_int8.tflite"]["inputs"][0]["quantization"]["scales"][0] > 0
+    assert edge["model_float16.tflite"]["quantization"] == "float16"
+    assert (out / "report" / "plots" / "error_distribution.png").is_file()
+
+
+def test_report_json_schema(run_report):
+    for key in ("schema_version", "passed", "model", "reference", "runtimes", "runtime_details", "policies", "inputs",
+                "row_labels", "comparisons", "class_agreement", "batch_invariance", "signature_consistency", "edge",
+                "errors", "reproducibility", "plots"):
+        assert key in run_report, key
+    assert run_report["passed"] is True
+    for comparison in run_report["comparisons"]:
+        for key in ("reference", "candidate", "output", "max_abs_error", "passed", "p99_abs_error", "failures",
+                    "failed_rows", "worst_rows", "atol", "rtol", "judged", "bit_exact"):
+            assert key in comparison, key
+    repro = run_report["reproducibility"]
+    assert re.fullmatch(r"[0-9a-f]{64}", repro["input_sha256"])
+    assert re.fullmatch(r"[0-9a-f]{64}", repro["files"]["saved_model.pb"])
+    assert repro["versions"]["tensorflow"] and repro["versions"]["litert"] and repro["versions"]["tfkit"]
+    assert len(run_report["row_labels"]) == run_report["inputs"]["rows"]
+    assert all(b["max_ulps"] <= b["bound"] for b in run_report["batch_invariance"] if b["judged"])
+    assert all(s["passed"] for s in run_report["signature_consistency"])
+
+
+def test_junit_is_valid_xml(tfkit_run, run_report):
+    _, out = tfkit_run
+    suite = ET.parse(out / "junit.xml").getroot()
+    cases = suite.findall("testcase")
+    assert suite.tag == "testsuite" and int(suite.get("tests")) == len(cases)
+    assert int(suite.get("failures")) == 0
+    assert len(cases) >= len(run_report["comparisons"])
+
+
+def test_check_half_plus_two_converts_and_passes(tmp_path, tfkit, half_plus_two):
+    result = tfkit("check", half_plus_two, "--report", tmp_path / "r", "--timeout", 120)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert (tmp_path / "r" / "converted.tflite").is_file()
+    assert set(report["runtimes"]) == {"eager", "tflite:converted.tflite", "grpc", "rest"}
+    assert report["model"]["version"] == "00000123"
+    # A fully static signature x: float32[1] is fed one sample per call.
+    assert report["inputs"]["source"] == "generated" and report["inputs"]["rows"] == 65
+
+
+def test_check_other_shape_model_against_target(foreign_models, server, tmp_path, tfkit):
+    result = tfkit("check", foreign_models / "two_inputs", "--target", server.grpc_target,
+                    "--rest-target", server.rest_url, "--samples", 20, "--seed", 3, "--report", tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {c["output"] for c in report["comparisons"]} == {"total", "scaled"}
+    assert f"grpc@{server.grpc_target}" in report["runtimes"]
+    assert report["inputs"]["seed"] == 3
+
+
+def test_tflite_from_another_model_exits_1_naming_pair_and_output(exported_version, tmp_path, tfkit):
+    from toolkit.check import convert_saved_model
+    from toolkit.model import LogisticRegression
+    from toolkit.tfenv import tf
+
+    other = LogisticRegression(2, seed=7)
+    tf().saved_model.save(other, str(tmp_path / "other"), signatures=other.signatures())
+    wrong = tmp_path / "other.tflite"
+    wrong.write_bytes(convert_saved_model(tmp_path / "other", "serving_default"))
+    result = tfkit("check", exported_version, "--tflite", wrong, "--no-server")
+    assert result.exit_code == 1, result.output
+    assert "eager vs tflite:other.tflite, output probabilities" in result.output
+    assert "rows heldout[" in result.output
+
+
+def test_server_serving_another_version_exits_1(foreign_models, server, tfkit):
+    result = tfkit("check", foreign_models / "scale" / "1", "--target", server.grpc_target, "--no-convert")
+    assert result.exit_code == 1, result.output
+    assert f"eager vs grpc@{server.grpc_target}, output y" in result.output
+    assert "answered with model version 2" in result.output
+
+
+def test_server_serving_the_same_version_passes(foreign_models, server, tfkit):
+    result = tfkit("check", foreign_models / "scale", "--target", server.grpc_target, "--max-batch", 7)
+    assert result.exit_code == 0, result.output
+
+
+def test_unreachable_target_exits_3_with_address(tfkit, half_plus_two):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: nothing answers
+        result = tfkit("check", half_plus_two, "--target", f"127.0.0.1:{port}", "--timeout", 1, "--no-convert")
+    assert result.exit_code == 3, result.output
+    assert f"127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_model_path_exits_2(tmp_path, tfkit):
+    result = tfkit("check", tmp_path / "missing")
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: model path not found")
+
+
+def test_predict_saved_model_tflite_and_target(exported_version, foreign_models, server, tfkit):
+    local = tfkit("predict", exported_version, "--csv", "0,4;4,0")
+    lite = tfkit("predict", exported_version / "model.tflite", "--json", "[[0, 4], [4, 0]]")
+    assert local.exit_code == 0 and lite.exit_code == 0, local.output + lite.output
+    a, b = json.loads(local.output), json.loads(lite.output)
+    assert a["classes"] == b["classes"] and len(a["probabilities"]) == 2
+    np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-6)
+    remote = tfkit("predict", "--target", server.grpc_target, "--model-name", "scale", "--json",
+                    '{"x": [[1, 2, 3]]}')
+    assert remote.exit_code == 0, remote.output
+    assert json.loads(remote.output) == {"y": [[3.0, 6.0, 9.0]]}
