@@ -1,0 +1,300 @@
+"""Loaded model versions: a SavedModel run through a TF session, or a TFLite model.
+
+A servable is one version of one model. It knows its signatures (SignatureDef
+protos, exactly what GetModelMetadata returns) and runs them:
+`run(signature, inputs, output_filter)` is the Predict path with TF Serving's
+validation and messages; `run_aliases` / `run_tensors` are the lower levels
+the Classify/Regress/MultiInference code uses. SavedModels are loaded the way
+TF Serving loads them (a graph session over the MetaGraphDef with the given
+tags), so TF1 and TF2 exports, stateful models and output pruning behave alike.
+"""
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import grpc
+import numpy as np
+from tensorflow.core.protobuf import config_pb2
+
+from serving.errors import ServingError, failed_precondition, invalid_argument
+from serving.tensors import data_type_of, dtype_name
+
+log = logging.getLogger("serving")
+
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+TFLITE_FILE = "model.tflite"
+
+class LoadError(Exception):
+    """A version failed to load; `code` is the canonical status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _status_from_tf_error(exc) -> ServingError:
+    """A TensorFlow OpError as a ServingError with the same code and text."""
+    code = _GRPC_CODES.get(getattr(exc, "error_code", 2), grpc.StatusCode.UNKNOWN)
+    return ServingError(code, getattr(exc, "message", str(exc)))
+
+
+_GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _sorted_keys(mapping) -> str:
+    return ",".join(sorted(mapping))
+
+
+class Servable:
+    """One loaded version of one model (abstract: see the two loaders below)."""
+
+    platform = "tensorflow"
+
+    def __init__(self, name: str, version: int, path: str, signature_defs: dict):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.signature_defs = signature_defs
+        self.batcher = None
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Mark a request as using this version (unload waits for it)."""
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield self
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self) -> None:
+        """Block until no request uses this version."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0)
+
+    # -- the Predict path (also what REST and batching use) --------------------
+    def signature(self, signature_name: str):
+        """The SignatureDef, or FAILED_PRECONDITION as TF Serving's Predict says."""
+        signature_name = signature_name or DEFAULT_SIGNATURE
+        try:
+            return self.signature_defs[signature_name]
+        except KeyError:
+            raise failed_precondition(f'Serving signature key "{signature_name}" not found.') from None
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+            output_filter: Sequence[str] = ()) -> dict:
+        """Run a signature on numpy inputs keyed by alias; outputs keyed by alias.
+
+        Validates exactly like TF Serving's Predict (signature, input set,
+        dtypes, output_filter) and raises ServingError with its messages.
+        """
+        signature_name = signature_name or DEFAULT_SIGNATURE
+        signature = self.signature(signature_name)
+        self._check_method(signature)
+        self._check_input_set(signature, inputs)
+        for index, alias in enumerate(sorted(inputs)):
+            expected = signature.inputs[alias].dtype
+            got = data_type_of(inputs[alias])
+            if expected != got:
+                raise invalid_argument(
+                    f"Expects arg[{index}] to be {dtype_name(expected)} but "
+                    f"{dtype_name(got)} is provided")
+        aliases = self._output_aliases(signature, output_filter)
+        with self.hold():
+            if self.batcher is not None:
+                key = (self.name, self.version, signature_name, tuple(aliases))
+                return self.batcher.run(
+                    key, dict(inputs), lambda merged: self.run_aliases(signature_name, merged, aliases))
+            return self.run_aliases(signature_name, inputs, aliases)
+
+    @staticmethod
+    def _check_method(signature) -> None:
+        if signature.method_name and signature.method_name not in (
+                PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(
+                grpc.StatusCode.INTERNAL,
+                "Expected prediction signature method_name to be one of {"
+                f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. "
+                f"Was: {signature.method_name}")
+
+    @staticmethod
+    def _check_input_set(signature, inputs: Mapping) -> None:
+        sent, wanted = set(inputs), set(signature.inputs)
+        if len(sent) > len(wanted) or (len(sent) < len(wanted) and not signature.defaults):
+            raise invalid_argument(
+                f"input size does not match signature: {len(sent)}!={len(wanted)} "
+                f"len({{{_sorted_keys(sent)}}}) != len({{{_sorted_keys(wanted)}}}). "
+                f"Sent extra: {{{_sorted_keys(sent - wanted)}}}. "
+                f"Missing but required: {{{_sorted_keys(wanted - sent)}}}.")
+        for alias in sorted(sent):
+            if alias not in signature.inputs:
+                raise invalid_argument(
+                    f"input tensor alias not found in signature: {alias}. "
+                    f"Inputs expected to be in the set {{{_sorted_keys(wanted)}}}.")
+
+    @staticmethod
+    def _output_aliases(signature, output_filter: Sequence[str]) -> list:
+        if not output_filter:
+            return sorted(signature.outputs)
+        seen = []
+        for alias in output_filter:
+            if alias not in signature.outputs:
+                raise invalid_argument(
+                    f"output tensor alias not found in signature: {alias} Outputs expected "
+                    f"to be in the set {{{_sorted_keys(signature.outputs)}}}.")
+            if alias in seen:
+                raise invalid_argument(f"duplicate output tensor alias: {alias}")
+            seen.append(alias)
+        return seen
+
+    # -- lower levels ----------------------------------------------------------
+    def run_aliases(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+                    output_aliases: Sequence[str]) -> dict:
+        """Run with inputs/outputs by alias, without validation."""
+        signature = self.signature_defs[signature_name or DEFAULT_SIGNATURE]
+        feeds = {signature.inputs[alias].name: value for alias, value in inputs.items()}
+        fetched = self.run_tensors(feeds, [signature.outputs[a].name for a in output_aliases])
+        return dict(zip(output_aliases, fetched))
+
+    def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> list:
+        """Run the model with feeds and fetches by runtime tensor name."""
+        raise NotImplementedError
+
+    def unload(self) -> None:
+        """Release the runtime's resources."""
+
+
+class SavedModelServable(Servable):
+    """A SavedModel in a graph session, as TF Serving's SavedModelBundle."""
+
+    def __init__(self, name: str, version: int, path: str, tags: Sequence[str],
+                 session_config=None):
+        import tensorflow as tf
+
+        tf.get_logger().setLevel(logging.ERROR)
+        if not (Path(path, "saved_model.pb").is_file() or Path(path, "saved_model.pbtxt").is_file()):
+            raise LoadError(
+                grpc.StatusCode.NOT_FOUND,
+                f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
+                f"{path}. Check that the directory exists and that you have the right "
+                f"permissions for accessing it.")
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph, config=session_config)
+        try:
+            with self._graph.as_default():
+                meta_graph = tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
+        except RuntimeError as exc:  # no MetaGraph with these tags
+            self._session.close()
+            raise LoadError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+        except tf.errors.OpError as exc:
+            self._session.close()
+            raise LoadError(_status_from_tf_error(exc).code, exc.message) from None
+        except (OSError, ValueError) as exc:
+            self._session.close()
+            raise LoadError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        super().__init__(name, version, path, dict(meta_graph.signature_def))
+        self._callables: dict = {}
+        self._lock = threading.Lock()
+        self._op_error = tf.errors.OpError
+        self._callable_options = config_pb2.CallableOptions
+
+    def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> list:
+        """Run the session: feeds and fetches by graph tensor name."""
+        feed_names = tuple(feeds)
+        key = (feed_names, tuple(fetches))
+        fn = self._callables.get(key)
+        if fn is None:
+            with self._lock:
+                fn = self._callables.get(key)
+                if fn is None:
+                    options = self._callable_options()
+                    options.feed.extend(feed_names)
+                    options.fetch.extend(fetches)
+                    try:
+                        # Session.make_callable would add a Python-side shape
+                        # check the C++ session (and so TF Serving) does not have.
+                        fn = self._session._make_callable_from_options(options)
+                    except self._op_error as exc:
+                        raise _status_from_tf_error(exc) from None
+                    self._callables[key] = fn
+        try:
+            return fn(*(feeds[name] for name in feed_names))
+        except self._op_error as exc:
+            raise _status_from_tf_error(exc) from None
+
+    def unload(self) -> None:
+        self._callables.clear()
+        self._session.close()
+
+
+class TfLiteServable(Servable):
+    """`model.tflite` run by LiteRT interpreters (--prefer_tflite_model)."""
+
+    platform = "tflite"
+
+    def __init__(self, name: str, version: int, path: str, num_interpreters: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        from serving import tflite_signatures
+
+        model_path = os.path.join(path, TFLITE_FILE)
+        try:
+            content = Path(model_path).read_bytes()
+            interpreters = [Interpreter(model_content=content) for _ in range(max(1, num_interpreters))]
+            for interpreter in interpreters:
+                interpreter.allocate_tensors()
+            signature_defs, self._index_of = tflite_signatures.signature_defs(content, interpreters[0])
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise LoadError(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"Failed to load TFLite model {model_path}: {exc}") from None
+        super().__init__(name, version, path, signature_defs)
+        self._pool: queue.Queue = queue.Queue()
+        for interpreter in interpreters:
+            self._pool.put(interpreter)
+
+    def run_tensors(self, feeds, fetches):
+        try:
+            feeds = [(self._index_of[name], value) for name, value in feeds.items()]
+            fetch_indices = [self._index_of[name] for name in fetches]
+        except KeyError as exc:
+            raise invalid_argument(f"Unknown tensor '{exc.args[0]}'.") from None
+        interpreter = self._pool.get()
+        try:
+            current = {d["index"]: tuple(d["shape"]) for d in interpreter.get_input_details()}
+            resized = [(i, v) for i, v in feeds if current[i] != v.shape]
+            # TF Serving's TfLiteSession resizes inputs to whatever batch arrives.
+            for index, value in resized:
+                interpreter.resize_tensor_input(index, value.shape, strict=False)
+            if resized:
+                interpreter.allocate_tensors()
+            for index, value in feeds:
+                interpreter.set_tensor(index, value)
+            interpreter.invoke()
+            return [interpreter.get_tensor(index).copy() for index in fetch_indices]
+        except (ValueError, RuntimeError) as exc:
+            raise invalid_argument(str(exc)) from None
+        finally:
+            self._pool.put(interpreter)
+
+
+def load_servable(name: str, version: int, path: str, *, tags: Sequence[str],
+                  prefer_tflite: bool, num_tflite_interpreters: int,
+                  session_config=None) -> Servable:
+    """Load one version: model.tflite when preferred and present, else the SavedModel."""
+    if prefer_tflite and os.path.isfile(os.path.join(path, TFLITE_FILE)):
+        return TfLiteServable(name, version, path, num_tflite_interpreters)
+    return SavedModelServable(name, version, path, tags, session_config)
+

@@ -1,0 +1,202 @@
+"""TensorProto <-> numpy conversion, the server's hot path.
+
+Decoding accepts every encoding a client may send: `tensor_content` bytes and
+the typed `*_val` fields, with TensorFlow's `Tensor::FromProto` rules (an empty
+value list means zeros, a short list is padded with its last value, a longer
+one is an error). Encoding follows `Tensor::AsProtoField` (typed fields, the
+default) or `Tensor::AsProtoTensorContent`. Everything goes through numpy
+buffers; float/double fields are written as packed wire bytes in one call.
+"""
+
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+DT = types_pb2
+
+# DataType -> (numpy dtype, TensorProto field holding typed values).
+_CODECS = {
+    DT.DT_FLOAT: (np.dtype(np.float32), "float_val"),
+    DT.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
+    DT.DT_INT32: (np.dtype(np.int32), "int_val"),
+    DT.DT_UINT8: (np.dtype(np.uint8), "int_val"),
+    DT.DT_INT16: (np.dtype(np.int16), "int_val"),
+    DT.DT_INT8: (np.dtype(np.int8), "int_val"),
+    DT.DT_UINT16: (np.dtype(np.uint16), "int_val"),
+    DT.DT_INT64: (np.dtype(np.int64), "int64_val"),
+    DT.DT_UINT32: (np.dtype(np.uint32), "uint32_val"),
+    DT.DT_UINT64: (np.dtype(np.uint64), "uint64_val"),
+    DT.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
+    DT.DT_HALF: (np.dtype(np.float16), "half_val"),
+    DT.DT_COMPLEX64: (np.dtype(np.complex64), "scomplex_val"),
+    DT.DT_COMPLEX128: (np.dtype(np.complex128), "dcomplex_val"),
+    DT.DT_STRING: (np.dtype(object), "string_val"),
+}
+
+# TensorFlow's DataTypeString names, used verbatim in TF Serving's messages.
+_TF_NAMES = {
+    DT.DT_FLOAT: "float", DT.DT_DOUBLE: "double", DT.DT_INT32: "int32",
+    DT.DT_UINT8: "uint8", DT.DT_INT16: "int16", DT.DT_INT8: "int8",
+    DT.DT_UINT16: "uint16", DT.DT_INT64: "int64", DT.DT_UINT32: "uint32",
+    DT.DT_UINT64: "uint64", DT.DT_BOOL: "bool", DT.DT_HALF: "half",
+    DT.DT_BFLOAT16: "bfloat16", DT.DT_COMPLEX64: "complex64",
+    DT.DT_COMPLEX128: "complex128", DT.DT_STRING: "string",
+    DT.DT_RESOURCE: "resource", DT.DT_VARIANT: "variant",
+}
+
+_NUMPY_TO_DT = {np_dtype: dt for dt, (np_dtype, _) in _CODECS.items() if dt != DT.DT_STRING}
+
+# Wire tags of the packed fixed-width fields we write directly.
+_PACKED_TAGS = {"float_val": (5 << 3) | 2, "double_val": (6 << 3) | 2}
+
+
+_FIELD_OF_TAG = {np.dtype(np.float32): "float_val", np.dtype(np.float64): "double_val"}
+
+
+class TensorError(ValueError):
+    """A TensorProto that cannot be turned into a tensor (or back)."""
+
+
+def dtype_name(dtype: int) -> str:
+    """TensorFlow's short name for a DataType enum value (`float`, `int64`...)."""
+    return _TF_NAMES.get(dtype, types_pb2.DataType.Name(dtype)[3:].lower())
+
+
+def numpy_dtype(dtype: int) -> np.dtype:
+    """The numpy dtype for a DataType enum value; TensorError if unsupported."""
+    try:
+        return _CODECS[dtype][0]
+    except KeyError:
+        raise TensorError(f"unsupported tensor dtype {dtype_name(dtype)}") from None
+
+
+def data_type_of(array: np.ndarray) -> int:
+    """The DataType enum value of a numpy array."""
+    if array.dtype == object or array.dtype.kind in "SU":
+        return DT.DT_STRING
+    try:
+        return _NUMPY_TO_DT[array.dtype]
+    except KeyError:
+        raise TensorError(f"unsupported numpy dtype {array.dtype}") from None
+
+
+def _shape_of(proto: tensor_pb2.TensorProto) -> tuple:
+    dims = tuple(d.size for d in proto.tensor_shape.dim)
+    if any(d < 0 for d in dims):
+        raise TensorError(f"negative dimension in tensor shape {list(dims)}")
+    return dims
+
+
+def _fill(values: np.ndarray, count: int, dtype: np.dtype) -> np.ndarray:
+    """TensorFlow's FromProto fill rule for typed fields of `count` elements."""
+    n = values.shape[0]
+    if n == count:
+        return values
+    if n > count:
+        raise TensorError(f"{n} values given for a tensor of {count} elements")
+    if n == 0:
+        return np.zeros(count, dtype=dtype) if dtype != object else np.full(count, b"", dtype=object)
+    out = np.empty(count, dtype=dtype)
+    out[:n] = values
+    out[n:] = values[-1]
+    return out
+
+
+def _packed_values(raw, dtype: np.dtype) -> np.ndarray:
+    """Read a fixed-width repeated field through its packed wire bytes."""
+    holder = tensor_pb2.TensorProto()
+    getattr(holder, _FIELD_OF_TAG[dtype]).MergeFrom(raw)  # a C-level copy
+    wire = holder.SerializeToString()
+    if not wire:
+        return np.empty(0, dtype=dtype)
+    pos = 1  # skip the one-byte tag, then the varint payload length
+    while wire[pos] & 0x80:
+        pos += 1
+    return np.frombuffer(wire, dtype=dtype.newbyteorder("<"), offset=pos + 1).astype(dtype, copy=False)
+
+
+def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Decode a TensorProto into a numpy array; TensorError if malformed."""
+    dtype, field = _CODECS.get(proto.dtype, (None, None))
+    if dtype is None:
+        raise TensorError(f"unsupported tensor dtype {dtype_name(proto.dtype)}")
+    shape = _shape_of(proto)
+    count = int(np.prod(shape, dtype=np.int64))
+    if proto.tensor_content and proto.dtype != DT.DT_STRING:
+        flat = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<"))
+        if flat.shape[0] != count:
+            raise TensorError(
+                f"tensor_content holds {flat.shape[0]} elements, shape {list(shape)} needs {count}")
+        return flat.astype(dtype, copy=False).reshape(shape)
+    raw = getattr(proto, field)
+    if proto.dtype == DT.DT_STRING:
+        values = np.empty(len(raw), dtype=object)
+        values[:] = list(raw)
+    elif field in _PACKED_TAGS:
+        values = _packed_values(raw, dtype)
+    elif proto.dtype == DT.DT_HALF:
+        values = np.fromiter(raw, dtype=np.uint16, count=len(raw)).view(np.float16)
+    elif proto.dtype in (DT.DT_COMPLEX64, DT.DT_COMPLEX128):
+        parts = np.fromiter(raw, dtype=dtype.type(0).real.dtype, count=len(raw))
+        if parts.shape[0] % 2:
+            raise TensorError("complex values need an even number of components")
+        values = parts.view(dtype)
+    else:
+        values = np.fromiter(raw, dtype=dtype, count=len(raw))
+    return _fill(values, count, dtype).reshape(shape)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _shape_proto(shape) -> tensor_shape_pb2.TensorShapeProto:
+    return tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in shape])
+
+
+def from_numpy(array: np.ndarray, as_tensor_content: bool = False) -> tensor_pb2.TensorProto:
+    """Encode a numpy array the way TF Serving answers.
+
+    Typed `*_val` fields by default (`Tensor::AsProtoField`); raw
+    `tensor_content` bytes when `as_tensor_content` (strings always use
+    `string_val`, which every client can decode).
+    """
+    array = np.asarray(array)
+    dt = data_type_of(array)
+    proto = tensor_pb2.TensorProto(dtype=dt, tensor_shape=_shape_proto(array.shape))
+    if array.size == 0:
+        return proto
+    if dt == DT.DT_STRING:
+        flat = array.ravel()
+        if flat.dtype.kind == "U":
+            flat = np.char.encode(flat, "utf-8")
+        proto.string_val.extend(flat.tolist())
+        return proto
+    dtype, field = _CODECS[dt]
+    if as_tensor_content:
+        proto.tensor_content = np.ascontiguousarray(array, dtype=dtype.newbyteorder("<")).tobytes()
+        return proto
+    flat = array.ravel()
+    if field in _PACKED_TAGS:
+        payload = np.ascontiguousarray(flat, dtype=dtype.newbyteorder("<")).tobytes()
+        # Appending a packed field's wire bytes is how protobuf itself would
+        # serialise it; parsing it back happens in C, with no per-element work.
+        proto.MergeFromString(bytes([_PACKED_TAGS[field]]) + _varint(len(payload)) + payload)
+    elif dt == DT.DT_HALF:
+        proto.half_val.extend(flat.view(np.uint16).tolist())
+    elif dt in (DT.DT_COMPLEX64, DT.DT_COMPLEX128):
+        getattr(proto, field).extend(flat.view(flat.real.dtype).tolist())
+    else:
+        getattr(proto, field).extend(flat.tolist())
+    return proto
+
+
+__all__ = ["TensorError", "dtype_name", "numpy_dtype", "data_type_of", "to_numpy", "from_numpy"]

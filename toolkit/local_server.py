@@ -1,0 +1,266 @@
+"""Start a TF-Serving-compatible model server on free local ports and wait for it.
+
+`LocalServer` launches `python -m serving` (ours) or a real
+`tensorflow_model_server` binary with the binary's own flags, picks free
+127.0.0.1 ports itself (retrying when a port turns out to be taken between
+picking and binding), waits for the `Running gRPC ModelServer at` log line and
+for every expected model to report an AVAILABLE version through
+GetModelStatus, and raises `ServerNotReady` with the server's last log lines
+if that does not happen in time.
+
+    with LocalServer(["--model_name=m", "--model_base_path=/models/m"]) as s:
+        stub_target = s.grpc_target     # "127.0.0.1:PORT"
+        s.rest_url                      # "http://127.0.0.1:PORT" (rest=True)
+"""
+
+import collections
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from toolkit.errors import InputError, ServerNotReady
+
+READY_LINE = "Running gRPC ModelServer at"
+REST_READY_LINE = "Exporting HTTP/REST API at"
+# Log fragments meaning "the port we picked was grabbed by someone else".
+_PORT_TAKEN = ("Address already in use", "Failed to BuildAndStart gRPC server",
+               "Failed to start HTTP Server", "Failed to add port")
+# TensorFlow's start-up chatter that TF_CPP_MIN_LOG_LEVEL does not silence.
+_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "W0000 ",
+          "To enable the following instructions")
+_PORT_ATTEMPTS = 3
+_LOG_LINES_KEPT = 400
+_LOG_LINES_SHOWN = 15
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_server_binary(path: Optional[str] = None) -> Optional[str]:
+    """The real `tensorflow_model_server`: `path` if given, else the one on PATH."""
+    if path:
+        resolved = shutil.which(path) if os.sep not in path else path
+        if not resolved or not os.access(resolved, os.X_OK):
+            raise InputError(f"server binary not found or not executable: {path}")
+        return resolved
+    return shutil.which("tensorflow_model_server")
+
+
+def _flag_value(args: Sequence[str], name: str) -> Optional[str]:
+    """The value of `--name=value` or `--name value` in a flag list (last wins)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and i + 1 < len(args):
+            value = args[i + 1]
+    return value
+
+
+def models_in_args(args: Sequence[str]) -> list[str]:
+    """Names of the models a server started with `args` is expected to serve."""
+    config_file = _flag_value(args, "model_config_file")
+    if config_file:
+        from google.protobuf import text_format
+        from tensorflow_serving.config import model_server_config_pb2
+
+        try:
+            text = Path(config_file).read_text()
+            config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+        except (OSError, text_format.ParseError) as exc:
+            raise InputError(f"cannot read model config file {config_file}: {exc}") from None
+        return [model.name for model in config.model_config_list.config]
+    if _flag_value(args, "model_base_path"):
+        return [_flag_value(args, "model_name") or "default"]
+    return []
+
+
+class LocalServer:
+    """A model server process on free 127.0.0.1 ports; a context manager.
+
+    args: the server's flags, spelled as for `tensorflow_model_server`
+        (without --port/--rest_api_port, which the launcher picks).
+    models: names that must be AVAILABLE before start() returns; by default
+        the ones named by --model_name/--model_base_path or --model_config_file.
+    binary: path of a real `tensorflow_model_server`; None runs `python -m serving`.
+    rest: also export the REST API on a free port (sets .rest_url).
+    timeout: seconds to wait for readiness.
+    log_path: also append the server's output to this file.
+    """
+
+    def __init__(self, args: Iterable[str] = (), models: Optional[Iterable[str]] = None, *,
+                 binary: Optional[str] = None, rest: bool = False, timeout: float = 60.0,
+                 log_path: Optional[os.PathLike] = None, env: Optional[dict] = None):
+        self.args = list(args)
+        for reserved in ("port", "rest_api_port"):
+            if _flag_value(self.args, reserved) is not None:
+                raise InputError(f"LocalServer picks --{reserved} itself; remove it from the flags")
+        self.models = list(models) if models is not None else models_in_args(self.args)
+        self.binary = binary
+        self.rest = rest
+        self.timeout = timeout
+        self.log_path = Path(log_path) if log_path else None
+        self.env = env
+        self.grpc_port: Optional[int] = None
+        self.rest_port: Optional[int] = None
+        self.process: Optional[subprocess.Popen] = None
+        self._lines: collections.deque = collections.deque(maxlen=_LOG_LINES_KEPT)
+        self._lines_lock = threading.Lock()
+        self._reader: Optional[threading.Thread] = None
+
+    # -- public ---------------------------------------------------------------
+    @property
+    def grpc_target(self) -> str:
+        """`127.0.0.1:PORT` of the gRPC API."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> Optional[str]:
+        """`http://127.0.0.1:PORT` of the REST API, or None without rest=True."""
+        return f"http://127.0.0.1:{self.rest_port}" if self.rest_port else None
+
+    def log_lines(self) -> list[str]:
+        """Everything the server printed so far (the last few hundred lines)."""
+        with self._lines_lock:
+            return list(self._lines)
+
+    def start(self) -> "LocalServer":
+        """Launch and wait until ready; ServerNotReady otherwise."""
+        deadline = time.monotonic() + self.timeout
+        for attempt in range(_PORT_ATTEMPTS):
+            self._launch()
+            try:
+                self._wait_ready(deadline)
+                return self
+            except ServerNotReady:
+                port_taken = self.process.poll() is not None and any(
+                    marker in line for line in self.log_lines() for marker in _PORT_TAKEN)
+                self.stop()
+                if not port_taken or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def stop(self, grace: float = 10.0) -> Optional[int]:
+        """SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit code."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._reader is not None:
+            self._reader.join(5)
+        return proc.returncode
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- internals ------------------------------------------------------------
+    def command(self) -> list[str]:
+        """The command line for the current ports."""
+        exe = [self.binary] if self.binary else [sys.executable, "-m", "serving"]
+        ports = [f"--port={self.grpc_port}"]
+        if self.rest:
+            ports.append(f"--rest_api_port={self.rest_port}")
+        return exe + ports + self.args
+
+    def _launch(self) -> None:
+        self.grpc_port = free_port()
+        self.rest_port = None
+        if self.rest:
+            self.rest_port = free_port()
+            while self.rest_port == self.grpc_port:
+                self.rest_port = free_port()
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env.setdefault("GRPC_VERBOSITY", "ERROR")
+        with self._lines_lock:
+            self._lines.clear()
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=env, text=True, errors="replace", bufsize=1)
+        self._reader = threading.Thread(target=self._read_output, args=(self.process,),
+                                        name="local-server-log", daemon=True)
+        self._reader.start()
+
+    def _read_output(self, proc: subprocess.Popen) -> None:
+        log = open(self.log_path, "a") if self.log_path else None
+        try:
+            for line in proc.stdout:
+                with self._lines_lock:
+                    self._lines.append(line.rstrip("\n"))
+                if log:
+                    log.write(line)
+                    log.flush()
+        finally:
+            if log:
+                log.close()
+
+    def _not_ready(self, why: str) -> ServerNotReady:
+        lines = [line for line in self.log_lines() if not line.startswith(_NOISE)]
+        tail = lines[-_LOG_LINES_SHOWN:]
+        shown = ("; server log:\n  " + "\n  ".join(tail)) if tail else "; the server printed nothing"
+        return ServerNotReady(f"model server {' '.join(self.command())} {why}{shown}")
+
+    def _wait_for_line(self, marker: str, deadline: float) -> None:
+        while not any(marker in line for line in self.log_lines()):
+            if self.process.poll() is not None:
+                raise self._not_ready(f"exited with code {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise self._not_ready(f"did not log {marker!r} within {self.timeout:g}s")
+            time.sleep(0.05)
+
+    def _wait_ready(self, deadline: float) -> None:
+        self._wait_for_line(READY_LINE, deadline)
+        if self.rest:
+            self._wait_for_line(REST_READY_LINE, deadline)
+        if self.models:
+            self._wait_models_available(deadline)
+
+    def _wait_models_available(self, deadline: float) -> None:
+        import grpc
+        from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+        pending = list(self.models)
+        last_error = ""
+        with grpc.insecure_channel(self.grpc_target) as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            while pending:
+                if self.process.poll() is not None:
+                    raise self._not_ready(f"exited with code {self.process.returncode}")
+                if time.monotonic() > deadline:
+                    raise self._not_ready(
+                        f"did not make model(s) {', '.join(pending)} AVAILABLE within "
+                        f"{self.timeout:g}s ({last_error or 'no AVAILABLE version'})")
+                request = get_model_status_pb2.GetModelStatusRequest()
+                request.model_spec.name = pending[0]
+                try:
+                    status = stub.GetModelStatus(request, timeout=5)
+                    available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+                    if any(v.state == available for v in status.model_version_status):
+                        pending.pop(0)
+                        continue
+                    last_error = "; ".join(
+                        f"version {v.version}: {v.status.error_message}"
+                        for v in status.model_version_status if v.status.error_message)
+                except grpc.RpcError as exc:
+                    last_error = f"{exc.code().name}: {exc.details()}"
+                time.sleep(0.1)
