@@ -165,6 +165,25 @@ def _batcher(options):
     return BatchScheduler(options)
 
 
+def grpc_server(options):
+    """A grpc.Server with the flags' thread pool and channel arguments, no services or
+    ports yet (the benchmark's null server is built by the same function)."""
+    import grpc
+
+    try:
+        channel_args = flags.grpc_channel_arguments(options.grpc_channel_arguments)
+    except flags.FlagError as exc:
+        raise _status("INVALID_ARGUMENT", str(exc)) from None
+    max_size = 2**31 - 1
+    server_options = [("grpc.max_receive_message_length", max_size),
+                      ("grpc.max_send_message_length", max_size),
+                      ("grpc.so_reuseport", 0)] + channel_args
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max(1, options.grpc_max_threads),
+                                   thread_name_prefix="grpc"),
+        options=server_options)
+
+
 class ModelServer:
     """The running server: core, gRPC (and REST) endpoints, pollers."""
 
@@ -213,23 +232,10 @@ class ModelServer:
                 log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc.message)
 
     def _start_grpc(self) -> None:
-        import grpc
-
         from serving import grpc_service
 
         options = self.options
-        try:
-            channel_args = flags.grpc_channel_arguments(options.grpc_channel_arguments)
-        except flags.FlagError as exc:
-            raise _status("INVALID_ARGUMENT", str(exc)) from None
-        max_size = 2**31 - 1
-        server_options = [("grpc.max_receive_message_length", max_size),
-                          ("grpc.max_send_message_length", max_size),
-                          ("grpc.so_reuseport", 0)] + channel_args
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max(1, options.grpc_max_threads),
-                                       thread_name_prefix="grpc"),
-            options=server_options)
+        server = grpc_server(options)
         grpc_service.add_services(server, self.core)
         if options.enable_grpc_healthcheck_service:
             self._add_health(server)
