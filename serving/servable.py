@@ -105,6 +105,7 @@ class Servable:
         signature = self.signature(signature_name)
         self._check_method(signature)
         self._check_input_set(signature, inputs)
+        inputs = self._with_defaults(signature, inputs)
         for index, alias in enumerate(sorted(inputs)):
             expected = signature.inputs[alias].dtype
             got = data_type_of(inputs[alias])
@@ -144,6 +145,16 @@ class Servable:
                 raise invalid_argument(
                     f"input tensor alias not found in signature: {alias}. "
                     f"Inputs expected to be in the set {{{_sorted_keys(wanted)}}}.")
+
+    @staticmethod
+    def _with_defaults(signature, inputs: Mapping) -> Mapping:
+        """Missing inputs that have a signature default take it (GetInputValues)."""
+        missing = [alias for alias in signature.defaults if alias not in inputs]
+        if not missing:
+            return inputs
+        from serving.tensors import to_numpy
+
+        return {**inputs, **{alias: to_numpy(signature.defaults[alias]) for alias in missing}}
 
     @staticmethod
     def _output_aliases(signature, output_filter: Sequence[str]) -> list:
