@@ -147,3 +147,13 @@ def test_inspect_a_corrupt_saved_model(exported_version, tmp_path):
     result = invoke("inspect", copy)
     assert result.exit_code == 2
     assert f"{copy / 'saved_model.pb'}: not a readable SavedModel" in result.output
+
+
+def test_export_of_a_run_with_a_damaged_checkpoint(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "checkpoint" / "model.index").write_bytes(b"damaged")
+    result = invoke("export", run, "--model-base-path", tmp_path / "models", "--name", "m")
+    assert result.exit_code == 2
+    assert f"Error: {run / 'checkpoint' / 'model'}: cannot restore the model checkpoint" in result.output
+    assert not (tmp_path / "models").exists()
