@@ -59,7 +59,8 @@ def _read_text_proto(path: str, message):
     except OSError as exc:
         raise _status("NOT_FOUND", f"{path}; {exc.strerror or exc}") from None
     except text_format.ParseError as exc:
-        raise _status("INVALID_ARGUMENT", f"Invalid protobuf file: '{path}': {exc}") from None
+        log.error("Cannot parse %s: %s", path, exc)
+        raise _status("INVALID_ARGUMENT", f"Invalid protobuf file: '{path}'") from None
 
 
 def check_options(options) -> None:
