@@ -65,5 +65,5 @@ def test_unloadable_only_model_fails_start_after_retries():
         "{{{name: bad version: 123} due to error: NOT_FOUND: Could not find SavedModel .pb or "
         f".pbtxt at supplied export directory path: {BAD}/00000123.")
     # one first attempt plus two retries, each logged
-    assert result.stderr.count("Loading servable version {name: bad version: 123}") == 3
+    assert result.stderr.count("Loading servable version {name: bad version: 123} from") == 3
     assert "Encountered an error for servable version {name: bad version: 123}" in result.stderr
