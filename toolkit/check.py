@@ -24,6 +24,7 @@ from toolkit.compare import (BatchInvariance, ClassifierSpec, Comparator, PairCo
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
 from toolkit.inputs import Feed, Inputs, generated_feeds, heldout_path, npz_feeds, tfkit_feeds
 from toolkit.runners.base import Runner
+from toolkit.runners.quiet import captured_stderr
 
 #: rows of the first batched feed re-run one at a time for batch invariance
 INVARIANCE_ROWS = 16
@@ -148,18 +149,23 @@ def serve_version(version_dir: Path, name: str, binary: str | None, timeout: flo
 
 
 # -- TFLite files ------------------------------------------------------------------
-def tflite_files(version_dir: Path, options: CheckOptions, note) -> list[Path]:
-    """--tflite files, else model*.tflite in the version, else a fresh conversion."""
+def tflite_files(version_dir: Path, options: CheckOptions, note, stack) -> list[Path]:
+    """--tflite files, else model*.tflite in the version, else a fresh conversion
+    (kept in options.work_dir, else in a temporary folder removed afterwards)."""
     if options.tflite:
         return [Path(p) for p in options.tflite]
     found = sorted(version_dir.glob("model*.tflite"), key=lambda p: (p.name != "model.tflite", p.name))
     if found or not options.convert:
         return found
-    out_dir = Path(options.work_dir or tempfile.mkdtemp(prefix="tfkit-convert-"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if options.work_dir:
+        out_dir = Path(options.work_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfkit-convert-")))
     target = out_dir / "converted.tflite"
     target.write_bytes(convert_saved_model(version_dir, options.signature))
-    note(f"no TFLite file in {version_dir}: converted signature {options.signature!r} to {target}")
+    kept = f"to {target}" if options.work_dir else "(not kept: pass --report DIR to keep it)"
+    note(f"no TFLite file in {version_dir}: converted signature {options.signature!r} {kept}")
     return [target]
 
 
@@ -169,29 +175,37 @@ def convert_saved_model(version_dir: Path, signature: str) -> bytes:
     from toolkit.tfenv import tf
 
     converter = tf().lite.TFLiteConverter.from_saved_model(str(version_dir), signature_keys=[signature])
-    with _captured_stderr() as log:
+    failure = None
+    with captured_stderr() as log:
         try:
             return converter.convert()
         except Exception as exc:  # ConverterError and friends
-            lines = [l for l in (str(exc) + "\n" + log.read()).splitlines()
-                     if "error" in l.lower() or "TF Select ops" in l]
-            detail = lines[0].strip() if lines else type(exc).__name__
-            raise InputError(f"cannot convert {version_dir} signature {signature!r} to TFLite: {detail[:300]}; "
-                             "pass --tflite FILE or --no-convert") from None
+            failure = exc
+    lines = [l for l in (str(failure) + "\n" + "".join(log)).splitlines()
+             if "error" in l.lower() or "TF Select ops" in l]
+    detail = lines[0].strip() if lines else type(failure).__name__
+    raise InputError(f"cannot convert {version_dir} signature {signature!r} to TFLite: {detail[:300]}; "
+                     "pass --tflite FILE or --no-convert")
 
 
-@contextlib.contextmanager
-def _captured_stderr():
-    """Redirect file descriptor 2 (C++ logging included) into a temp file."""
-    with tempfile.TemporaryFile(mode="w+") as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
+def import_tf_quietly() -> None:
+    """Import TensorFlow with its start-up banner captured: the lines it logs
+    before absl is initialised ignore TF_CPP_MIN_LOG_LEVEL. Shown on failure."""
+    import sys
+
+    from toolkit.tfenv import tf
+
+    if "tensorflow" in sys.modules:
+        return
+    failed = None
+    with captured_stderr() as log:
         try:
-            yield sink
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
+            tf()
+        except BaseException as exc:  # re-raised below, after stderr is back
+            failed = exc
+    if failed is not None:
+        sys.stderr.write("".join(log))
+        raise failed
 
 
 # -- the check ----------------------------------------------------------------------
@@ -217,6 +231,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
 
     options = options or CheckOptions()
     started = time.monotonic()
+    import_tf_quietly()
     version_dir = resolve_model(model)
     name = model_name_of(version_dir, options.model_name)
     policies = default_policies(options.atol, options.rtol, options.quantized_atol, options.min_class_agreement)
@@ -242,7 +257,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         for candidate in candidates:
             stack.enter_context(candidate.runner)
 
-        for path in tflite_files(version_dir, options, note):
+        for path in tflite_files(version_dir, options, note, stack):
             from toolkit.edge import model_facts
 
             runner = TFLiteRunner(path, options.signature)
@@ -326,14 +341,15 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
                 note(f"{runner.name} answered with model version {runner.served_version}, "
                      f"the checked folder is version {version_dir.name}")
         runtimes = [reference.describe()] + [{**c.runner.describe(), "policy": c.policy} for c in candidates]
+        # Hash while converted files still exist (a temporary folder goes with the stack).
+        repro = reproducibility(version_dir, [c.runner.path for c in candidates if c.edge is not None], inputs)
 
     return CheckResult(
         model={"path": str(version_dir), "name": name, "version": version_dir.name, "signature": options.signature,
                "notes": notes},
         reference=reference.name, runtimes=runtimes, inputs=inputs, pairs=pairs, batch_invariance=invariance,
         signatures=signatures, edge=edge, errors=errors,
-        reproducibility=reproducibility(version_dir, [c.runner.path for c in candidates if c.edge is not None],
-                                        inputs),
+        reproducibility=repro,
         policies=policies, row_labels=row_labels, outputs=outputs, seconds=time.monotonic() - started)
 
 
@@ -427,10 +443,11 @@ def _mark_informational(pair: PairComparison, rows: np.ndarray) -> None:
 
 
 def _first_batched(calls) -> dict | None:
+    """The first multi-row call (for latency per row), else the first call."""
     for feed, call in calls:
         if feed.batched and len(next(iter(call.values()))) > 1:
             return call
-    return None
+    return calls[0][1] if calls else None
 
 
 def _version_number(version_dir: Path) -> int | None:
@@ -493,6 +510,7 @@ def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, 
     empty model folder: its TensorFlow import overlaps training and export, and
     it loads the version as soon as the export publishes it.
     """
+    import_tf_quietly()
     from toolkit.export import QUANTIZATIONS, export_model
     from toolkit.rundir import load_run, train_to_dir
 
@@ -530,6 +548,7 @@ def predict_runner(source=None, target: str | None = None, rest_target: str | No
     from toolkit.runners.rest import RestRunner
     from toolkit.runners.tflite import TFLiteRunner
 
+    import_tf_quietly()
     given = [x for x in (source, target, rest_target) if x]
     if len(given) != 1:
         raise InputError("give exactly one of SOURCE (SavedModel or .tflite), --target or --rest-target")

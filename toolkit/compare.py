@@ -302,7 +302,8 @@ class Comparator:
         with np.errstate(invalid="ignore", divide="ignore"):
             rel_err = np.where(nonzero, abs_err / np.abs(np.where(nonzero, ref64, 1.0)), np.nan)
         rel_err = np.where(abs_err == 0, 0.0, rel_err)  # relative error is undefined only at ref == 0
-        ok = abs_err <= tol.atol + tol.rtol * np.abs(ref64)
+        with np.errstate(invalid="ignore"):
+            ok = (abs_err <= tol.atol + tol.rtol * np.abs(ref64)) | both_nan
         result.bit_exact = bool(np.array_equal(a_ref, a_cand, equal_nan=a_ref.dtype.kind == "f"))
         if a_ref.size:
             result.max_abs_error = _f(abs_err.max())
@@ -379,8 +380,7 @@ def signature_consistency(runtime: str, reference, candidate) -> SignatureConsis
             if np.dtype(r.dtype) != np.dtype(c.dtype):
                 problems.append(f"{kind[:-1]} {name} dtype {np.dtype(c.dtype).name} != {np.dtype(r.dtype).name}")
             if r.shape is not None and c.shape is not None and r.shape != c.shape:
-                problems.append(f"{kind[:-1]} {name} shape {c.describe().split(': ')[1]} != "
-                                f"{r.describe().split(': ')[1]}")
+                problems.append(f"{kind[:-1]} {name} shape {c.dims()} != {r.dims()}")
     return SignatureConsistency(runtime, problems)
 
 

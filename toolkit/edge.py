@@ -106,6 +106,9 @@ def latency(runner, feed: dict, repeats: int = 5) -> dict:
         return min(times)
 
     batch = best(feed)
+    if not runner.signature.batch_dynamic:
+        # A fixed-shape signature has no batch: one call is one row.
+        return {"batch_rows": 1, "us_per_row_batched": batch * 1e6, "us_single_row": batch * 1e6}
     single = best({k: v[:1] for k, v in feed.items()})
     return {"batch_rows": rows, "us_per_row_batched": batch / max(rows, 1) * 1e6, "us_single_row": single * 1e6}
 

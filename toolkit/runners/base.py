@@ -25,12 +25,14 @@ class TensorSpec:
     dtype: np.dtype
     shape: tuple | None  # None: unknown rank
 
-    def describe(self) -> str:
+    def dims(self) -> str:
+        """The shape as `[?,2]` (`?` dynamic; unknown rank is `[?]`)."""
         if self.shape is None:
-            dims = "?"
-        else:
-            dims = ",".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name}: {np.dtype(self.dtype).name}[{dims}]"
+            return "[?]"
+        return "[" + ",".join("?" if d is None else str(d) for d in self.shape) + "]"
+
+    def describe(self) -> str:
+        return f"{self.name}: {np.dtype(self.dtype).name}{self.dims()}"
 
     def to_json(self) -> dict:
         return {
@@ -81,7 +83,7 @@ def validate_feed(feed: dict, specs: dict[str, TensorSpec], where: str) -> None:
         if not _dtype_matches(value.dtype, spec.dtype):
             problems.append(f"input {name} has dtype {value.dtype.name}, expected {np.dtype(spec.dtype).name}")
         if spec.shape is not None and not _shape_matches(value.shape, spec.shape):
-            problems.append(f"input {name} has shape {list(value.shape)}, expected {spec.describe().split(': ')[1]}")
+            problems.append(f"input {name} has shape {list(value.shape)}, expected {np.dtype(spec.dtype).name}{spec.dims()}")
     if problems:
         raise InputError(f"bad feed for {where}: " + "; ".join(problems))
 

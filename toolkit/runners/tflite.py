@@ -14,6 +14,7 @@ import numpy as np
 
 from toolkit.errors import InputError
 from toolkit.runners.base import Runner, Signature, TensorSpec, shape_from_dims
+from toolkit.runners.quiet import captured_stderr
 
 
 class TFLiteRunner(Runner):
@@ -35,6 +36,7 @@ class TFLiteRunner(Runner):
         self._runner = None
         self._inputs: dict = {}
         self._outputs: dict = {}
+        self._first_call = True
 
     def describe(self) -> dict:
         return {**super().describe(), "source": str(self.path), "signature": self.signature_name,
@@ -74,16 +76,20 @@ class TFLiteRunner(Runner):
 
     def _infer(self, feed: dict) -> dict:
         feed = {name: _quantize(value, self._inputs[name]) for name, value in feed.items()}
+        run = self._runner if self._runner is not None else self._invoke_raw
         try:
-            if self._runner is not None:
-                raw = self._runner(**feed)
+            if self._first_call:
+                # The first call creates the XNNPACK delegate, which announces itself on stderr.
+                with captured_stderr():
+                    raw = run(**feed)
+                self._first_call = False
             else:
-                raw = self._invoke_raw(feed)
+                raw = run(**feed)
         except (ValueError, RuntimeError) as exc:
             raise InputError(f"{self.name} failed to run: {_first_line(exc)}") from None
         return {name: _dequantize(np.array(value), self._outputs[name]) for name, value in raw.items()}
 
-    def _invoke_raw(self, feed: dict) -> dict:
+    def _invoke_raw(self, **feed) -> dict:
         interp = self._interpreter
         for name, value in feed.items():
             interp.resize_tensor_input(self._inputs[name]["index"], value.shape)
