@@ -87,6 +87,11 @@ def split(data: Dataset, test_fraction: float, seed: int) -> tuple[Dataset, Data
     return data.subset(kept), data.subset(held_out)
 
 
+def save_npz(path: str | Path, data: Dataset) -> None:
+    """Write `data` as an .npz that `load` reads back: features, labels, feature_names."""
+    np.savez(path, features=data.features, labels=data.labels, feature_names=np.array(data.feature_names))
+
+
 def load(path: str | Path, label_column: str = "label") -> Dataset:
     """Load a user's CSV (`label_column` plus numeric feature columns) or NPZ (`features`, `labels`)."""
     path = Path(path)

@@ -34,6 +34,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from toolkit import __version__
+from toolkit.data import save_npz
 from toolkit.errors import InputError
 from toolkit.inspect_model import saved_model_info
 from toolkit.model import tf
@@ -99,9 +100,7 @@ def export_model(
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
     try:
         # mkdtemp makes a 0700 folder; a server running as another user must read it.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)
+        os.chmod(staging, 0o755)
         _build_version(run, staging, name, version, quantize)
         _publish(staging, final, force)
     except BaseException:
@@ -117,13 +116,11 @@ def existing_versions(model_dir: Path) -> list[int]:
 
 def _build_version(run: Run, folder: Path, name: str, version: int, quantize: tuple[str, ...]) -> None:
     tf.saved_model.save(run.model, str(folder), signatures=run.model.signatures())
-    tflite = {"float32": TFLITE_FLOAT}
-    _write_tflite(folder, None, run)
+    tflite = {"float32": _write_tflite(folder, None, run)}
     for quantization in quantize:
         tflite[quantization] = _write_tflite(folder, quantization, run)
     _write_warmup(folder / WARMUP_FILE, name, run.heldout.features[:WARMUP_RECORDS])
-    np.savez(folder / HELDOUT_FILE, features=run.heldout.features, labels=run.heldout.labels,
-             feature_names=np.array(run.heldout.feature_names))
+    save_npz(folder / HELDOUT_FILE, run.heldout)
     _write_manifest(folder, run, name, version, tflite)
 
 

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from toolkit import __version__, data as datamod
 from toolkit.errors import InputError
 from toolkit.model import LogisticRegression, tf
@@ -100,9 +98,8 @@ def train_to_dir(
 
     out.mkdir(parents=True, exist_ok=True)
     tf.train.Checkpoint(model=result.model).write(str(out / CHECKPOINT_PREFIX))
-    for filename, split in ((HELDOUT_NPZ, heldout), (TRAIN_NPZ, train_data)):
-        np.savez(out / filename, features=split.features, labels=split.labels,
-                 feature_names=np.array(split.feature_names))
+    datamod.save_npz(out / HELDOUT_NPZ, heldout)
+    datamod.save_npz(out / TRAIN_NPZ, train_data)
     if plots:
         from toolkit import plots as plotsmod
 
