@@ -8,6 +8,7 @@ real HTTP and gRPC clients.
 
 import http.client
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -110,3 +111,32 @@ class Http:
 @pytest.fixture(scope="session")
 def rest(ops_server):
     return Http(ops_server.rest_url)
+
+
+_SAMPLE = re.compile(r"^(?P<name>[^{\s]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+
+
+class MetricsSnapshot:
+    """One scrape of the Prometheus page: `snapshot.value(name, **labels)`."""
+
+    def __init__(self, rest: Http):
+        status, headers, body = rest.request("GET", PROMETHEUS_PATH)
+        assert status == 200 and headers["Content-Type"] == "text/plain"
+        self.text = body.decode()
+        self.samples = {}
+        for line in self.text.splitlines():
+            if line.startswith("#"):
+                continue
+            match = _SAMPLE.match(line)
+            assert match, f"not Prometheus text: {line!r}"
+            labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match["labels"]))
+            self.samples[(match["name"], labels)] = float(match["value"])
+
+    def value(self, name: str, **labels) -> float:
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest.fixture
+def scrape(rest):
+    """Call to take a MetricsSnapshot of the session server."""
+    return lambda: MetricsSnapshot(rest)
