@@ -1,0 +1,168 @@
+"""Versions appearing and disappearing under a running server: a hot swap under
+concurrent requests, a bad version that never disturbs serving, and config
+reloads through HandleReloadConfigRequest. The tests run in file order on one
+server started from TF Serving's good_model_config.txt."""
+
+import os
+import shutil
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from serving_helpers import (BAD, HALF_PLUS_THREE, HALF_PLUS_TWO, TESTDATA, Client, copy_model,
+                             model_entry, rpc_error, start)
+
+X = np.array([[1.0], [3.0]], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lifecycle")
+    return {"root": root, "hp": copy_model(HALF_PLUS_TWO, root / "hp")}
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    config = (TESTDATA / "good_model_config.txt").read_text()
+    config = config.replace("${TEST_HALF_PLUS_TWO_DIR}", str(models["hp"]))
+    config = config.replace("${TEST_HALF_PLUS_THREE_DIR}", str(HALF_PLUS_THREE))
+    path = models["root"] / "good_model_config.txt"
+    path.write_text(config)
+    server = start([f"--model_config_file={path}", "--file_system_poll_wait_seconds=1",
+                    "--max_num_load_retries=1", "--load_retry_interval_micros=100000"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server, client_of):
+    return client_of(server)
+
+
+def add_version(source_version_dir, base, version: int) -> None:
+    """Make a version folder appear atomically, as an exporter should."""
+    staging = base.parent / f".staging-{base.name}-{version}"
+    shutil.copytree(source_version_dir, staging)
+    os.rename(staging, base / str(version))
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_good_model_config_serves_both_models(client):
+    np.testing.assert_allclose(client.predict("half_plus_two", {"x": X})["y"], 0.5 * X + 2)
+    np.testing.assert_allclose(client.predict("half_plus_three", {"x": X})["y"], 0.5 * X + 3)
+
+
+def test_hot_swap_under_concurrent_requests_fails_nothing(server, client, channel_of, models):
+    failures, versions, stop = [], [], threading.Event()
+
+    def hammer():
+        own = Client(grpc.insecure_channel(server.grpc_target))
+        while not stop.is_set():
+            try:
+                response = own.predict_response("half_plus_two", {"x": X})
+                y = response.outputs["y"].float_val
+                versions.append((response.model_spec.version.value, tuple(y)))
+            except grpc.RpcError as exc:
+                failures.append(f"{exc.code().name}: {exc.details()}")
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(versions) > 20, what="traffic before the swap")
+        # version 124 answers 0.5x + 3, so every answer tells which version gave it
+        add_version(HALF_PLUS_THREE / "00000123", models["hp"], 124)
+        wait_for(lambda: client.states("half_plus_two") == {123: "END", 124: "AVAILABLE"},
+                 what="123 unloaded after 124 became available")
+        seen = len(versions)
+        wait_for(lambda: len(versions) > seen + 20, what="traffic after the swap")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    answered = {version for version, _ in versions}
+    assert answered == {123, 124}
+    for version, y in versions:
+        offset = 2.0 if version == 123 else 3.0
+        assert y == tuple((0.5 * X + offset).ravel()), (version, y)
+
+
+def test_bad_version_is_reported_and_never_disturbs_serving(client, models):
+    add_version(BAD / "00000123", models["hp"], 200)
+
+    def failed_status():
+        statuses = {v.version: v for v in client.status("half_plus_two").model_version_status}
+        return statuses.get(200) if statuses.get(200) and statuses[200].state == 50 else None
+
+    status = wait_for(failed_status, what="version 200 to fail")
+    assert status.status.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert "Could not find SavedModel .pb or .pbtxt" in status.status.error_message
+    assert client.states("half_plus_two")[124] == "AVAILABLE"
+    response = client.predict_response("half_plus_two", {"x": X})
+    assert response.model_spec.version.value == 124
+    error = rpc_error(client.predict, "half_plus_two", {"x": X}, version=200)
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(half_plus_two, 200)")
+    shutil.rmtree(models["hp"] / "200")
+
+
+def test_only_integer_version_folders_count(client, models):
+    shutil.copytree(HALF_PLUS_TWO / "00000123", models["hp"] / "999x")
+    time.sleep(2.5)  # two poll periods
+    assert 999 not in client.states("half_plus_two")
+    assert client.predict_response("half_plus_two", {"x": X}).model_spec.version.value == 124
+
+
+def config_text(*entries) -> str:
+    return "model_config_list {\n" + "".join(entries) + "}\n"
+
+
+def test_reload_config_adds_and_removes_models(client, models):
+    client.reload(config_text(model_entry("half_plus_two", models["hp"]),
+                              model_entry("three", HALF_PLUS_THREE)))
+    np.testing.assert_allclose(client.predict("three", {"x": X})["y"], 0.5 * X + 3)
+    assert client.states("half_plus_three") == {123: "END"}
+    error = rpc_error(client.predict, "half_plus_three", {"x": X})
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert client.predict_response("half_plus_two", {"x": X}).model_spec.version.value == 124
+
+
+def test_reload_config_version_policy_and_labels(client, models):
+    entry = model_entry("half_plus_two", models["hp"],
+                        "    model_version_policy { all {} }\n")
+    client.reload(config_text(entry))
+    wait_for(lambda: client.states("half_plus_two").get(123) == "AVAILABLE", what="123 reloaded")
+    labelled = model_entry("half_plus_two", models["hp"],
+                           "    model_version_policy { all {} }\n"
+                           '    version_labels { key: "old" value: 123 }\n')
+    client.reload(config_text(labelled))
+    assert client.predict_response("half_plus_two", {"x": X}, label="old").model_spec.version.value == 123
+
+
+@pytest.mark.parametrize("entries,code,message", [
+    ([model_entry("a", "relative/path")], grpc.StatusCode.INVALID_ARGUMENT,
+     "Expected model a to have an absolute path or URI; got base_path()=relative/path"),
+    ([model_entry("a", "/x"), model_entry("a", "/y")], grpc.StatusCode.INVALID_ARGUMENT,
+     "Illegal to list model a multiple times in config list"),
+    ([model_entry("half_plus_two", "/x", '    version_labels { key: "l" value: 7 }\n')],
+     grpc.StatusCode.FAILED_PRECONDITION,
+     "Request to assign label to version 7 of model half_plus_two, which is not currently "
+     "available for inference"),
+])
+def test_reload_config_rejects_bad_configs(client, entries, code, message):
+    error = rpc_error(client.reload, config_text(*entries))
+    assert (error.code(), error.details()) == (code, message)
+    # the models already serving keep serving
+    assert client.predict_response("half_plus_two", {"x": X}).model_spec.name == "half_plus_two"
