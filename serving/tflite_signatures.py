@@ -10,11 +10,15 @@ output tensor names without `:0`.
 
 from ai_edge_litert import schema_py_generated as schema
 from flatbuffers import flexbuffers
+import logging
+
 import numpy as np
 from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving.tensors import data_type_of
+
+log = logging.getLogger("serving")
 
 _METADATA_KEY = b"signature_defs_metadata"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -57,6 +61,7 @@ def signature_defs(content: bytes, interpreter) -> tuple[dict, dict]:
                 if info.name not in index_of:
                     raise ValueError(f"signature references an unknown tensor {info.name}")
         return stored, index_of
+    log.warning("No signature def found in TFLite model. Generating one.")
     generated = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
     for detail in interpreter.get_input_details():
         generated.inputs[_legacy_name(detail["name"])].CopyFrom(_tensor_info(detail))
