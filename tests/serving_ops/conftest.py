@@ -140,3 +140,9 @@ class MetricsSnapshot:
 def scrape(rest):
     """Call to take a MetricsSnapshot of the session server."""
     return lambda: MetricsSnapshot(rest)
+
+
+@pytest.fixture(scope="session")
+def half_base(tmp_path_factory):
+    """A model base path with TF Serving's half_plus_two (version 123), for one-off servers."""
+    return copy_half(tmp_path_factory.mktemp("half"))
