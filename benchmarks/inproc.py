@@ -1,0 +1,166 @@
+"""The benchmark's model and its in-process measurements, in one TensorFlow process.
+
+    python -m benchmarks.inproc WORKDIR --window S --repeats N
+
+Trains and exports the logreg model (WORKDIR/run, WORKDIR/models/logreg/1),
+writes the serialized PredictRequests the gRPC clients send
+(WORKDIR/requests/rows_<N>.bin, encoded by `tf.make_tensor_proto` as a
+TensorFlow client would) and the REST body of the batch-1 one, then measures rows per second, each series for S
+seconds, N times, the series interleaved so that a noisy moment on a shared
+machine hits them all: the SavedModel signature called in process, the TFLite
+interpreter, the trained tf.Module called eagerly, and numpy computing
+sigmoid(x.w + b) with the trained weights. Writes WORKDIR/inproc.json:
+{"num_features", "series": {name: [rows/s per repeat]}}.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MODEL_NAME = "logreg"
+REQUEST_ROWS = (1, 10_000, 100_000)
+WARMUP_CALLS = 3
+
+
+def request_file(workdir: Path, rows: int) -> Path:
+    """Where the serialized PredictRequest of `rows` rows is written."""
+    return workdir / "requests" / f"rows_{rows}.bin"
+
+
+def rest_body_file(workdir: Path) -> Path:
+    """Where the REST predict body for the batch-1 request is written."""
+    return workdir / "requests" / "rows_1.json"
+
+
+def rows_per_second(fn, rows: int, window_s: float) -> float:
+    """Call fn() repeatedly for about window_s seconds (at least once); rows/s."""
+    calls = 0
+    began = time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - began
+        if elapsed >= window_s:
+            return calls * rows / elapsed
+
+
+def _prepare(workdir: Path) -> tuple:
+    """Train and export; the version folder and the run."""
+    from toolkit.export import export_model
+    from toolkit.rundir import load_run, train_to_dir
+
+    train_to_dir(workdir / "run", plots=False, force=True)
+    version_dir = export_model(workdir / "run", workdir / "models", MODEL_NAME, version=1, force=True)
+    return version_dir, load_run(workdir / "run")
+
+
+def _rows(features: np.ndarray, count: int) -> np.ndarray:
+    """`count` real held-out rows (tiled when asked for more than there are)."""
+    reps = -(-count // len(features))
+    return np.ascontiguousarray(np.tile(features, (reps, 1))[:count], dtype=np.float32)
+
+
+def _write_requests(workdir: Path, features: np.ndarray) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    for count in REQUEST_ROWS:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL_NAME
+        request.model_spec.signature_name = "serving_default"
+        request.inputs["features"].CopyFrom(tf.make_tensor_proto(_rows(features, count)))
+        path = request_file(workdir, count)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(request.SerializeToString())
+    body = {"instances": _rows(features, 1).tolist()}
+    rest_body_file(workdir).write_text(json.dumps(body))
+
+
+def _tflite_call(model_path: Path, x: np.ndarray):
+    """invoke() on a LiteRT interpreter resized to x's batch, fetching every output."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model_path))
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape, strict=False)
+    interpreter.allocate_tensors()
+    outputs = [d["index"] for d in interpreter.get_output_details()]
+
+    def call():
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        return [interpreter.get_tensor(i) for i in outputs]
+
+    return call
+
+
+def _numpy_call(w: np.ndarray, b: float, x: np.ndarray):
+    def call():
+        return 1.0 / (1.0 + np.exp(-(x @ w + b)))
+
+    return call
+
+
+def _tf_call(fn, x: np.ndarray, keyword: bool):
+    """fn on a tensor made from x (numpy in), outputs as numpy (numpy out)."""
+    import tensorflow as tf
+
+    def call():
+        tensor = tf.constant(x)
+        outputs = fn(features=tensor) if keyword else fn(tensor)
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    return call
+
+
+def measure(workdir: Path, window_s: float, repeats: int) -> dict:
+    """Prepare the model and requests, run every series; the inproc.json content."""
+    import tensorflow as tf
+
+    version_dir, run = _prepare(workdir)
+    features = run.heldout.features
+    _write_requests(workdir, features)
+    weights = run.record["weights"]
+    w = np.asarray(weights["w"], dtype=np.float32).reshape(-1, 1)
+    b = np.float32(weights["b"])
+    signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    x1, x10k, x100k = (_rows(features, n) for n in REQUEST_ROWS)
+    calls = {
+        "signature_rows_10k": (_tf_call(signature, x10k, keyword=True), 10_000),
+        "signature_rows_100k": (_tf_call(signature, x100k, keyword=True), 100_000),
+        "tflite_rows_b1": (_tflite_call(version_dir / "model.tflite", x1), 1),
+        "tflite_rows_b10k": (_tflite_call(version_dir / "model.tflite", x10k), 10_000),
+        "numpy_rows_b1": (_numpy_call(w, b, x1), 1),
+        "numpy_rows_b10k": (_numpy_call(w, b, x10k), 10_000),
+        "eager_rows_b1": (_tf_call(run.model.serving_default, x1, keyword=False), 1),
+    }
+    for fn, _ in calls.values():
+        for _ in range(WARMUP_CALLS):  # tracing, allocation, caches
+            fn()
+    series = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, (fn, rows) in calls.items():
+            series[name].append(rows_per_second(fn, rows, window_s))
+    return {"num_features": int(features.shape[1]), "model_base_path": str(workdir / "models"),
+            "series": series}
+
+
+def main(argv: list) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inproc", description=__doc__.split("\n\n")[0])
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--window", type=float, required=True, help="seconds per measurement")
+    parser.add_argument("--repeats", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    result = measure(args.workdir, args.window, args.repeats)
+    (args.workdir / "inproc.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
