@@ -8,6 +8,8 @@ default) or `Tensor::AsProtoTensorContent`. Everything goes through numpy
 buffers; float/double fields are written as packed wire bytes in one call.
 """
 
+import math
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
@@ -49,6 +51,11 @@ _NUMPY_TO_DT = {np_dtype: dt for dt, (np_dtype, _) in _CODECS.items() if dt != D
 _PACKED_TAGS = {"float_val": (5 << 3) | 2, "double_val": (6 << 3) | 2}
 
 
+# TensorShape's limit on the number of elements.
+_MAX_ELEMENTS = 2**63 - 1
+# Largest tensor (in bytes) a short typed value list may be padded out to.
+MAX_FILL_BYTES = 64 * 1024 * 1024
+
 _FIELD_OF_TAG = {np.dtype(np.float32): "float_val", np.dtype(np.float64): "double_val"}
 
 
@@ -58,7 +65,11 @@ class TensorError(ValueError):
 
 def dtype_name(dtype: int) -> str:
     """TensorFlow's short name for a DataType enum value (`float`, `int64`...)."""
-    return _TF_NAMES.get(dtype, types_pb2.DataType.Name(dtype)[3:].lower())
+    if dtype in _TF_NAMES:
+        return _TF_NAMES[dtype]
+    if dtype not in types_pb2.DataType.values():  # a client can send any integer
+        return f"unknown dtype enum ({dtype})"
+    return types_pb2.DataType.Name(dtype)[3:].lower()
 
 
 def numpy_dtype(dtype: int) -> np.dtype:
@@ -79,11 +90,15 @@ def data_type_of(array: np.ndarray) -> int:
         raise TensorError(f"unsupported numpy dtype {array.dtype}") from None
 
 
-def _shape_of(proto: tensor_pb2.TensorProto) -> tuple:
+def _shape_of(proto: tensor_pb2.TensorProto) -> tuple[tuple, int]:
+    """(dims, element count), the count computed exactly and bounded as TensorShape does."""
     dims = tuple(d.size for d in proto.tensor_shape.dim)
     if any(d < 0 for d in dims):
         raise TensorError(f"negative dimension in tensor shape {list(dims)}")
-    return dims
+    count = math.prod(dims)
+    if count > _MAX_ELEMENTS:
+        raise TensorError(f"shape {list(dims)} would have more than 2**63 - 1 elements")
+    return dims, count
 
 
 def _fill(values: np.ndarray, count: int, dtype: np.dtype) -> np.ndarray:
@@ -93,6 +108,13 @@ def _fill(values: np.ndarray, count: int, dtype: np.dtype) -> np.ndarray:
         return values
     if n > count:
         raise TensorError(f"{n} values given for a tensor of {count} elements")
+    if count * dtype.itemsize > MAX_FILL_BYTES:
+        # The shape is the client's word; the values are what it sent. Padding a
+        # short list out to the shape is bounded, so a few bytes claiming 10^12
+        # elements cannot make the server allocate terabytes.
+        raise TensorError(
+            f"{n} values given for a tensor of {count} elements; padding them out would take "
+            f"{count * dtype.itemsize} bytes, more than the {MAX_FILL_BYTES} allowed")
     if n == 0:
         return np.zeros(count, dtype=dtype) if dtype != object else np.full(count, b"", dtype=object)
     out = np.empty(count, dtype=dtype)
@@ -119,13 +141,13 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     dtype, field = _CODECS.get(proto.dtype, (None, None))
     if dtype is None:
         raise TensorError(f"unsupported tensor dtype {dtype_name(proto.dtype)}")
-    shape = _shape_of(proto)
-    count = int(np.prod(shape, dtype=np.int64))
+    shape, count = _shape_of(proto)
     if proto.tensor_content and proto.dtype != DT.DT_STRING:
+        size = len(proto.tensor_content)
+        if size != count * dtype.itemsize:
+            raise TensorError(f"tensor_content holds {size} bytes, shape {list(shape)} of "
+                              f"{dtype_name(proto.dtype)} needs {count * dtype.itemsize}")
         flat = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<"))
-        if flat.shape[0] != count:
-            raise TensorError(
-                f"tensor_content holds {flat.shape[0]} elements, shape {list(shape)} needs {count}")
         return flat.astype(dtype, copy=False).reshape(shape)
     raw = getattr(proto, field)
     if proto.dtype == DT.DT_STRING:
