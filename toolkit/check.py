@@ -307,20 +307,22 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         pairs, invariance, signatures = [], [], []
         ref_out = outputs[reference.name]
         for c in candidates:
+            signatures.append(signature_consistency(c.runner.name, reference.signature, c.runner.signature))
             if c.runner.name in failed:
                 continue
             cand_out = outputs[c.runner.name]
             policy = policies[c.policy]
             if policy.quantized and not in_dist.all():
-                pairs.append(comparator.compare(reference.name, _rows(ref_out, in_dist), c.runner.name,
-                                                _rows(cand_out, in_dist), policy))
+                inside = comparator.compare(reference.name, _rows(ref_out, in_dist), c.runner.name,
+                                            _rows(cand_out, in_dist), policy)
+                _remap_rows(inside, np.flatnonzero(in_dist))
                 outside = comparator.compare(reference.name, _rows(ref_out, ~in_dist),
                                              f"{c.runner.name} (outside data range)", _rows(cand_out, ~in_dist), policy)
-                _mark_informational(outside, np.flatnonzero(~in_dist))
-                pairs.append(outside)
+                _remap_rows(outside, np.flatnonzero(~in_dist))
+                _mark_informational(outside)
+                pairs += [inside, outside]
             else:
                 pairs.append(comparator.compare(reference.name, ref_out, c.runner.name, cand_out, policy))
-            signatures.append(signature_consistency(c.runner.name, reference.signature, c.runner.signature))
         for runner, policy in [(reference, "exact")] + [(c.runner, c.policy) for c in candidates]:
             if runner.name not in failed:
                 invariance += batch_invariance(runner, calls, counts, outputs[runner.name], options.max_ulps,
@@ -427,17 +429,23 @@ def _rows(outputs: dict, mask: np.ndarray) -> dict:
     return {k: v[mask] if len(v) == len(mask) else v for k, v in outputs.items()}
 
 
-def _mark_informational(pair: PairComparison, rows: np.ndarray) -> None:
-    """Report a comparison without judging it; map its row numbers back to all rows."""
+def _remap_rows(pair: PairComparison, rows: np.ndarray) -> None:
+    """Map row numbers of a comparison on a subset of rows back to all rows."""
     for out in pair.outputs:
-        out.judged = False
         out.failed_rows = [int(rows[r]) for r in out.failed_rows]
         out.near_threshold_rows = [int(rows[r]) for r in out.near_threshold_rows]
         for worst in out.worst_rows:
-            worst["row"] = int(rows[worst["row"]])
+            worst["row"] = worst["index"][0] = int(rows[worst["row"]])
     if pair.classes is not None:
         pair.classes.flipped_rows = [int(rows[r]) for r in pair.classes.flipped_rows]
         pair.classes.near_threshold_rows = [int(rows[r]) for r in pair.classes.near_threshold_rows]
+
+
+def _mark_informational(pair: PairComparison) -> None:
+    """Report a comparison without judging it."""
+    for out in pair.outputs:
+        out.judged = False
+    if pair.classes is not None:
         pair.classes.min_agreement = 0.0
         pair.classes.passed = True
 

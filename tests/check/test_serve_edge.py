@@ -1,0 +1,48 @@
+"""`tfkit serve` as a real process, and edge facts of a file that needs Flex ops."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+
+from toolkit.local_server import free_port
+
+
+def test_serve_pins_a_version_folder_and_answers(foreign_models):
+    from toolkit.runners.grpc import GrpcRunner
+    from toolkit.runners.rest import RestRunner
+
+    grpc_port, rest_port = free_port(), free_port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "serve", str(foreign_models / "scale" / "1"),
+                             "--port", str(grpc_port), "--rest-port", str(rest_port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        x = np.ones((2, 3), np.float32)
+        # Version 1 of two: the generated config pins it although 2 is the latest.
+        with GrpcRunner(f"127.0.0.1:{grpc_port}", "scale", timeout=90) as runner:
+            np.testing.assert_array_equal(runner.infer({"x": x})["y"], x * 2)
+            assert runner.served_version == 1
+        with RestRunner(f"http://127.0.0.1:{rest_port}", "scale", timeout=30) as runner:
+            np.testing.assert_array_equal(runner.infer({"x": x})["y"], x * 2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert "tfkit: exec" in output and f"--port={grpc_port}" in output
+
+
+def test_edge_facts_name_flex_ops(half_plus_two, tmp_path):
+    from toolkit.edge import model_facts
+    from toolkit.tfenv import tf
+
+    t = tf()
+    converter = t.lite.TFLiteConverter.from_saved_model(str(half_plus_two / "00000123"),
+                                                       signature_keys=["classify_x_to_y"])
+    converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS, t.lite.OpsSet.SELECT_TF_OPS]
+    path = tmp_path / "flex.tflite"
+    path.write_bytes(converter.convert())
+    facts = model_facts(path)
+    assert facts["needs_flex"] and facts["flex_ops"] == ["FlexParseExampleV2"]
+    assert facts["size_bytes"] == path.stat().st_size and facts["quantization"] == "float32"
