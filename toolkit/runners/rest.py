@@ -44,13 +44,22 @@ class RestRunner(RemoteRunner):
                 message = ""
             raise _HttpError(exc.code, message or exc.reason) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise_not_ready(self.address, self.timeout, str(getattr(exc, "reason", exc)))
+            raise _Unreachable(str(getattr(exc, "reason", exc))) from None
+
+    def _call(self, path: str, body: dict | None = None) -> dict:
+        """`_request` for data calls: an unreachable server is ServerNotReady (exit 3)."""
+        try:
+            return self._request(path, body)
+        except _Unreachable as exc:
+            raise_not_ready(self.address, self.timeout, str(exc))
 
     def _model_status(self) -> tuple[bool, str]:
         try:
             status = self._request(f"/v1/models/{self.model_name}")
         except _HttpError as exc:
             return False, f"HTTP {exc.code}: {exc.message}"
+        except _Unreachable as exc:
+            return False, f"nothing answered ({exc})"
         states = status.get("model_version_status", [])
         if any(s.get("state") == "AVAILABLE" for s in states):
             return True, ""
@@ -64,7 +73,7 @@ class RestRunner(RemoteRunner):
         from toolkit.runners.protos import signature_from_def
 
         try:
-            metadata = self._request(f"/v1/models/{self.model_name}/metadata")
+            metadata = self._call(f"/v1/models/{self.model_name}/metadata")
         except _HttpError as exc:
             raise InputError(f"{self.name}: metadata request failed: HTTP {exc.code}: {exc.message}") from None
         defs = get_model_metadata_pb2.SignatureDefMap()
@@ -80,7 +89,7 @@ class RestRunner(RemoteRunner):
         body = {"signature_name": self.signature_name,
                 "inputs": {name: _to_json(value) for name, value in feed.items()}}
         try:
-            reply = self._request(f"/v1/models/{self.model_name}:predict", body)
+            reply = self._call(f"/v1/models/{self.model_name}:predict", body)
         except _HttpError as exc:
             raise InputError(f"{self.name} rejected the request: HTTP {exc.code}: {exc.message}") from None
         outputs = reply["outputs"]
@@ -89,6 +98,10 @@ class RestRunner(RemoteRunner):
             (only,) = self.signature.outputs
             outputs = {only: outputs}
         return {name: _from_json(value, self.signature.outputs[name].dtype) for name, value in outputs.items()}
+
+
+class _Unreachable(Exception):
+    """No HTTP answer at all (refused, timed out, DNS)."""
 
 
 class _HttpError(Exception):
