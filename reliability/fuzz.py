@@ -63,7 +63,7 @@ class GrpcCase:
     method: str
     payload: bytes
     codes: frozenset = INVALID          # allowed error codes
-    ok_features: Optional[np.ndarray] = None  # set when OK is the right answer: the features sent
+    ok_features: Optional[np.ndarray] = None  # set when OK is a right answer: the features sent
 
 
 @dataclasses.dataclass
@@ -120,6 +120,35 @@ class GrpcCases:
             return GrpcCase("random bytes (unparseable)", method, payload,
                             frozenset({grpc.StatusCode.INTERNAL}))
         return GrpcCase("random bytes (parseable)", method, payload, CLIENT_ERRORS)
+
+    def mutated(self) -> GrpcCase:
+        """A valid Predict request with a few bytes overwritten or the tail cut off."""
+        payload = bytearray(predict_request(self.model, self._rows()).SerializeToString())
+        if self.rng.integers(4) == 0:
+            del payload[int(self.rng.integers(1, len(payload))):]
+        else:
+            for _ in range(int(self.rng.integers(1, 4))):
+                payload[int(self.rng.integers(len(payload)))] = int(self.rng.integers(256))
+        payload = bytes(payload)
+        try:
+            request = predict_pb2.PredictRequest.FromString(payload)
+        except Exception:  # protobuf's DecodeError and friends
+            return GrpcCase("mutated request (unparseable)", PREDICT, payload, frozenset({grpc.StatusCode.INTERNAL}))
+        return GrpcCase("mutated request (parseable)", PREDICT, payload, CLIENT_ERRORS,
+                        ok_features=self._valid_features(request))
+
+    def _valid_features(self, request) -> Optional[np.ndarray]:
+        """The [N, D] float32 features of a request the model must answer; None if it must refuse it."""
+        tensor = request.inputs.get("features")
+        if (request.model_spec.name != self.model or set(request.inputs) != {"features"}
+                or request.model_spec.signature_name not in ("", "serving_default")
+                or request.model_spec.HasField("version") or request.model_spec.HasField("version_label")
+                or request.output_filter or tensor.dtype != types_pb2.DT_FLOAT):
+            return None
+        dims = [d.size for d in tensor.tensor_shape.dim]
+        if len(dims) != 2 or dims[1] != self.d or dims[0] < 0 or len(tensor.tensor_content) != 4 * dims[0] * self.d:
+            return None
+        return np.frombuffer(tensor.tensor_content, dtype="<f4").reshape(dims).astype(np.float32)
 
     def wrong_dtype(self) -> GrpcCase:
         rows = self._rows()
@@ -185,8 +214,10 @@ class GrpcCases:
     def bad_signature_or_filter(self) -> GrpcCase:
         rows = float_tensor(self._rows())
         if self.rng.integers(2):
+            # predict_util.cc: an unknown signature key is FAILED_PRECONDITION.
             return GrpcCase("unknown signature", PREDICT,
-                            _predict_bytes(self.model, {"features": rows}, signature="no_such_signature"))
+                            _predict_bytes(self.model, {"features": rows}, signature="no_such_signature"),
+                            frozenset({grpc.StatusCode.FAILED_PRECONDITION}))
         return GrpcCase("unknown output_filter", PREDICT,
                         _predict_bytes(self.model, {"features": rows}, output_filter=["no_such_output"]))
 
@@ -211,12 +242,12 @@ class GrpcCases:
         mask = self.rng.random(rows.shape) < 0.5
         rows[mask] = self.rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=np.float32), size=int(mask.sum()))
         return GrpcCase("NaN/Inf values", PREDICT, predict_request(self.model, rows).SerializeToString(),
-                        ok_features=rows)
+                        frozenset(), ok_features=rows)
 
     def empty_batch(self) -> GrpcCase:
         rows = np.zeros((0, self.d), dtype=np.float32)
         return GrpcCase("empty batch", PREDICT, predict_request(self.model, rows).SerializeToString(),
-                        ok_features=rows)
+                        frozenset(), ok_features=rows)
 
     def unknown_fields(self) -> GrpcCase:
         rows = self._rows()
@@ -224,10 +255,10 @@ class GrpcCases:
         # length-delimited one (tag 1000), which protobuf keeps as unknown fields.
         extra = bytes([0xB8, 0x3E, 0x2A, 0xC2, 0x3E, 0x03]) + b"abc"
         payload = predict_request(self.model, rows).SerializeToString() + extra
-        return GrpcCase("unknown fields", PREDICT, payload, ok_features=rows)
+        return GrpcCase("unknown fields", PREDICT, payload, frozenset(), ok_features=rows)
 
     def generators(self) -> list[Callable[[], GrpcCase]]:
-        return [self.random_bytes, self.random_bytes, self.wrong_dtype, self.string_for_float,
+        return [self.random_bytes, self.mutated, self.wrong_dtype, self.string_for_float,
                 self.huge_dims, self.huge_dims, self.negative_dims, self.content_mismatch,
                 self.too_many_values, self.wrong_shape, self.wrong_inputs,
                 self.bad_signature_or_filter, self.bad_examples, self.nan_inf, self.empty_batch,
@@ -243,14 +274,15 @@ class GrpcCases:
 def check_grpc_answer(case: GrpcCase, code: grpc.StatusCode, payload: Optional[bytes],
                       reference: ModelReference) -> Optional[str]:
     """Why this answer is wrong for the case; None if right."""
-    if case.ok_features is not None:
-        if code != grpc.StatusCode.OK:
-            return f"expected OK, got {code.name}"
+    if code == grpc.StatusCode.OK:
+        if case.ok_features is None:
+            return f"expected {'/'.join(sorted(c.name for c in case.codes))}, got OK"
         response = predict_pb2.PredictResponse.FromString(payload)
         outputs = predict_outputs(response)
         return reference.mismatch(response.model_spec.version.value, case.ok_features, outputs)
     if code not in case.codes:
-        return f"expected {'/'.join(sorted(c.name for c in case.codes))}, got {code.name}"
+        wanted = sorted(c.name for c in case.codes) + (["OK"] if case.ok_features is not None else [])
+        return f"expected {'/'.join(wanted)}, got {code.name}"
     return None
 
 
@@ -321,9 +353,14 @@ def rest_cases(model: str, num_features: int, seed: int) -> list[RestCase]:
         add("huge numbers", ("{\"instances\": [[" + ", ".join([literal] * num_features) + "]]}").encode())
     for value in [1e30, -3.4e38, 1.7e308]:
         rows = np.full((1, num_features), value, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            as_float32 = rows.astype(np.float32)
         # Legal JSON numbers: answered for the float32 they round to (maybe inf), or refused.
         add("large but finite numbers", {"instances": rows.tolist()}, frozenset({200, 400}),
-            ok_features=rows.astype(np.float32))
+            ok_features=as_float32)
+    # Keys TF Serving does not read are ignored, not refused.
+    add("unknown top-level key", {"instances": [row], "extra": {"deep": [1, 2]}}, frozenset({200}),
+        ok_features=np.array([row], dtype=np.float32))
     wrong_types = [
         {"instances": [["a"] * num_features]}, {"instances": [[None] * num_features]},
         {"instances": [[True] * num_features]}, {"instances": [[{"b64": "AAAA"}] * num_features]},
@@ -332,7 +369,7 @@ def rest_cases(model: str, num_features: int, seed: int) -> list[RestCase]:
         {"signature_name": 5, "instances": [row]}, {"signature_name": "nope", "instances": [row]},
         {"instances": [[[0.5]] * num_features]}, {"instances": [row + [0.5]]},
         {"instances": [row, row[:-1]]}, {"instances": [{"features": row}, {"wrong": row}]},
-        {"no_instances": [row]}, {}, {"instances": [[1e5] * num_features], "extra": {"deep": [1, 2]}},
+        {"no_instances": [row]}, {},
     ]
     for body in wrong_types:
         add("wrong types or shapes", body)

@@ -1,0 +1,51 @@
+"""Ways a version folder on disk goes bad, and a server that honours file permissions.
+
+`break_version(folder, kind)` turns a copy of a good version into one of the
+broken versions TF Serving must refuse to serve. `unreadable` removes every
+permission bit; since tests run as root, which reads anything, the server is
+then started without the capabilities that let root ignore permissions
+(`permission_honouring_prefix()`), so the folder is really unreadable to it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+BROKEN_KINDS = ("truncated saved_model.pb", "missing variables", "garbage saved_model.pb",
+                "unreadable folder")
+# The capabilities that let root bypass file permission checks.
+_DAC_CAPS = "-dac_override,-dac_read_search"
+
+
+def break_version(folder: str | Path, kind: str, seed: int = 0) -> None:
+    """Damage a (copied) version folder in place, the way `kind` names."""
+    folder = Path(folder)
+    graph = folder / "saved_model.pb"
+    if kind == "truncated saved_model.pb":
+        data = graph.read_bytes()
+        graph.write_bytes(data[: len(data) // 2])
+    elif kind == "missing variables":
+        shutil.rmtree(folder / "variables")
+    elif kind == "garbage saved_model.pb":
+        graph.write_bytes(random.Random(seed).randbytes(4096))
+    elif kind == "unreadable folder":
+        folder.chmod(0)
+    else:
+        raise ValueError(f"unknown kind of broken version {kind!r}; choose from {', '.join(BROKEN_KINDS)}")
+
+
+def permission_honouring_prefix() -> Optional[list[str]]:
+    """A command prefix running a program without root's permission override; None if impossible here."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0:
+        return []  # permissions already apply
+    if setpriv is None:
+        return None
+    prefix = [setpriv, f"--bounding-set={_DAC_CAPS}", "--"]
+    probe = subprocess.run(prefix + ["true"], capture_output=True)
+    return prefix if probe.returncode == 0 else None
