@@ -128,7 +128,8 @@ def deploy_compose(model_dirs, policies, labels, server, image, replicas, cpus, 
     _echo_models(models)
     targets = " ".join(f"--target 127.0.0.1:{g}"
                        for g, _ in lib.replica_host_ports(replicas, host_port))
-    click.echo(f"start: docker compose -f {compose_path} up -d\ncheck: tfkit check ... {targets}")
+    click.echo(f"start: docker compose -f {compose_path} up -d --wait\n"
+               f"check: tfkit check {models[0].path} {targets}")
 
 
 @deploy.command("k8s")
