@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from toolkit.errors import InputError, ServerNotReady
+from toolkit.errors import InputError
 from toolkit.runners.base import Signature
-from toolkit.runners.remote import RemoteRunner
+from toolkit.runners.remote import RemoteRunner, raise_not_ready
 
 
 class GrpcRunner(RemoteRunner):
@@ -105,7 +105,3 @@ class GrpcRunner(RemoteRunner):
             self._channel.close()
         self._channel = self._stub = self._model_stub = None
 
-
-def raise_not_ready(address: str, timeout: float, detail: str = "nothing answered") -> None:
-    """Raise ServerNotReady naming the address (exit 3)."""
-    raise ServerNotReady(f"no TF Serving reachable at {address} within {timeout:g}s ({detail})")

@@ -3,6 +3,7 @@ AVAILABLE on a TF Serving address, and splitting requests under a size limit."""
 
 from __future__ import annotations
 
+import abc
 import time
 
 import numpy as np
@@ -63,13 +64,18 @@ class RemoteRunner(Runner):
     def _connect(self) -> None:
         """Open the transport (may be lazy)."""
 
+    @abc.abstractmethod
     def _model_status(self) -> tuple[bool, str]:
         """(True, "") when the model is AVAILABLE, else (False, why not)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _fetch_signature(self) -> Signature:
         """The signature as the server reports it in its model metadata."""
-        raise NotImplementedError
+
+
+def raise_not_ready(address: str, timeout: float, detail: str = "nothing answered") -> None:
+    """Raise ServerNotReady naming the address (exit 3)."""
+    raise ServerNotReady(f"no TF Serving reachable at {address} within {timeout:g}s ({detail})")
 
 
 def _row_bytes(dtype: np.dtype, inner_shape, value) -> int:

@@ -11,8 +11,7 @@ import numpy as np
 
 from toolkit.errors import InputError
 from toolkit.runners.base import Signature
-from toolkit.runners.grpc import raise_not_ready
-from toolkit.runners.remote import RemoteRunner
+from toolkit.runners.remote import RemoteRunner, raise_not_ready
 
 
 class RestRunner(RemoteRunner):
