@@ -16,7 +16,7 @@ from reliability.faults import permission_honouring_prefix
 from reliability.reference import ModelReference
 from toolkit.local_server import LocalServer
 
-MODEL = "logreg"
+from reliability_helpers import MODEL
 
 
 @pytest.fixture(scope="session")
