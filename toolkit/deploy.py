@@ -28,7 +28,6 @@ from pathlib import Path
 import yaml
 
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
-from toolkit.tfenv import quiet_tf_logs
 
 GRPC_PORT = 8500
 REST_PORT = 8501
@@ -56,7 +55,9 @@ def _config_pb2():
 
 def _service_protos():
     """TF Serving's ModelService protos; they pull in TensorFlow, so import quietly on demand."""
-    quiet_tf_logs()
+    from toolkit.check import import_tf_quietly  # the one place that hides TF's start-up banner
+
+    import_tf_quietly()
     from tensorflow_serving.apis import (
         get_model_status_pb2,
         model_management_pb2,

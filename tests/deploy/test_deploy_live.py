@@ -103,3 +103,16 @@ def test_promote_unreachable_target_exits_3_in_one_line(live_server):
     assert result.output.startswith(f"Error: cannot reach TF Serving at {target}")
     assert result.output.count("\n") == 1
     assert config_path.read_bytes() == before
+
+
+def test_promote_refuses_a_version_the_config_policy_does_not_load(models_dir, tmp_path):
+    """Caught from the file alone, before any server is asked (the target does not exist)."""
+    plan = deploy.plan_models([models_dir / "plus"], ["specific=1"])
+    config_path = deploy.write_atomic(tmp_path / "models.config",
+                                      deploy.render_config(deploy.build_config(plan)))
+    result = CliRunner().invoke(cli, ["promote", "plus", "--version", "2", "--label", "stable",
+                                      "--target", f"127.0.0.1:{free_port()}",
+                                      "--config", str(config_path)])
+    assert result.exit_code == 2
+    assert result.output == (f"Error: model plus: the version policy in {config_path} loads only "
+                             "versions 1, not 2\n")
