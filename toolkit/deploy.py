@@ -320,17 +320,24 @@ def server_flags(models: list[ModelEntry], config_path: str, grpc_port: int | No
 
 
 def serving_image() -> str:
-    """The official image pinned to the TensorFlow we export with.
+    """The official image matching the TensorFlow we export with.
 
-    tensorflow/serving is tagged with the bare release version (2.21.0, and
-    2.21.0-gpu for GPU builds; no `v` prefix), released in lockstep with
-    TensorFlow and tensorflow-serving-api.
+    tensorflow/serving is tagged with the bare release version (`2.21.0`; GPU
+    builds `2.21.0-gpu`; no `v` prefix). Serving releases follow TensorFlow's
+    minor versions but not always its patch releases, so the tag comes from
+    the installed tensorflow-serving-api (released with each server build) and
+    must share TensorFlow's major.minor: the server then runs the ops our
+    SavedModels were exported with.
     """
-    version = metadata.version("tensorflow")
-    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
-        raise InputError(f"TensorFlow {version} is not a release with a tensorflow/serving image; "
-                         "pass --image")
-    return f"tensorflow/serving:{version}"
+    tf_version = metadata.version("tensorflow")
+    api_version = metadata.version("tensorflow-serving-api")
+    if not re.fullmatch(r"\d+\.\d+\.\d+", api_version):
+        raise InputError(f"tensorflow-serving-api {api_version} is not a release with a "
+                         "tensorflow/serving image; pass --image")
+    if tf_version.split(".")[:2] != api_version.split(".")[:2]:
+        raise InputError(f"TensorFlow {tf_version} and tensorflow-serving-api {api_version} differ "
+                         "in minor version, so no tensorflow/serving tag matches both; pass --image")
+    return f"tensorflow/serving:{api_version}"
 
 
 def python_image() -> str:

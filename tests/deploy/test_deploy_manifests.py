@@ -148,3 +148,21 @@ def test_bad_fleet_options_exit_2(models_dir, tmp_path, args, message):
                                       "-o", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert re.fullmatch(r"Error: .+\n", result.output) and message in result.output
+
+
+@pytest.mark.parametrize("tf_version,api_version,expected", [
+    ("2.16.2", "2.16.1", "tensorflow/serving:2.16.1"),   # a TF patch release with no server build
+    ("2.17.0", "2.16.1", None),
+    ("2.21.0", "2.21.0rc1", None),
+])
+def test_serving_image_tag_follows_the_serving_release(monkeypatch, tf_version, api_version, expected):
+    from toolkit import deploy
+    from toolkit.errors import InputError
+
+    versions = {"tensorflow": tf_version, "tensorflow-serving-api": api_version}
+    monkeypatch.setattr(deploy.metadata, "version", versions.__getitem__)
+    if expected:
+        assert deploy.serving_image() == expected
+    else:
+        with pytest.raises(InputError, match="pass --image"):
+            deploy.serving_image()
