@@ -118,7 +118,12 @@ def test_k8s_deployment_service_and_configmap(models_dir, tmp_path):
     assert service["selector"] == deployment["selector"]["matchLabels"]
     assert {p["port"]: p["targetPort"] for p in service["ports"]} == {8500: "grpc", 8501: "http"}
 
-    config = _parse_config(by_kind["ConfigMap"]["data"]["models.config"])
+    # The README promises `deploy config --models-root /models` writes the ConfigMap's file.
+    config_text = by_kind["ConfigMap"]["data"]["models.config"]
+    _run("deploy", "config", models_dir / "plus", "--policy", "all", "--label", "stable=1",
+         "--label", "canary=2", "--models-root", "/models", "-o", tmp_path / "k8s-models.config")
+    assert (tmp_path / "k8s-models.config").read_text() == config_text
+    config = _parse_config(config_text)
     (plus,) = config.model_config_list.config
     assert plus.base_path == "/models/plus"
     assert dict(plus.version_labels) == {"stable": 1, "canary": 2}
