@@ -30,8 +30,9 @@ CLASS_LABELS = ("0", "1")
 class LogisticRegression(tf.Module):
     """Binary logistic regression over `num_features` inputs.
 
-    `seed` makes the initial weights reproducible (a stateless uniform draw,
-    so the same seed gives the same weights however often it is called).
+    `seed` makes the initial weights reproducible: they come from the tutorial's
+    `tf.random.uniform`, with the global seed reset first so the same seed gives
+    the same weights however often a model is built in one process.
     `feature_names` are the tf.Example feature keys that classify/regress parse.
     """
 
@@ -44,7 +45,8 @@ class LogisticRegression(tf.Module):
             raise ValueError(f"need {num_features} distinct feature names, got {list(names)}")
         self.num_features = num_features
         self.feature_names = names
-        self.w = tf.Variable(tf.random.stateless_uniform((num_features, 1), seed=[seed, 0]), name="w")
+        tf.random.set_seed(seed)
+        self.w = tf.Variable(tf.random.uniform((num_features, 1), seed=seed), name="w")
         self.b = tf.Variable(tf.zeros((1,)), name="b")
 
         feature_spec = {n: tf.io.FixedLenFeature([], tf.float32) for n in names}
