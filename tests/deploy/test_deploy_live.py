@@ -12,7 +12,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from toolkit import deploy
 from toolkit.cli import cli
-from toolkit.local_server import free_port
+from toolkit.local_server import LocalServer, find_server_binary, free_port
 
 # What the two versions of `plus` compute (TF Serving's half_plus_two / half_plus_three).
 PLUS = {1: lambda x: 0.5 * x + 2, 2: lambda x: 0.5 * x + 3}
@@ -116,3 +116,16 @@ def test_promote_refuses_a_version_the_config_policy_does_not_load(models_dir, t
     assert result.exit_code == 2
     assert result.output == (f"Error: model plus: the version policy in {config_path} loads only "
                              "versions 1, not 2\n")
+
+
+@pytest.mark.skipif(find_server_binary() is None,
+                    reason="tensorflow_model_server is not on PATH on this machine")
+def test_generated_config_and_promote_on_the_real_tensorflow_model_server(fleet_plan, tmp_path):
+    """The same flags and config on the real binary, wherever it is installed."""
+    config_path = deploy.write_atomic(tmp_path / "models.config",
+                                      deploy.render_config(deploy.build_config(fleet_plan)))
+    flags = deploy.server_flags(fleet_plan, str(config_path), grpc_port=None, rest_port=None)
+    with LocalServer(flags, binary=find_server_binary(), timeout=120) as server:
+        assert _predict_by_label(server.grpc_target, "stable") == (1, PLUS[1](1.0))
+        assert _promote(server, config_path, "plus", "--version", 2, "--label", "stable").exit_code == 0
+        assert _predict_by_label(server.grpc_target, "stable") == (2, PLUS[2](1.0))
