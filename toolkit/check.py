@@ -181,9 +181,13 @@ def convert_saved_model(version_dir: Path, signature: str) -> bytes:
             return converter.convert()
         except Exception as exc:  # ConverterError and friends
             failure = exc
-    lines = [l for l in (str(failure) + "\n" + "".join(log)).splitlines()
-             if "error" in l.lower() or "TF Select ops" in l]
-    detail = lines[0].strip() if lines else type(failure).__name__
+    text = (str(failure) + "\n" + "".join(log)).splitlines()
+    flex = [l.split(":", 1)[1].strip() for l in text if l.strip().startswith("TF Select ops:")]
+    errors = [l.strip() for l in text if "error" in l.lower()]
+    if flex:
+        detail = f"it needs TF Select (Flex) ops {flex[0]}, which LiteRT lacks"
+    else:
+        detail = errors[0] if errors else type(failure).__name__
     raise InputError(f"cannot convert {version_dir} signature {signature!r} to TFLite: {detail[:300]}; "
                      "pass --tflite FILE or --no-convert")
 
@@ -299,7 +303,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
             except ToolkitError as exc:
                 if runner is reference or isinstance(exc, ServerNotReady):
                     raise
-                errors.append(f"{runner.name}: {exc}")
+                errors.append(str(exc) if runner.name in str(exc) else f"{runner.name}: {exc}")
                 failed.add(runner.name)
 
         row_labels, in_dist = _row_labels(calls, counts)

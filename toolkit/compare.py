@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from toolkit.errors import InputError
+from toolkit.runners.base import dtype_name
 
 #: how many of the worst rows a result lists with their values
 WORST_ROWS = 5
@@ -379,7 +380,7 @@ def signature_consistency(runtime: str, reference, candidate) -> SignatureConsis
         for name in sorted(set(ref) & set(cand)):
             r, c = ref[name], cand[name]
             if np.dtype(r.dtype) != np.dtype(c.dtype):
-                problems.append(f"{kind[:-1]} {name} dtype {np.dtype(c.dtype).name} != {np.dtype(r.dtype).name}")
+                problems.append(f"{kind[:-1]} {name} dtype {dtype_name(c.dtype)} != {dtype_name(r.dtype)}")
             if r.shape is not None and c.shape is not None and r.shape != c.shape:
                 problems.append(f"{kind[:-1]} {name} shape {c.dims()} != {r.dims()}")
     return SignatureConsistency(runtime, problems)

@@ -27,6 +27,11 @@ def model_facts(path) -> dict:
     path = Path(path)
     try:
         buf = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read TFLite file {path}: {exc.strerror}") from None
+    if buf[4:8] != b"TFL3":
+        raise InputError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier)")
+    try:
         model = schema.Model.GetRootAs(buf, 0)
         n_codes = model.OperatorCodesLength()
     except Exception as exc:  # a corrupt flatbuffer raises anything from struct to IndexError

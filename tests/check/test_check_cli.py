@@ -144,3 +144,20 @@ def test_predict_saved_model_tflite_and_target(exported_version, foreign_models,
                     '{"x": [[1, 2, 3]]}')
     assert remote.exit_code == 0, remote.output
     assert json.loads(remote.output) == {"y": [[3.0, 6.0, 9.0]]}
+
+
+def test_input_errors_exit_2_with_one_line(tfkit, half_plus_two, tmp_path):
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer")
+    cases = [
+        (["--tflite", garbage], f"Error: {garbage} is not a TFLite model"),
+        (["--signature", "nope"], "has no signature 'nope' (it has: classify_x2_to_y3"),
+        (["--signature", "classify_x_to_y"], "needs TF Select (Flex) ops ParseExampleV2"),
+        (["--signature", "classify_x_to_y", "--no-convert"], "input inputs: string[?] is a string tensor"),
+        (["--atol", "y=abc"], "Error: --atol 'y=abc': expected VALUE or OUTPUT=VALUE"),
+    ]
+    for args, message in cases:
+        result = tfkit("check", half_plus_two, "--no-server", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and len(result.output.strip().splitlines()[-1]) < 400
+        assert "Traceback" not in result.output

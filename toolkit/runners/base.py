@@ -17,6 +17,12 @@ import numpy as np
 from toolkit.errors import InputError
 
 
+def dtype_name(dtype) -> str:
+    """numpy's dtype name, except `string` for TensorFlow strings (object arrays)."""
+    dtype = np.dtype(dtype)
+    return "string" if dtype.kind in "OSU" else dtype.name
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """Name, numpy dtype and shape of one tensor; `None` marks a dynamic dim."""
@@ -32,12 +38,12 @@ class TensorSpec:
         return "[" + ",".join("?" if d is None else str(d) for d in self.shape) + "]"
 
     def describe(self) -> str:
-        return f"{self.name}: {np.dtype(self.dtype).name}{self.dims()}"
+        return f"{self.name}: {dtype_name(self.dtype)}{self.dims()}"
 
     def to_json(self) -> dict:
         return {
             "name": self.name,
-            "dtype": np.dtype(self.dtype).name,
+            "dtype": dtype_name(self.dtype),
             "shape": None if self.shape is None else [-1 if d is None else d for d in self.shape],
         }
 
@@ -66,6 +72,12 @@ def shape_from_dims(dims) -> tuple:
     return tuple(None if int(d) < 0 else int(d) for d in dims)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (runtimes' errors can be pages long)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def validate_feed(feed: dict, specs: dict[str, TensorSpec], where: str) -> None:
     """Raise InputError naming every problem of `feed` against `specs`."""
     problems = []
@@ -81,9 +93,9 @@ def validate_feed(feed: dict, specs: dict[str, TensorSpec], where: str) -> None:
             problems.append(f"input {name} is a {type(value).__name__}, not a numpy array")
             continue
         if not _dtype_matches(value.dtype, spec.dtype):
-            problems.append(f"input {name} has dtype {value.dtype.name}, expected {np.dtype(spec.dtype).name}")
+            problems.append(f"input {name} has dtype {dtype_name(value.dtype)}, expected {dtype_name(spec.dtype)}")
         if spec.shape is not None and not _shape_matches(value.shape, spec.shape):
-            problems.append(f"input {name} has shape {list(value.shape)}, expected {np.dtype(spec.dtype).name}{spec.dims()}")
+            problems.append(f"input {name} has shape {list(value.shape)}, expected {dtype_name(spec.dtype)}{spec.dims()}")
     if problems:
         raise InputError(f"bad feed for {where}: " + "; ".join(problems))
 

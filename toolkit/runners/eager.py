@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.runners.base import Runner, Signature
+from toolkit.runners.base import Runner, Signature, first_line
 from toolkit.tfenv import tf
 
 
@@ -63,7 +63,11 @@ class EagerRunner(Runner):
         for k, v in feed.items():
             dtype = self.signature.inputs[k].dtype
             args[k] = t.constant(v, dtype=t.string if dtype == np.dtype(object) else dtype)
-        return {k: np.asarray(v.numpy()) for k, v in self._fn(**args).items()}
+        try:
+            outputs = self._fn(**args)
+        except (t.errors.OpError, ValueError, TypeError) as exc:
+            raise InputError(f"{self.name} failed to run: {first_line(exc)}") from None
+        return {k: np.asarray(v.numpy()) for k, v in outputs.items()}
 
 
 def load_saved_model(path):
@@ -74,5 +78,4 @@ def load_saved_model(path):
     try:
         return tf().saved_model.load(str(path))
     except Exception as exc:  # TF raises many types for corrupt models
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot load SavedModel {path}: {first}") from None
+        raise InputError(f"cannot load SavedModel {path}: {first_line(exc)}") from None

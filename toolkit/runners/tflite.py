@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.runners.base import Runner, Signature, TensorSpec, shape_from_dims
+from toolkit.runners.base import Runner, Signature, TensorSpec, first_line, shape_from_dims
 from toolkit.runners.quiet import captured_stderr
 
 
@@ -50,7 +50,7 @@ class TFLiteRunner(Runner):
         try:
             self._interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads)
         except (ValueError, RuntimeError) as exc:
-            raise InputError(f"cannot load TFLite file {self.path}: {_first_line(exc)}") from None
+            raise InputError(f"cannot load TFLite file {self.path}: {first_line(exc)}") from None
         signatures = self._interpreter.get_signature_list()
         key = self.signature_name
         if signatures:
@@ -86,7 +86,7 @@ class TFLiteRunner(Runner):
             else:
                 raw = run(**feed)
         except (ValueError, RuntimeError) as exc:
-            raise InputError(f"{self.name} failed to run: {_first_line(exc)}") from None
+            raise InputError(f"{self.name} failed to run: {first_line(exc)}") from None
         return {name: _dequantize(np.array(value), self._outputs[name]) for name, value in raw.items()}
 
     def _invoke_raw(self, **feed) -> dict:
@@ -129,8 +129,3 @@ def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
         return value
     q = detail["quantization_parameters"]
     return ((value.astype(np.float32) - q["zero_points"][0]) * q["scales"][0]).astype(np.float32)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
