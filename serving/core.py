@@ -79,14 +79,6 @@ def model_platform(config) -> str:
     return config.model_platform
 
 
-def single_model_config(name: str, base_path: str):
-    """The ModelServerConfig --model_name/--model_base_path stand for."""
-    config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add()
-    model.name, model.base_path, model.model_platform = name, base_path, TENSORFLOW_PLATFORM
-    return config
-
-
 class ServerCore:
     """The model server minus its transports.
 

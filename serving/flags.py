@@ -89,10 +89,9 @@ def usage(prog: str = "tensorflow_model_server") -> str:
 
 def _convert(name: str, kind: str, text: str):
     if kind == "bool":
-        lowered = text.lower()
-        if lowered in ("true", "1"):
+        if text in ("true", "1"):
             return True
-        if lowered in ("false", "0"):
+        if text in ("false", "0"):
             return False
     elif kind in _INT_RANGES:
         value = int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else None
@@ -139,10 +138,10 @@ def parse(argv: list) -> Options:
 
 
 def parse_or_exit(argv: list, prog: str = "tensorflow_model_server") -> Options:
-    """parse(); on error print it with the usage text and exit 255 like the binary."""
-    if any(arg in ("--help", "-h", "-help") for arg in argv):
+    """parse(); on error (or --help) print the usage text and exit 255 like the binary."""
+    if argv[:1] == ["--help"]:
         sys.stdout.write(usage(prog))
-        sys.exit(0)
+        sys.exit(255)
     try:
         return parse(argv)
     except FlagError as exc:

@@ -38,8 +38,8 @@ def decode_inputs(tensors) -> dict:
     for alias, proto in tensors.items():
         try:
             inputs[alias] = to_numpy(proto)
-        except TensorError as exc:
-            raise invalid_argument(f"tensor parsing error: {alias} ({exc})") from None
+        except TensorError:
+            raise invalid_argument(f"tensor parsing error: {alias}") from None
     return inputs
 
 

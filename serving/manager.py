@@ -254,11 +254,10 @@ class ModelManager:
     def _load(self, name: str, version: int, path: str) -> None:
         ident = servable_id(name, version)
         self._set_state(name, version, START)
-        log.info("Approving load for servable version %s", ident)
         self._set_state(name, version, LOADING)
         attempts = 1 + max(0, self._options.max_num_load_retries)
         for attempt in range(1, attempts + 1):
-            log.info("Loading servable version %s from %s", ident, path)
+            log.debug("Loading servable version %s from %s", ident, path)
             try:
                 servable = self._loader(name, version, path)
             except LoadError as exc:
@@ -271,7 +270,7 @@ class ModelManager:
                 with self._lock:
                     self._serving.setdefault(name, {})[version] = servable
                 self._set_state(name, version, AVAILABLE)
-                log.info("Successfully loaded servable version %s", ident)
+                log.info("Successfully loaded servable version %s from %s", ident, path)
                 if self._on_load:
                     self._on_load(name, version, True)
                 return
@@ -297,7 +296,7 @@ class ModelManager:
         if servable is None:
             return
         self._set_state(name, version, UNLOADING)
-        log.info("Unloading servable version %s", ident)
+        log.debug("Unloading servable version %s", ident)
         # Requests already using this version finish on it; callers that
         # resolved it just before it left the map get a moment to start.
         servable.wait_idle()

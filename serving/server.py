@@ -92,15 +92,18 @@ def check_options(options) -> None:
 
 def model_server_config(options):
     """The ModelServerConfig the flags describe."""
+    # Only the config protos here, not TensorFlow: a bad file fails fast.
     from tensorflow_serving.config import model_server_config_pb2
 
-    from serving.core import single_model_config
-
+    config = model_server_config_pb2.ModelServerConfig()
     if options.model_config_file:
-        return _read_text_proto(options.model_config_file, model_server_config_pb2.ModelServerConfig())
+        return _read_text_proto(options.model_config_file, config)
     log.info("Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
              options.model_name, options.model_base_path)
-    return single_model_config(options.model_name, options.model_base_path)
+    model = config.model_config_list.config.add()
+    model.name, model.base_path = options.model_name, options.model_base_path
+    model.model_platform = "tensorflow"
+    return config
 
 
 def _session_config(options):
@@ -299,8 +302,8 @@ class ModelServer:
 
     def wait(self) -> None:
         """Block until stop() is requested (by a signal)."""
-        while not self._stop.wait(1.0):
-            pass
+        while not self._stop.is_set():
+            signal.pause()  # returns after each signal handler ran
 
     def request_stop(self, *_signal_args) -> None:
         """Ask the serving loop to end (signal-handler safe)."""

@@ -24,11 +24,18 @@ def test_version_flag():
     assert "TensorFlow Library: " in result.stdout
 
 
+def test_help_prints_usage_and_exits_like_the_binary():
+    result = run_server("--help")
+    assert result.returncode == 255
+    assert "--model_config_file_poll_wait_seconds" in result.stdout
+
+
 @pytest.mark.parametrize("args,message", [
     (["--nope=1"], "unknown argument: --nope=1"),
     (["--port=abc"], "Couldn't interpret value abc for flag port."),
     (["--enable_batching=maybe"], "Couldn't interpret value maybe for flag enable_batching."),
     (["--model_base_path=/m", "stray"], "unknown argument: stray"),
+    (["--enable_batching=True"], "Couldn't interpret value True for flag enable_batching."),
 ])
 def test_bad_command_line_exits_255_with_usage(args, message):
     result = run_server(*args)
@@ -57,13 +64,14 @@ def test_bad_options_fail_to_start(args, message):
 
 
 def test_unloadable_only_model_fails_start_after_retries():
-    result = run_server(f"--port={free_port()}", "--model_name=bad", f"--model_base_path={BAD}",
-                        "--max_num_load_retries=2", "--load_retry_interval_micros=10000")
+    # "--flag value" and "--flag=value" spellings mixed
+    result = run_server("--port", str(free_port()), "--model_name=bad", "--model_base_path", str(BAD),
+                        "--max_num_load_retries", "2", "--load_retry_interval_micros=10000")
     assert result.returncode == 255
     assert result.stdout.startswith(
         "Failed to start server. Error: UNKNOWN: 1 model(s) did not become available: "
         "{{{name: bad version: 123} due to error: NOT_FOUND: Could not find SavedModel .pb or "
         f".pbtxt at supplied export directory path: {BAD}/00000123.")
-    # one first attempt plus two retries, each logged
-    assert result.stderr.count("Loading servable version {name: bad version: 123} from") == 3
+    # a first attempt and two retries: two retry lines, then the final error
+    assert result.stderr.count("Loading servable version {name: bad version: 123} failed") == 2
     assert "Encountered an error for servable version {name: bad version: 123}" in result.stderr
