@@ -208,7 +208,10 @@ class RestApi:
         reply = _Reply(headers=_JSON_HEADERS)
         try:
             work = self._route(method, path, body, reply)
-            future = self.pool.submit(work)
+            try:
+                future = self.pool.submit(work)
+            except RuntimeError:  # the pool is closed: a keep-alive request after stop()
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down") from None
             try:
                 reply.body = future.result(timeout=self.timeout_s)
             except concurrent.futures.TimeoutError:
