@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import platform
+import shutil
 import tempfile
 import threading
 import time
@@ -531,8 +532,12 @@ def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
     model_dir = out / "models" / RUN_MODEL_NAME
-    if model_dir.exists() and any(model_dir.iterdir()) and not force:
-        raise InputError(f"--out {out}: already holds models; pass --force or choose another --out")
+    if model_dir.exists() and any(model_dir.iterdir()):
+        if not force:
+            raise InputError(f"--out {out}: already holds models; pass --force or choose another --out")
+        # The server must not load the old version 1: it would keep serving it
+        # after the export replaces the folder (TF Serving never reloads a version).
+        shutil.rmtree(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     server = BackgroundServer([f"--model_name={RUN_MODEL_NAME}", f"--model_base_path={model_dir}",
                                "--file_system_poll_wait_seconds=1"], options.server_binary, options.timeout)
