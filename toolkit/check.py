@@ -368,7 +368,7 @@ def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
     heldout = heldout_path(version_dir)
     single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
     if heldout is not None and single is not None and single.batch_dynamic and np.dtype(single.dtype).kind == "f":
-        with np.load(heldout) as data:
+        with np.load(heldout, allow_pickle=False) as data:
             features = data["features"]
         return tfkit_feeds(features, signature, reference)
     return generated_feeds(signature, options.samples, options.seed, options.value_range)
