@@ -1,11 +1,13 @@
 """`tfkit serve` as a real process, and edge facts of a file that needs Flex ops."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from toolkit.local_server import free_port
 
@@ -46,3 +48,11 @@ def test_edge_facts_name_flex_ops(half_plus_two, tmp_path):
     facts = model_facts(path)
     assert facts["needs_flex"] and facts["flex_ops"] == ["FlexParseExampleV2"]
     assert facts["size_bytes"] == path.stat().st_size and facts["quantization"] == "float32"
+
+
+@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
+                    reason="the real tensorflow_model_server binary is not installed on this machine")
+def test_check_against_the_real_binary(tfkit, half_plus_two):
+    result = tfkit("check", half_plus_two, "--server-binary", shutil.which("tensorflow_model_server"),
+                   "--timeout", 120, "--no-convert")
+    assert result.exit_code == 0, result.output
