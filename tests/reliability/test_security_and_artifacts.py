@@ -1,0 +1,121 @@
+"""Security promises and bad artifacts given to the toolkit.
+
+TLS/mTLS refusal is tested in tests/serving_ops/test_tls.py and SIGTERM with
+requests in flight in tests/serving_ops/test_shutdown.py; not repeated here.
+"""
+
+import ast
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from reliability_helpers import MODEL
+from toolkit.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("toolkit", "serving", "reliability")
+FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "marshal", "shelve", "joblib"}
+
+
+def _calls(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            yield name, node
+
+
+def test_nothing_evaluates_or_unpickles_user_input():
+    problems = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            where = path.relative_to(ROOT)
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
+                    bad = {n.split(".")[0] for n in names if n} & FORBIDDEN_MODULES
+                    if bad:
+                        problems.append(f"{where}:{node.lineno} imports {', '.join(sorted(bad))}")
+            for name, call in _calls(tree):
+                keywords = {k.arg: k.value for k in call.keywords}
+                if name in ("eval", "exec") and isinstance(call.func, ast.Name):
+                    problems.append(f"{where}:{call.lineno} calls {name}()")
+                if name == "load" and isinstance(call.func, ast.Attribute) and getattr(call.func.value, "id", "") == "np":
+                    flag = keywords.get("allow_pickle")
+                    if not (isinstance(flag, ast.Constant) and flag.value is False):
+                        problems.append(f"{where}:{call.lineno} np.load without allow_pickle=False")
+                if name == "load" and getattr(call.func, "value", None) is not None and getattr(call.func.value, "id", "") == "yaml":
+                    problems.append(f"{where}:{call.lineno} yaml.load (use yaml.safe_load)")
+    assert problems == []
+
+
+class _Payload:
+    """Unpickling this creates `marker`: proof that something unpickled user data."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_pickled_inputs_file_is_refused_without_unpickling(exported_version, tmp_path):
+    marker = tmp_path / "unpickled"
+    hostile = tmp_path / "hostile.npz"
+    array = np.empty(1, dtype=object)
+    array[0] = _Payload(marker)
+    np.savez(hostile, features=array)
+    assert pickle.dumps(_Payload(marker))  # the payload is a real pickle
+    result = CliRunner().invoke(cli, ["check", str(exported_version), "--no-server", "--inputs", str(hostile)])
+    assert result.exit_code == 2, result.output
+    assert not marker.exists()
+    _assert_one_line_error(result.output, str(hostile))
+
+
+def _assert_one_line_error(output: str, names: str):
+    lines = [ln for ln in output.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1, output
+    assert names in lines[0], lines[0]
+    assert "Traceback" not in output
+
+
+def _corrupt_saved_model(version, tmp_path, how):
+    copy = tmp_path / "copy" / "1"
+    shutil.copytree(version, copy)
+    graph = copy / "saved_model.pb"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 3] if how == "truncated" else b"\x08garbage" * 50)
+    for tflite in copy.glob("*.tflite"):
+        tflite.unlink()
+    return copy
+
+
+@pytest.mark.parametrize("artifact", ["truncated SavedModel", "garbage SavedModel", "truncated TFLite",
+                                      "inputs one column too wide", "inputs of the wrong rank"])
+def test_bad_artifacts_give_one_line_and_exit_2(exported_version, tmp_path, artifact):
+    args = ["check", str(exported_version), "--no-server", "--no-convert"]
+    named = None
+    if artifact.endswith("SavedModel"):
+        copy = _corrupt_saved_model(exported_version, tmp_path, artifact.split()[0])
+        args[1] = named = str(copy)
+    elif artifact == "truncated TFLite":
+        cut = tmp_path / "cut.tflite"
+        data = (exported_version / "model.tflite").read_bytes()
+        cut.write_bytes(data[: len(data) // 2])
+        args += ["--tflite", str(cut)]
+        named = str(cut)
+    else:
+        with np.load(exported_version / "assets.extra" / "heldout.npz", allow_pickle=False) as data:
+            features = data["features"][:5]
+        wrong = np.hstack([features, features[:, :1]]) if "wide" in artifact else features.ravel()
+        path = tmp_path / "inputs.npz"
+        np.savez(path, features=wrong)
+        args += ["--inputs", str(path)]
+        named = "features"
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    _assert_one_line_error(result.output, named)
