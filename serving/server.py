@@ -59,7 +59,10 @@ def _read_text_proto(path: str, message):
     except OSError as exc:
         raise _status("NOT_FOUND", f"{path}; {exc.strerror or exc}") from None
     except text_format.ParseError as exc:
-        log.error("Cannot parse %s: %s", path, exc)
+        # protobuf's own complaint, worded as the C++ parser logs it
+        where = f"{exc.GetLine()}:{exc.GetColumn()}: " if exc.GetLine() else ""
+        detail = str(exc).split(" : ", 1)[-1]
+        log.error("Error parsing text-format %s: %s%s", message.DESCRIPTOR.full_name, where, detail)
         raise _status("INVALID_ARGUMENT", f"Invalid protobuf file: '{path}'") from None
 
 

@@ -63,6 +63,13 @@ def test_bad_options_fail_to_start(args, message):
     assert result.stdout.strip() == f"Failed to start server. Error: {message}"
 
 
+def test_bad_config_file_logs_the_parse_error():
+    result = run_server(f"--port={free_port()}",
+                        f"--model_config_file={TESTDATA / 'bad_model_config.txt'}")
+    assert result.returncode == 255
+    assert "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1: " in result.stderr
+
+
 def test_unloadable_only_model_fails_start_after_retries():
     # "--flag value" and "--flag=value" spellings mixed
     result = run_server("--port", str(free_port()), "--model_name=bad", "--model_base_path", str(BAD),
