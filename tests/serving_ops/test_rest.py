@@ -321,3 +321,31 @@ def test_not_a_number_outputs_are_tokens(rest):
     status, _, body = rest.request("POST", PREDICT, b'{"instances": [NaN]}')
     assert status == 200
     assert math.isnan(json.loads(body)["predictions"][0])
+
+
+def test_tfkit_classify_and_regress_equal_grpc(rest, stub, exported_version):
+    """A TF2 export's classify/regress signatures over tf.Example, REST vs gRPC."""
+    features = np.load(exported_version / "assets.extra" / "heldout.npz")["features"][:5]
+    names = [f"x{i}" for i in range(features.shape[1])]  # the model's default feature keys
+    examples = [dict(zip(names, map(float, row))) for row in features]
+
+    def fill(request, signature):
+        request.model_spec.name = LOGREG
+        request.model_spec.signature_name = signature
+        for row in examples:
+            feature = request.input.example_list.examples.add().features.feature
+            for key, number in row.items():
+                feature[key].float_list.value.append(number)
+        return request
+
+    classes = stub.Classify(fill(classification_pb2.ClassificationRequest(), "classify"), timeout=30).result
+    status, data = rest.json("POST", f"/v1/models/{LOGREG}:classify", {"signature_name": "classify", "examples": examples})
+    assert status == 200, data
+    # Scores are float32 on both sides: REST prints them so they parse back exactly.
+    assert [[[label, np.float32(score)] for label, score in row] for row in data["results"]] == \
+        [[[c.label, np.float32(c.score)] for c in cl.classes] for cl in classes.classifications]
+
+    values = stub.Regress(fill(regression_pb2.RegressionRequest(), "regress"), timeout=30).result
+    status, data = rest.json("POST", f"/v1/models/{LOGREG}:regress", {"signature_name": "regress", "examples": examples})
+    assert status == 200, data
+    assert [np.float32(v) for v in data["results"]] == [np.float32(r.value) for r in values.regressions]
