@@ -311,8 +311,14 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         comparator = Comparator(ClassifierSpec.detect(reference.signature.outputs))
         pairs, invariance, signatures = [], [], []
         ref_out = outputs[reference.name]
+        # Every runtime's view of the signature against the SignatureDef in saved_model.pb.
+        from toolkit.runners.protos import saved_model_signature
+
+        signature_def = saved_model_signature(version_dir, options.signature) or reference.signature
+        if in_memory is not None:
+            signatures.append(signature_consistency(reference.name, signature_def, reference.signature))
         for c in candidates:
-            signatures.append(signature_consistency(c.runner.name, reference.signature, c.runner.signature))
+            signatures.append(signature_consistency(c.runner.name, signature_def, c.runner.signature))
             if c.runner.name in failed:
                 continue
             cand_out = outputs[c.runner.name]

@@ -122,7 +122,7 @@ def problems(result) -> list[str]:
                          f"(bound {b.bound}) on {b.rows_differing} of {b.rows} rows")
     for s in result.signatures:
         if not s:
-            lines.append(f"signature of {s.runtime} differs from the SavedModel's: {'; '.join(s.problems)}")
+            lines.append(f"signature of {s.runtime} differs from the SavedModel's SignatureDef: {'; '.join(s.problems)}")
     return lines
 
 

@@ -34,6 +34,23 @@ def signature_from_def(signature_def) -> Signature:
     )
 
 
+def saved_model_signature(version_dir, signature_name: str, tags: str = "serve") -> Signature | None:
+    """The SignatureDef stored in saved_model.pb for the MetaGraph tagged `tags`, or None."""
+    from pathlib import Path
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = Path(version_dir) / "saved_model.pb"
+    if not path.is_file():
+        return None
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(path.read_bytes())
+    for meta_graph in saved.meta_graphs:
+        if tags in meta_graph.meta_info_def.tags and signature_name in meta_graph.signature_def:
+            return signature_from_def(meta_graph.signature_def[signature_name])
+    return None
+
+
 def spec_from_tf(name: str, spec) -> TensorSpec:
     """A TensorSpec from a `tf.TensorSpec`."""
     dims = None if spec.shape.rank is None else tuple(spec.shape.as_list())
