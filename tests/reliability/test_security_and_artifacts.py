@@ -119,3 +119,25 @@ def test_bad_artifacts_give_one_line_and_exit_2(exported_version, tmp_path, arti
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     _assert_one_line_error(result.output, named)
+
+
+def _listening_addresses(port: int) -> set:
+    """Local addresses with a TCP socket listening on `port`, from /proc/net/tcp{,6}."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add("::" if width == 32 and int(address, 16) == 0 else
+                          "0.0.0.0" if int(address, 16) == 0 else address)
+    return found
+
+
+def test_python_m_serving_listens_on_all_interfaces_like_the_real_binary(rel_server):
+    """tensorflow_model_server binds gRPC to 0.0.0.0:PORT and REST to every interface; so does ours."""
+    every_interface = {"0.0.0.0", "::"}  # grpc may bind 0.0.0.0 as a dual-stack [::] socket
+    for port in (rel_server.grpc_port, rel_server.rest_port):
+        addresses = _listening_addresses(port)
+        assert addresses and addresses <= every_interface, (port, addresses)
+    assert any(f"Running gRPC ModelServer at 0.0.0.0:{rel_server.grpc_port}" in ln for ln in rel_server.log_lines())
