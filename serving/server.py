@@ -251,6 +251,10 @@ class ModelServer:
         grpc_service.add_services(server, self.core)
         if options.enable_grpc_healthcheck_service:
             self._add_health(server)
+        if options.enable_profiler:
+            from serving.profiler import add_profiler_service
+
+            add_profiler_service(server)
         credentials = None
         if options.ssl_config_file:
             from serving.tls import server_credentials

@@ -228,3 +228,9 @@ def test_health_service(multi_server, channel_of):
     for service in ("", "ModelService", "PredictionService"):
         response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
         assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_profiler_service_on_the_grpc_port(multi_server, client, tmp_path):
+    tf.profiler.experimental.client.trace(f"grpc://{multi_server.grpc_target}", str(tmp_path),
+                                          500, "", 3)
+    assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
