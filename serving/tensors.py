@@ -50,6 +50,15 @@ _NUMPY_TO_DT = {np_dtype: dt for dt, (np_dtype, _) in _CODECS.items() if dt != D
 # Wire tags of the packed fixed-width fields we write directly.
 _PACKED_TAGS = {"float_val": (5 << 3) | 2, "double_val": (6 << 3) | 2}
 
+# TensorProto field numbers of the numeric typed fields: from_numpy writes them
+# as packed wire bytes, which protobuf parses in C with no per-element work.
+_FIELD_NUMBERS = {"float_val": 5, "double_val": 6, "int_val": 7, "scomplex_val": 9, "int64_val": 10,
+                  "bool_val": 11, "dcomplex_val": 12, "half_val": 13, "uint32_val": 16, "uint64_val": 17}
+_FIXED_WIDTH_FIELDS = ("float_val", "double_val", "scomplex_val", "dcomplex_val")
+# Below this many integers, numpy's per-call overhead costs more than protobuf's
+# per-element appends (batch-1 responses are the common case).
+_SMALL_VARINT_COUNT = 256
+
 
 # TensorShape's limit on the number of elements.
 _MAX_ELEMENTS = 2**63 - 1
@@ -179,21 +188,48 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def _varints(values: np.ndarray) -> bytes:
+    """Protobuf's varint encoding of integers or bools, vectorised. Negative
+    values take ten bytes (sign-extended to 64 bits), as protobuf writes them."""
+    if values.dtype.kind in "ub":
+        bits = values.astype(np.uint64)
+    else:
+        bits = values.astype(np.int64).view(np.uint64)
+    lengths = np.ones(bits.shape, dtype=np.intp)
+    rest = bits >> 7
+    while rest.any():
+        lengths += rest != 0
+        rest >>= 7
+    width = int(lengths.max())
+    if width == 1:
+        return bits.astype(np.uint8).tobytes()
+    groups = np.empty((bits.size, width), dtype=np.uint8)
+    for k in range(width):
+        more = np.where(lengths > k + 1, 0x80, 0).astype(np.uint8)
+        groups[:, k] = ((bits >> (7 * k)) & 0x7F).astype(np.uint8) | more
+    return groups[np.arange(width) < lengths[:, None]].tobytes()
+
+
 def _shape_proto(shape) -> tensor_shape_pb2.TensorShapeProto:
     return tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in shape])
 
 
-def from_numpy(array: np.ndarray, as_tensor_content: bool = False) -> tensor_pb2.TensorProto:
+def from_numpy(array: np.ndarray, as_tensor_content: bool = False,
+               out: tensor_pb2.TensorProto | None = None) -> tensor_pb2.TensorProto:
     """Encode a numpy array the way TF Serving answers.
 
     Typed `*_val` fields by default (`Tensor::AsProtoField`); raw
     `tensor_content` bytes when `as_tensor_content` (strings always use
-    `string_val`, which every client can decode).
+    `string_val`, which every client can decode). `out`: an empty TensorProto
+    to fill in place (a response's map entry) instead of a new one, which
+    saves copying the whole tensor into the response afterwards.
     """
     array = np.asarray(array)
     dt = data_type_of(array)
-    proto = tensor_pb2.TensorProto(dtype=dt, tensor_shape=_shape_proto(array.shape))
+    proto = tensor_pb2.TensorProto() if out is None else out
+    proto.dtype = dt
+    proto.tensor_shape.CopyFrom(_shape_proto(array.shape))
     if array.size == 0:
         return proto
     if dt == DT.DT_STRING:
@@ -207,17 +243,18 @@ def from_numpy(array: np.ndarray, as_tensor_content: bool = False) -> tensor_pb2
         proto.tensor_content = np.ascontiguousarray(array, dtype=dtype.newbyteorder("<")).tobytes()
         return proto
     flat = array.ravel()
-    if field in _PACKED_TAGS:
-        payload = np.ascontiguousarray(flat, dtype=dtype.newbyteorder("<")).tobytes()
-        # Appending a packed field's wire bytes is how protobuf itself would
-        # serialise it; parsing it back happens in C, with no per-element work.
-        proto.MergeFromString(bytes([_PACKED_TAGS[field]]) + _varint(len(payload)) + payload)
-    elif dt == DT.DT_HALF:
-        proto.half_val.extend(flat.view(np.uint16).tolist())
-    elif dt in (DT.DT_COMPLEX64, DT.DT_COMPLEX128):
-        getattr(proto, field).extend(flat.view(flat.real.dtype).tolist())
+    if field in _FIXED_WIDTH_FIELDS:
+        parts = flat.view(flat.real.dtype) if flat.dtype.kind == "c" else flat
+        payload = np.ascontiguousarray(parts, dtype=parts.dtype.newbyteorder("<")).tobytes()
     else:
-        getattr(proto, field).extend(flat.tolist())
+        ints = flat.view(np.uint16) if dt == DT.DT_HALF else flat
+        if ints.size < _SMALL_VARINT_COUNT:
+            getattr(proto, field).extend(ints.tolist())
+            return proto
+        payload = _varints(ints)
+    # Appending a packed field's wire bytes is how protobuf itself would
+    # serialise it; parsing it back happens in C, with no per-element work.
+    proto.MergeFromString(_varint((_FIELD_NUMBERS[field] << 3) | 2) + _varint(len(payload)) + payload)
     return proto
 
 
