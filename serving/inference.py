@@ -51,7 +51,7 @@ def predict(servable: Servable, request, as_tensor_content: bool) -> predict_pb2
     response = predict_pb2.PredictResponse()
     _model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)
     for alias, value in outputs.items():
-        response.outputs[alias].CopyFrom(from_numpy(value, as_tensor_content))
+        from_numpy(value, as_tensor_content, out=response.outputs[alias])
     return response
 
 
