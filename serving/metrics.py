@@ -181,6 +181,9 @@ _model_load_count = _register(
 )
 
 
+_GRPC_APIS_COUNTED = frozenset({"Predict", "Classify", "Regress"})
+
+
 def record_request(
     model: str,
     signature: str,
@@ -192,17 +195,23 @@ def record_request(
     """Count one finished request; its latency too when it succeeded.
 
     `api` is TF Serving's API label ("Predict", "Classify", "Regress",
-    "GetModelMetadata", ... for gRPC; "predict", "classify", "regress",
-    "metadata", ... for REST), `code_name` a grpc.StatusCode name ("OK",
+    "GetModelMetadata", ... for gRPC; "predict", "classify", "regress" for
+    REST, "" for REST GETs), `code_name` a grpc.StatusCode name ("OK",
     "INVALID_ARGUMENT", ...), `entrypoint` "GRPC" or "REST". As in TF
-    Serving, only successful requests enter the latency histogram.
+    Serving, only successful requests enter the latency histogram, and over
+    gRPC only Predict, Classify and Regress enter TF Serving's two metrics.
     """
     model = model or ""
+    # TF Serving's own counters see every REST request but, over gRPC, only
+    # the three inference APIs (prediction_service_impl.cc); tfkit's
+    # per-signature counter sees everything.
+    tf_counted = entrypoint != "GRPC" or api in _GRPC_APIS_COUNTED
     with _lock:
-        _request_count.add((model, code_name))
         _signature_request_count.add((model, signature or "", api, entrypoint, code_name))
-        if code_name == "OK":
-            _request_latency.add((model, api, entrypoint), int(latency_s * 1e6))
+        if tf_counted:
+            _request_count.add((model, code_name))
+            if code_name == "OK":
+                _request_latency.add((model, api, entrypoint), int(latency_s * 1e6))
 
 
 def record_load(model: str, version: int, ok: bool, path: str | None = None) -> None:

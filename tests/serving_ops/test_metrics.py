@@ -37,6 +37,24 @@ def test_request_counts_and_latencies(rest, channel, scrape):
                  status="INVALID_ARGUMENT") == 1
 
 
+def test_grpc_metadata_and_status_calls_stay_out_of_tf_servings_counters(channel, scrape):
+    from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc
+
+    before = scrape()
+    status_request = get_model_status_pb2.GetModelStatusRequest()
+    status_request.model_spec.name = HALF
+    model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request, timeout=30)
+    metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    metadata_request.model_spec.name = HALF
+    prediction_service_pb2_grpc.PredictionServiceStub(channel).GetModelMetadata(metadata_request, timeout=30)
+    after = scrape()
+    count = ":tensorflow:serving:request_count"
+    assert after.value(count, model_name=HALF, status="OK") == before.value(count, model_name=HALF, status="OK")
+    per_signature = ":tfkit:serving:signature_request_count"
+    labels = dict(model_name=HALF, signature_name="", API="GetModelMetadata", entrypoint="GRPC", status="OK")
+    assert after.value(per_signature, **labels) - before.value(per_signature, **labels) == 1
+
+
 def test_page_layout_matches_tf_servings_exporter(rest):
     rest.request("POST", f"/v1/models/{HALF}:predict", {"instances": [1.0]})
     status, _, body = rest.request("GET", PROMETHEUS_PATH)
