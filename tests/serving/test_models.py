@@ -231,6 +231,20 @@ def test_health_service(multi_server, channel_of):
 
 
 def test_profiler_service_on_the_grpc_port(multi_server, client, tmp_path):
-    tf.profiler.experimental.client.trace(f"grpc://{multi_server.grpc_target}", str(tmp_path),
-                                          500, "", 3)
+    import threading
+
+    done = threading.Event()
+
+    def traffic():  # something to trace, as TF Serving's own profiler test does
+        while not done.is_set():
+            client.predict("half_plus_two", {"x": X})
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        tf.profiler.experimental.client.trace(f"grpc://{multi_server.grpc_target}", str(tmp_path),
+                                              500, "", 3)
+    finally:
+        done.set()
+        worker.join()
     assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
