@@ -96,6 +96,7 @@ def tfkit_feeds(features: np.ndarray, signature: Signature, reference) -> Inputs
     feeds = [Feed("heldout", [{name: features}])]
     feeds += [Feed(f"edge: {label}", [{name: rows.astype(spec.dtype)}]) for label, rows in cases]
     feeds.append(Feed("batch of 1", [{name: features[:1]}], batched=False))
+    feeds.append(Feed("empty batch", [{name: features[:0]}], batched=False))
     return Inputs("heldout+edge", feeds)
 
 

@@ -72,6 +72,7 @@ def test_tfkit_feeds_place_edge_cases_on_the_trained_model(exported_version):
     assert np.abs(boundary).max() < 1e-4
     assert set(np.round(saturated.ravel(), 6)) == {0.0, 1.0}
     assert feeds["batch of 1"].shape == (1, 2) and not feeds["edge: zeros"].any()
+    assert feeds["empty batch"].shape == (0, 2)
 
 
 def test_every_runtime_rejects_a_bad_feed_the_same_way(exported_version, foreign_models, server):

@@ -85,6 +85,11 @@ class RestRunner(RemoteRunner):
         return signature_from_def(defs.signature_def[self.signature_name])
 
     def _infer(self, feed: dict) -> dict:
+        if self.signature.batch_dynamic and any(len(v) == 0 for v in feed.values()):
+            # JSON's [] cannot carry a [0, D] shape (TF Serving reads it as [0]); zero
+            # rows in means zero rows out, shaped by the signature.
+            return {name: np.zeros((0, *[d or 0 for d in (spec.shape or (None,))[1:]]), spec.dtype)
+                    for name, spec in self.signature.outputs.items()}
         body = {"signature_name": self.signature_name,
                 "inputs": {name: _to_json(value) for name, value in feed.items()}}
         try:
