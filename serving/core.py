@@ -257,7 +257,7 @@ class ServerCore:
                 raise ServingError(grpc.StatusCode.NOT_FOUND,
                                    f"Could not find any versions of model {spec.name}")
             selected = states
-        for version in sorted(selected):
+        for version in sorted(selected, reverse=True):  # ServableStateMonitor's order
             state = selected[version]
             entry = response.model_version_status.add()
             entry.version = version
