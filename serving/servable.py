@@ -65,6 +65,7 @@ class Servable:
         self.path = path
         self.signature_defs = signature_defs
         self.batcher = None
+        self.method_name_check = False  # --enable_signature_method_name_check
         self._in_flight = 0
         self._idle = threading.Condition()
 
@@ -103,7 +104,8 @@ class Servable:
         """
         signature_name = signature_name or DEFAULT_SIGNATURE
         signature = self.signature(signature_name)
-        self._check_method(signature)
+        if self.method_name_check:
+            self._check_method(signature)
         self._check_input_set(signature, inputs)
         inputs = self._with_defaults(signature, inputs)
         for index, alias in enumerate(sorted(inputs)):
@@ -123,7 +125,7 @@ class Servable:
 
     @staticmethod
     def _check_method(signature) -> None:
-        if signature.method_name and signature.method_name not in (
+        if signature.method_name not in (
                 PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
             raise ServingError(
                 grpc.StatusCode.INTERNAL,

@@ -154,6 +154,7 @@ def build_core(options):
             servable.unload()
             raise
         servable.batcher = batcher
+        servable.method_name_check = options.enable_signature_method_name_check
         return servable
 
     retry_s = options.load_retry_interval_micros / 1e6
