@@ -271,28 +271,27 @@ class RestApi:
             runner = {"predict": self._predict, "classify": self._classify, "regress": self._regress}.get(verb)
             if runner is None:
                 raise malformed
-            return lambda: runner(spec, version, label, body, reply)
+            return lambda: runner(spec, body, reply)
         if not name:
             raise invalid_argument("Missing model name in request.")
         if subresource == "metadata":
             return lambda: self._metadata(spec)
         return lambda: self._status(spec)
 
-    def _predict(self, spec, version, label, body: bytes, reply: _Reply) -> bytes:
+    def _predict(self, spec, body: bytes, reply: _Reply) -> bytes:
         doc = json_tensor.parse_json(body)
         signature = json_tensor.signature_name(doc)
         reply.signature = signature
-        servable = self.core.resolve(spec.name, version, label)
-        sig_key = signature or "serving_default"
-        signature_def = servable.signature_defs.get(sig_key)
-        if signature_def is None:
-            raise invalid_argument(f'Serving signature name: "{sig_key}" not found in signature def')
-        dtypes = {alias: info.dtype for alias, info in signature_def.inputs.items()}
-        inputs, fmt = json_tensor.predict_inputs(doc, dtypes, signature)
-        outputs = servable.run(signature, inputs)
-        return json_tensor.predict_response(
-            {k: np.asarray(v) for k, v in outputs.items()}, fmt
-        )
+        # Held for the whole request, so an unload waits for it (as a ServableHandle).
+        with self.core.acquire(spec) as servable:
+            sig_key = signature or "serving_default"
+            signature_def = servable.signature_defs.get(sig_key)
+            if signature_def is None:
+                raise invalid_argument(f'Serving signature name: "{sig_key}" not found in signature def')
+            dtypes = {alias: info.dtype for alias, info in signature_def.inputs.items()}
+            inputs, fmt = json_tensor.predict_inputs(doc, dtypes, signature)
+            outputs = servable.run(signature, inputs)
+        return json_tensor.predict_response({k: np.asarray(v) for k, v in outputs.items()}, fmt)
 
     def _examples_request(self, request, spec, body: bytes, reply: _Reply):
         request.model_spec.CopyFrom(spec)
@@ -301,11 +300,11 @@ class RestApi:
         reply.signature = request.model_spec.signature_name
         return request
 
-    def _classify(self, spec, version, label, body: bytes, reply: _Reply) -> bytes:
+    def _classify(self, spec, body: bytes, reply: _Reply) -> bytes:
         request = self._examples_request(classification_pb2.ClassificationRequest(), spec, body, reply)
         return json_tensor.classification_response(self.core.classify(request).result)
 
-    def _regress(self, spec, version, label, body: bytes, reply: _Reply) -> bytes:
+    def _regress(self, spec, body: bytes, reply: _Reply) -> bytes:
         request = self._examples_request(regression_pb2.RegressionRequest(), spec, body, reply)
         return json_tensor.regression_response(self.core.regress(request).result)
 
