@@ -229,10 +229,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     reference ("eager") and the reloaded SavedModel a candidate ("savedmodel").
     `server`: an already starting local server serving this model (tfkit run).
     """
-    from toolkit.runners.eager import EagerRunner
-    from toolkit.runners.grpc import GrpcRunner
-    from toolkit.runners.rest import RestRunner
-    from toolkit.runners.tflite import TFLiteRunner
+    from toolkit.runners.protos import saved_model_signature
 
     options = options or CheckOptions()
     started = time.monotonic()
@@ -242,6 +239,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     policies = default_policies(options.atol, options.rtol, options.quantized_atol, options.min_class_agreement)
     notes: list[str] = []
     errors: list[str] = []
+    edge: list[dict] = []
 
     def note(message):
         notes.append(message)
@@ -250,105 +248,34 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     with contextlib.ExitStack() as stack:
         if server is None and options.local_server and not options.targets and not options.rest_targets:
             server = serve_version(version_dir, name, options.server_binary, options.timeout, stack)
-
-        progress(f"loading {version_dir}")
-        if in_memory is not None:
-            reference = EagerRunner(in_memory, options.signature, name="eager")
-            candidates = [Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel"), "exact")]
-        else:
-            reference = EagerRunner(version_dir, options.signature, name="eager")
-            candidates = []
-        stack.enter_context(reference)
-        for candidate in candidates:
-            stack.enter_context(candidate.runner)
-
-        for path in tflite_files(version_dir, options, note, stack):
-            from toolkit.edge import model_facts
-
-            runner = TFLiteRunner(path, options.signature)
-            facts = model_facts(path)
-            policy = "float" if facts["quantization"] == "float32" else "quantized"
-            if facts["needs_flex"]:
-                errors.append(f"{runner.name} needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
-                              "which LiteRT and most edge runtimes lack")
-                continue
-            stack.enter_context(runner)
-            candidates.append(Candidate(runner, policy, facts))
-
-        remote = [(GrpcRunner(t, name, options.signature, options.timeout, options.max_batch), "float")
-                  for t in options.targets]
-        remote += [(RestRunner(t, name, options.signature, options.timeout, options.max_batch), "float")
-                   for t in options.rest_targets]
-        if server is not None:
-            progress("waiting for the local model server")
-            local = server.wait()
-            # Our own server runs the same TensorFlow build: it must be bit-exact.
-            remote += [(GrpcRunner(local.grpc_target, name, options.signature, options.timeout,
-                                   options.max_batch, name="grpc"), "exact"),
-                       (RestRunner(local.rest_url, name, options.signature, options.timeout,
-                                   options.max_batch, name="rest"), "exact")]
-        for runner, policy in remote:
-            progress(f"connecting to {runner.name}")
-            stack.enter_context(runner)
-            candidates.append(Candidate(runner, policy))
-
+        reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server,
+                                               progress, note, errors, edge)
         inputs = build_inputs(version_dir, reference, options)
         progress(f"running {inputs.rows} rows through {1 + len(candidates)} runtimes")
         runners = [reference] + [c.runner for c in candidates]
         calls = uniform_calls(inputs, runners, options.max_batch)
-        outputs, failed, counts = {}, set(), []
-        for runner in runners:
-            try:
-                outputs[runner.name], rows = run_calls(runner, calls)
-                counts = counts or rows
-            except ToolkitError as exc:
-                if runner is reference or isinstance(exc, ServerNotReady):
-                    raise
-                errors.append(str(exc) if runner.name in str(exc) else f"{runner.name}: {exc}")
-                failed.add(runner.name)
-
+        outputs, counts = _run_all(reference, runners, calls, errors)
         row_labels, in_dist = _row_labels(calls, counts)
         comparator = Comparator(ClassifierSpec.detect(reference.signature.outputs))
-        pairs, invariance, signatures = [], [], []
-        ref_out = outputs[reference.name]
+        ran = [c for c in candidates if c.runner.name in outputs]
+        pairs = []
+        for c in ran:
+            pairs += _compare_candidate(comparator, reference.name, outputs, c, policies[c.policy], in_dist)
+
         # Every runtime's view of the signature against the SignatureDef in saved_model.pb.
-        from toolkit.runners.protos import saved_model_signature
-
         signature_def = saved_model_signature(version_dir, options.signature) or reference.signature
-        if in_memory is not None:
-            signatures.append(signature_consistency(reference.name, signature_def, reference.signature))
-        for c in candidates:
-            signatures.append(signature_consistency(c.runner.name, signature_def, c.runner.signature))
-            if c.runner.name in failed:
-                continue
-            cand_out = outputs[c.runner.name]
-            policy = policies[c.policy]
-            if policy.quantized and not in_dist.all():
-                inside = comparator.compare(reference.name, _rows(ref_out, in_dist), c.runner.name,
-                                            _rows(cand_out, in_dist), policy)
-                _remap_rows(inside, np.flatnonzero(in_dist))
-                outside = comparator.compare(reference.name, _rows(ref_out, ~in_dist),
-                                             f"{c.runner.name} (outside data range)", _rows(cand_out, ~in_dist), policy)
-                _remap_rows(outside, np.flatnonzero(~in_dist))
-                _mark_informational(outside)
-                pairs += [inside, outside]
-            else:
-                pairs.append(comparator.compare(reference.name, ref_out, c.runner.name, cand_out, policy))
-        for runner, policy in [(reference, "exact")] + [(c.runner, c.policy) for c in candidates]:
-            if runner.name not in failed:
-                invariance += batch_invariance(runner, calls, counts, outputs[runner.name], options.max_ulps,
-                                               judged=not policies[policy].quantized, comparator=comparator)
+        viewed = ([reference] if in_memory is not None else []) + [c.runner for c in candidates]
+        signatures = [signature_consistency(r.name, signature_def, r.signature) for r in viewed]
 
-        edge = []
+        invariance = []
+        for runner, policy in [(reference, "exact")] + [(c.runner, c.policy) for c in ran]:
+            invariance += batch_invariance(runner, calls, counts, outputs[runner.name], options.max_ulps,
+                                           judged=not policies[policy].quantized, comparator=comparator)
+
+        from toolkit.edge import edge_report
+
         sample = _first_batched(calls)
-        for c in candidates:
-            if c.edge is not None and c.runner.name not in failed:
-                from toolkit.edge import edge_report
-
-                facts = edge_report(c.runner, sample)
-                facts["policy"] = c.policy
-                edge.append(facts)
-
+        edge += [{**edge_report(c.runner, sample), "policy": c.policy} for c in ran if c.edge is not None]
         for runner in runners:
             if getattr(runner, "served_version", None) not in (None, _version_number(version_dir)):
                 note(f"{runner.name} answered with model version {runner.served_version}, "
@@ -361,9 +288,90 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         model={"path": str(version_dir), "name": name, "version": version_dir.name, "signature": options.signature,
                "notes": notes},
         reference=reference.name, runtimes=runtimes, inputs=inputs, pairs=pairs, batch_invariance=invariance,
-        signatures=signatures, edge=edge, errors=errors,
-        reproducibility=repro,
-        policies=policies, row_labels=row_labels, outputs=outputs, seconds=time.monotonic() - started)
+        signatures=signatures, edge=edge, errors=errors, reproducibility=repro, policies=policies,
+        row_labels=row_labels, outputs=outputs, seconds=time.monotonic() - started)
+
+
+def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, in_memory, server,
+                   progress, note, errors: list, edge: list) -> tuple[Runner, list[Candidate]]:
+    """Start the reference and every candidate (SavedModel, TFLite files, servers).
+
+    A TFLite file that needs Flex ops cannot run in LiteRT: it goes to `errors`
+    and its facts to `edge`, so it is reported, not silently skipped.
+    """
+    from toolkit.edge import model_facts
+    from toolkit.runners.eager import EagerRunner
+    from toolkit.runners.grpc import GrpcRunner
+    from toolkit.runners.rest import RestRunner
+    from toolkit.runners.tflite import TFLiteRunner
+
+    progress(f"loading {version_dir}")
+    candidates = []
+    if in_memory is not None:
+        reference = EagerRunner(in_memory, options.signature, name="eager")
+        candidates.append(Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel"), "exact"))
+    else:
+        reference = EagerRunner(version_dir, options.signature, name="eager")
+    # Load the SavedModel first: a bad model or signature is reported before any conversion.
+    stack.enter_context(reference)
+    for path in tflite_files(version_dir, options, note, stack):
+        runner = TFLiteRunner(path, options.signature)
+        facts = model_facts(path)
+        if facts["needs_flex"]:
+            errors.append(f"{runner.name} needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
+                          "which LiteRT and most edge runtimes lack")
+            edge.append({**facts, "latency": None, "policy": None})
+            continue
+        candidates.append(Candidate(runner, "float" if facts["quantization"] == "float32" else "quantized", facts))
+
+    timeout, batch, sig = options.timeout, options.max_batch, options.signature
+    remote = [Candidate(GrpcRunner(t, name, sig, timeout, batch), "float") for t in options.targets]
+    remote += [Candidate(RestRunner(t, name, sig, timeout, batch), "float") for t in options.rest_targets]
+    for c in candidates:
+        stack.enter_context(c.runner)
+    if server is not None:
+        progress("waiting for the local model server")
+        local = server.wait()
+        # Our own server runs the same TensorFlow build: it must be bit-exact.
+        remote += [Candidate(GrpcRunner(local.grpc_target, name, sig, timeout, batch, name="grpc"), "exact"),
+                   Candidate(RestRunner(local.rest_url, name, sig, timeout, batch, name="rest"), "exact")]
+    for c in remote:
+        progress(f"connecting to {c.runner.name}")
+        stack.enter_context(c.runner)
+    return reference, candidates + remote
+
+
+def _run_all(reference: Runner, runners: list, calls, errors: list) -> tuple[dict, list[int]]:
+    """Outputs of every runtime that could run the calls; the others go to `errors`.
+
+    A failing reference or an unreachable server ends the check (exit 2 / 3).
+    """
+    outputs, counts = {}, []
+    for runner in runners:
+        try:
+            outputs[runner.name], rows = run_calls(runner, calls)
+            counts = counts or rows
+        except ToolkitError as exc:
+            if runner is reference or isinstance(exc, ServerNotReady):
+                raise
+            errors.append(str(exc) if runner.name in str(exc) else f"{runner.name}: {exc}")
+    return outputs, counts
+
+
+def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, policy: Policy,
+                       in_dist: np.ndarray) -> list[PairComparison]:
+    """One comparison; quantized variants are judged on in-distribution rows and
+    reported, unjudged, on the rest."""
+    ref_out, cand_out = outputs[reference], outputs[c.runner.name]
+    if not policy.quantized or in_dist.all():
+        return [comparator.compare(reference, ref_out, c.runner.name, cand_out, policy)]
+    inside = comparator.compare(reference, _rows(ref_out, in_dist), c.runner.name, _rows(cand_out, in_dist), policy)
+    _remap_rows(inside, np.flatnonzero(in_dist))
+    outside = comparator.compare(reference, _rows(ref_out, ~in_dist), f"{c.runner.name} (outside data range)",
+                                 _rows(cand_out, ~in_dist), policy)
+    _remap_rows(outside, np.flatnonzero(~in_dist))
+    _mark_informational(outside)
+    return [inside, outside]
 
 
 def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
