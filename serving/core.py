@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Optional
 
 import grpc
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_management_pb2)
+                                     model_management_pb2, model_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import inference
@@ -212,11 +212,9 @@ class ServerCore:
                                      self.options.enable_signature_method_name_check)
 
     def multi_inference(self, request):
-        """PredictionService.MultiInference."""
-        inference.validate_multi_inference(request)
-        if not request.tasks:
-            raise invalid_argument("Found ModelSpec with an empty model name.")
-        with self.acquire(request.tasks[0].model_spec) as servable:
+        """PredictionService.MultiInference (the first task's ModelSpec picks the servable)."""
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        with self.acquire(spec) as servable:
             return inference.multi_inference(servable, request)
 
     def get_model_metadata(self, request):

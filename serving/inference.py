@@ -211,8 +211,8 @@ def regress(servable: Servable, request, method_check: bool):
     return response
 
 
-def validate_multi_inference(request) -> str:
-    """The one model name every task addresses (INVALID_ARGUMENT otherwise)."""
+def _check_tasks_share_a_model(request) -> None:
+    """Every task names the same, non-empty model (INVALID_ARGUMENT otherwise)."""
     model_name = ""
     for task in request.tasks:
         if not task.model_spec.name:
@@ -222,11 +222,11 @@ def validate_multi_inference(request) -> str:
         elif model_name != task.model_spec.name:
             raise invalid_argument(
                 "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-    return model_name
 
 
 def multi_inference(servable: Servable, request):
     """MultiInference: several classify/regress signatures over one set of examples."""
+    _check_tasks_share_a_model(request)
     plans, seen, input_names, output_names = [], set(), set(), set()
     for task in request.tasks:
         signature_name = task.model_spec.signature_name or DEFAULT_SIGNATURE
