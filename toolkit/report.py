@@ -209,7 +209,7 @@ def markdown(result, document: dict) -> str:
             lat = e.get("latency") or {}
             ios = "; ".join(f"{i['name']} {i['dtype']}" + (f" s={i['quantization']['scales'][0]:.3g} "
                                                             f"z={i['quantization']['zero_points'][0]}"
-                                                            if i["quantization"] else "") for i in e["inputs"])
+                                                            if i["quantization"] else "") for i in e.get("inputs", []))
             md.append(f"| {Path(e['file']).name} | {e['size_bytes']} | {e['quantization']} | "
                       f"{', '.join(f'{k}×{v}' for k, v in e['ops'].items())} | "
                       f"{', '.join(e['flex_ops']) or 'none'} | {ios} | "

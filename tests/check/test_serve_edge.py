@@ -1,5 +1,6 @@
 """`tfkit serve` as a real process, and edge facts of a file that needs Flex ops."""
 
+import json
 import os
 import shutil
 import signal
@@ -35,7 +36,7 @@ def test_serve_pins_a_version_folder_and_answers(foreign_models):
     assert "tfkit: exec" in output and f"--port={grpc_port}" in output
 
 
-def test_edge_facts_name_flex_ops(half_plus_two, tmp_path):
+def test_flex_tflite_is_reported_with_its_facts(half_plus_two, tmp_path, tfkit):
     from toolkit.edge import model_facts
     from toolkit.tfenv import tf
 
@@ -48,6 +49,11 @@ def test_edge_facts_name_flex_ops(half_plus_two, tmp_path):
     facts = model_facts(path)
     assert facts["needs_flex"] and facts["flex_ops"] == ["FlexParseExampleV2"]
     assert facts["size_bytes"] == path.stat().st_size and facts["quantization"] == "float32"
+    result = tfkit("check", half_plus_two, "--tflite", path, "--no-server", "--report", tmp_path / "r")
+    assert result.exit_code == 1, result.output
+    assert "tflite:flex.tflite needs the Flex delegate (ops FlexParseExampleV2)" in result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["edge"][0]["needs_flex"] and not report["passed"]
 
 
 @pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
