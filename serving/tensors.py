@@ -11,7 +11,7 @@ buffers; float/double fields are written as packed wire bytes in one call.
 import math
 
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 DT = types_pb2
 
@@ -55,9 +55,9 @@ _PACKED_TAGS = {"float_val": (5 << 3) | 2, "double_val": (6 << 3) | 2}
 _FIELD_NUMBERS = {"float_val": 5, "double_val": 6, "int_val": 7, "scomplex_val": 9, "int64_val": 10,
                   "bool_val": 11, "dcomplex_val": 12, "half_val": 13, "uint32_val": 16, "uint64_val": 17}
 _FIXED_WIDTH_FIELDS = ("float_val", "double_val", "scomplex_val", "dcomplex_val")
-# Below this many integers, numpy's per-call overhead costs more than protobuf's
+# Below this many values, numpy's per-call overhead costs more than protobuf's
 # per-element appends (batch-1 responses are the common case).
-_SMALL_VARINT_COUNT = 256
+_SMALL_COUNT = 256
 
 
 # TensorShape's limit on the number of elements.
@@ -210,11 +210,6 @@ def _varints(values: np.ndarray) -> bytes:
     return groups[np.arange(width) < lengths[:, None]].tobytes()
 
 
-def _shape_proto(shape) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in shape])
-
-
 def from_numpy(array: np.ndarray, as_tensor_content: bool = False,
                out: tensor_pb2.TensorProto | None = None) -> tensor_pb2.TensorProto:
     """Encode a numpy array the way TF Serving answers.
@@ -229,7 +224,9 @@ def from_numpy(array: np.ndarray, as_tensor_content: bool = False,
     dt = data_type_of(array)
     proto = tensor_pb2.TensorProto() if out is None else out
     proto.dtype = dt
-    proto.tensor_shape.CopyFrom(_shape_proto(array.shape))
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add(size=size)
     if array.size == 0:
         return proto
     if dt == DT.DT_STRING:
@@ -243,15 +240,17 @@ def from_numpy(array: np.ndarray, as_tensor_content: bool = False,
         proto.tensor_content = np.ascontiguousarray(array, dtype=dtype.newbyteorder("<")).tobytes()
         return proto
     flat = array.ravel()
+    if dt == DT.DT_HALF:
+        flat = flat.view(np.uint16)  # half_val holds the bit patterns
+    elif flat.dtype.kind == "c":
+        flat = flat.view(flat.real.dtype)  # (real, imaginary) pairs
+    if flat.size < _SMALL_COUNT:
+        getattr(proto, field).extend(flat.tolist())
+        return proto
     if field in _FIXED_WIDTH_FIELDS:
-        parts = flat.view(flat.real.dtype) if flat.dtype.kind == "c" else flat
-        payload = np.ascontiguousarray(parts, dtype=parts.dtype.newbyteorder("<")).tobytes()
+        payload = np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("<")).tobytes()
     else:
-        ints = flat.view(np.uint16) if dt == DT.DT_HALF else flat
-        if ints.size < _SMALL_VARINT_COUNT:
-            getattr(proto, field).extend(ints.tolist())
-            return proto
-        payload = _varints(ints)
+        payload = _varints(flat)
     # Appending a packed field's wire bytes is how protobuf itself would
     # serialise it; parsing it back happens in C, with no per-element work.
     proto.MergeFromString(_varint((_FIELD_NUMBERS[field] << 3) | 2) + _varint(len(payload)) + payload)
