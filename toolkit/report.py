@@ -99,18 +99,20 @@ def table(result) -> str:
     return "\n".join(text)
 
 
+def _failure_line(result, pair, c) -> str:
+    """What failed in one output comparison: the pair, the output, the rows."""
+    where = f"{pair.reference} vs {pair.candidate}, output {c.output}"
+    if c.error:
+        return f"{where}: {c.error}"
+    return (f"{where}: {c.failures} element(s) outside atol={c.atol:g} rtol={c.rtol:g} "
+            f"(max abs error {_num(c.max_abs_error)}); rows {_rows_text(result, c.failed_rows, c.failed_row_count)}")
+
+
 def problems(result) -> list[str]:
     """One line per failure of any kind: which pair, which output, which rows."""
     lines = list(result.errors)
     for pair in result.pairs:
-        for c in pair.outputs:
-            if c.judged and not c.passed:
-                if c.error:
-                    lines.append(f"{pair.reference} vs {pair.candidate}, output {c.output}: {c.error}")
-                else:
-                    lines.append(f"{pair.reference} vs {pair.candidate}, output {c.output}: {c.failures} element(s) "
-                                 f"outside atol={c.atol:g} rtol={c.rtol:g} (max abs error {_num(c.max_abs_error)}); "
-                                 f"rows {_rows_text(result, c.failed_rows, c.failed_row_count)}")
+        lines += [_failure_line(result, pair, c) for c in pair.outputs if not c]
         cls = pair.classes
         if cls is not None and not cls.passed:
             lines.append(f"{pair.reference} vs {pair.candidate}: class agreement {cls.agreement:.4f} below "
@@ -138,9 +140,8 @@ def summary(result) -> str:
             out.append(f"{pair.candidate}: class agreement {pair.classes.agreement:.4f} "
                        f"(min {pair.classes.min_agreement:g}), max {pair.classes.output} error "
                        f"{_num(next(o.max_abs_error for o in pair.outputs if o.output == pair.classes.output))}")
-    bi = [b for b in result.batch_invariance]
-    if bi:
-        worst = max(bi, key=lambda b: b.max_ulps)
+    if result.batch_invariance:
+        worst = max(result.batch_invariance, key=lambda b: b.max_ulps)
         out.append(f"batch invariance: worst {worst.max_ulps} ULPs ({worst.runtime}, {worst.output}); bound {worst.bound}")
     for e in result.edge:
         lat = e.get("latency") or {}
@@ -303,12 +304,10 @@ def write_junit(result, path) -> Path:
         if output:
             ET.SubElement(element, "system-out").text = output
 
-    issues = {line for line in problems(result)}
     for pair in result.pairs:
         for c in pair.outputs:
-            stats = json.dumps(_finite(c.to_json()))
-            line = next((l for l in issues if l.startswith(f"{pair.reference} vs {pair.candidate}, output {c.output}:")), None)
-            case(f"{pair.reference}.vs.{pair.candidate}", c.output, line if c.judged and not c.passed else None, stats)
+            case(f"{pair.reference}.vs.{pair.candidate}", c.output, None if c else _failure_line(result, pair, c),
+                 json.dumps(_finite(c.to_json())))
         if pair.classes is not None:
             cls = pair.classes
             case(f"{pair.reference}.vs.{pair.candidate}", "class_agreement",
