@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -504,8 +505,17 @@ def reproducibility(version_dir: Path, tflite: list, inputs: Inputs) -> dict:
         except md.PackageNotFoundError:
             return None
 
+    # A tfkit export records the seed its data, split and weights came from.
+    manifest = version_dir / "manifest.json"
+    training_seed = None
+    if manifest.is_file():
+        try:
+            training_seed = json.loads(manifest.read_text()).get("seed")
+        except ValueError:
+            training_seed = None
     return {
         "files": hashes,
+        "training_seed": training_seed,
         "versions": {"tfkit": __version__, "tensorflow": version("tensorflow"),
                      "litert": version("ai-edge-litert"), "tensorflow_serving_api": version("tensorflow-serving-api"),
                      "numpy": np.__version__, "python": platform.python_version()},

@@ -55,6 +55,7 @@ def test_report_json_schema(run_report):
     assert re.fullmatch(r"[0-9a-f]{64}", repro["input_sha256"])
     assert re.fullmatch(r"[0-9a-f]{64}", repro["files"]["saved_model.pb"])
     assert repro["versions"]["tensorflow"] and repro["versions"]["litert"] and repro["versions"]["tfkit"]
+    assert repro["training_seed"] == 0
     assert len(run_report["row_labels"]) == run_report["inputs"]["rows"]
     assert all(b["max_ulps"] <= b["bound"] for b in run_report["batch_invariance"] if b["judged"])
     assert all(s["passed"] for s in run_report["signature_consistency"])
