@@ -136,7 +136,11 @@ class BackgroundServer:
         return self.server
 
     def stop(self):
-        self._thread.join()
+        """Stop the server, also while it is still starting (e.g. training failed)."""
+        while self._thread.is_alive():
+            # Killing the process makes start() give up instead of waiting out its timeout.
+            self.server.stop(grace=2)
+            self._thread.join(0.2)
         self.server.stop()
 
 
