@@ -24,13 +24,12 @@ from tensorflow.core.protobuf import config_pb2
 from serving.errors import ServingError, failed_precondition, invalid_argument
 from serving.tensors import data_type_of, dtype_name
 
-log = logging.getLogger("serving")
-
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 TFLITE_FILE = "model.tflite"
+
 
 class LoadError(Exception):
     """A version failed to load; `code` is the canonical status code."""
@@ -56,8 +55,6 @@ def _sorted_keys(mapping) -> str:
 
 class Servable:
     """One loaded version of one model (abstract: see the two loaders below)."""
-
-    platform = "tensorflow"
 
     def __init__(self, name: str, version: int, path: str, signature_defs: dict):
         self.name = name
@@ -255,8 +252,6 @@ class SavedModelServable(Servable):
 
 class TfLiteServable(Servable):
     """`model.tflite` run by LiteRT interpreters (--prefer_tflite_model)."""
-
-    platform = "tflite"
 
     def __init__(self, name: str, version: int, path: str, num_interpreters: int = 1):
         from ai_edge_litert.interpreter import Interpreter
