@@ -162,3 +162,21 @@ def test_input_errors_exit_2_with_one_line(tfkit, half_plus_two, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and len(result.output.strip().splitlines()[-1]) < 400
         assert "Traceback" not in result.output
+
+
+def test_a_stale_replica_is_named_among_good_ones(foreign_models, server, tfkit, tmp_path):
+    from toolkit.local_server import LocalServer
+
+    config = tmp_path / "stale.config"
+    config.write_text(f'model_config_list {{ config {{ name: "scale" base_path: "{foreign_models / "scale"}" '
+                      'model_platform: "tensorflow" model_version_policy { specific { versions: 1 } } } }\n')
+    with LocalServer([f"--model_config_file={config}"], timeout=120) as stale:
+        result = tfkit("check", foreign_models / "scale", "--target", server.grpc_target,
+                       "--target", stale.grpc_target, "--no-convert", "--report", tmp_path / "r")
+    assert result.exit_code == 1, result.output
+    assert f"eager vs grpc@{stale.grpc_target}, output y" in result.output
+    assert f"eager vs grpc@{server.grpc_target}" not in result.output.split("FAIL")[1]
+    assert f"grpc@{stale.grpc_target} answered with model version 1" in result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    verdicts = {c["candidate"]: c["passed"] for c in report["comparisons"]}
+    assert verdicts == {f"grpc@{server.grpc_target}": True, f"grpc@{stale.grpc_target}": False}
