@@ -194,7 +194,7 @@ class ModelManager:
         with self._pass_lock:
             for name in list(self._serving):
                 for version in list(self._serving.get(name, {})):
-                    self._unload(name, version)
+                    self._unload(name, version, "the server is stopping")
 
     # -- lookups --------------------------------------------------------------
     @contextlib.contextmanager
@@ -248,8 +248,14 @@ class ModelManager:
         # one serves, or when nothing is aspired at all (model or folders removed).
         if aspired and not serving.intersection(aspired):
             return
+        if on_disk is None:
+            reason = "the model left the config"
+        elif aspired:
+            reason = f"the version policy now serves {', '.join(map(str, aspired))}"
+        else:
+            reason = "no version folder left on disk"
         for version in sorted(serving - set(aspired)):
-            self._unload(name, version)
+            self._unload(name, version, reason)
 
     def _load(self, name: str, version: int, path: str) -> None:
         ident = servable_id(name, version)
@@ -287,7 +293,7 @@ class ModelManager:
         if self._on_load:
             self._on_load(name, version, False)
 
-    def _unload(self, name: str, version: int) -> None:
+    def _unload(self, name: str, version: int, reason: str) -> None:
         ident = servable_id(name, version)
         with self._lock:
             servable = self._serving.get(name, {}).pop(version, None)
@@ -304,4 +310,4 @@ class ModelManager:
         servable.wait_idle()
         servable.unload()
         self._set_state(name, version, END)
-        log.info("Done unloading servable version %s", ident)
+        log.info("Done unloading servable version %s (%s)", ident, reason)

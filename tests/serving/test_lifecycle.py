@@ -92,6 +92,8 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(server, client, channe
         for thread in threads:
             thread.join()
     assert failures == []
+    assert any(line.endswith("Done unloading servable version {name: half_plus_two version: 123} "
+                             "(the version policy now serves 124)") for line in server.log_lines())
     answered = {version for version, _ in versions}
     assert answered == {123, 124}
     for version, y in versions:
@@ -129,11 +131,13 @@ def config_text(*entries) -> str:
     return "model_config_list {\n" + "".join(entries) + "}\n"
 
 
-def test_reload_config_adds_and_removes_models(client, models):
+def test_reload_config_adds_and_removes_models(server, client, models):
     client.reload(config_text(model_entry("half_plus_two", models["hp"]),
                               model_entry("three", HALF_PLUS_THREE)))
     np.testing.assert_allclose(client.predict("three", {"x": X})["y"], 0.5 * X + 3)
     assert client.states("half_plus_three") == {123: "END"}
+    assert any(line.endswith("{name: half_plus_three version: 123} (the model left the config)")
+               for line in server.log_lines())
     error = rpc_error(client.predict, "half_plus_three", {"x": X})
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert client.predict_response("half_plus_two", {"x": X}).model_spec.version.value == 124
