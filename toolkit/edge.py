@@ -94,7 +94,8 @@ def io_details(runner) -> dict:
                         if scales else None})
         return out
 
-    return {"inputs": describe(runner._inputs), "outputs": describe(runner._outputs)}
+    inputs, outputs = runner.tensor_details
+    return {"inputs": describe(inputs), "outputs": describe(outputs)}
 
 
 def latency(runner, feed: dict, repeats: int = 5) -> dict:

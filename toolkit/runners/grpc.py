@@ -42,7 +42,7 @@ class GrpcRunner(RemoteRunner):
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
-    def _spec(self, spec):
+    def _set_model_spec(self, spec):
         spec.name = self.model_name
         if self.version is not None:
             spec.version.value = self.version
@@ -51,7 +51,7 @@ class GrpcRunner(RemoteRunner):
         from tensorflow_serving.apis import get_model_status_pb2
 
         request = get_model_status_pb2.GetModelStatusRequest()
-        self._spec(request.model_spec)
+        self._set_model_spec(request.model_spec)
         try:
             response = self._model_stub.GetModelStatus(request, timeout=self.timeout)
         except grpc.RpcError as exc:
@@ -68,7 +68,7 @@ class GrpcRunner(RemoteRunner):
         from toolkit.runners.protos import signature_from_def
 
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        self._spec(request.model_spec)
+        self._set_model_spec(request.model_spec)
         response = self._call(self._stub.GetModelMetadata, request)
         defs = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(defs)
@@ -92,7 +92,7 @@ class GrpcRunner(RemoteRunner):
         from toolkit.runners.protos import from_tensor_proto, to_tensor_proto
 
         request = predict_pb2.PredictRequest()
-        self._spec(request.model_spec)
+        self._set_model_spec(request.model_spec)
         request.model_spec.signature_name = self.signature_name
         for name, value in feed.items():
             request.inputs[name].CopyFrom(to_tensor_proto(value))

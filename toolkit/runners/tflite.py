@@ -42,6 +42,11 @@ class TFLiteRunner(Runner):
         return {**super().describe(), "source": str(self.path), "signature": self.signature_name,
                 "quantized_io": sorted(n for n, d in {**self._inputs, **self._outputs}.items() if _quantized(d))}
 
+    @property
+    def tensor_details(self) -> tuple[dict, dict]:
+        """LiteRT's raw input and output details by name (real dtypes, quantization)."""
+        return self._inputs, self._outputs
+
     def _start(self) -> Signature:
         from ai_edge_litert.interpreter import Interpreter
 
