@@ -5,3 +5,8 @@ Independent of tfkit's training code: it serves any SavedModel (or
 """
 
 __version__ = "0.1.0"
+
+# Not a flag: tensorflow_model_server's command line stays exactly the binary's.
+# When set (tfkit's launchers set 127.0.0.1), both APIs listen on this address
+# instead of on every interface as the binary does.
+LISTEN_HOST_ENV = "TFKIT_SERVING_HOST"

@@ -538,14 +538,15 @@ def _option(options, *names, default):
     return default
 
 
-def create_http_server(core, port: int, options=None) -> RestServer:
+def create_http_server(core, port: int, options=None, host: str | None = None) -> RestServer:
     """Bind the REST API of `core` on `port` (0: any free port); call .start() next.
 
     `options` is any object with tensorflow_model_server's flag names as
     attributes (missing ones take the real binary's defaults):
     rest_api_num_threads, rest_api_timeout_in_ms,
     rest_api_enable_cors_support, monitoring_config_file; plus
-    rest_api_max_body_bytes (no real-binary equivalent). Raises
+    rest_api_max_body_bytes (no real-binary equivalent). `host`: listen
+    only on this address (None: every interface, as the binary). Raises
     RestStartError when the port is taken or the monitoring config is bad.
     """
     num_threads = int(_option(options, "rest_api_num_threads", default=0)) or 4 * (os.cpu_count() or 1)
@@ -559,9 +560,12 @@ def create_http_server(core, port: int, options=None) -> RestServer:
 
     api = RestApi(core, timeout_ms, num_threads, cors)
     errors = []
-    for family, host in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+    # Every interface, as the binary listens; or only `host` when one is given.
+    binds = (((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")) if host is None
+             else ((socket.AF_INET6 if ":" in host else socket.AF_INET, host),))
+    for family, address in binds:
         try:
-            httpd = _HTTPServer((host, port), family, api, prometheus_path, max_body)
+            httpd = _HTTPServer((address, port), family, api, prometheus_path, max_body)
             return RestServer(httpd, api)
         except OSError as err:
             errors.append(err)

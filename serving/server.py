@@ -16,7 +16,7 @@ import time
 from concurrent import futures
 from typing import Optional
 
-from serving import flags
+from serving import LISTEN_HOST_ENV, flags
 
 log = logging.getLogger("serving")
 
@@ -262,8 +262,9 @@ class ModelServer:
 
             credentials = server_credentials(options.ssl_config_file)
         addresses = []
+        host = os.environ.get(LISTEN_HOST_ENV) or "0.0.0.0"
         if options.port:
-            addresses.append(f"0.0.0.0:{options.port}")
+            addresses.append(f"[{host}]:{options.port}" if ":" in host else f"{host}:{options.port}")
         if options.grpc_socket_path:
             addresses.append(f"unix:{options.grpc_socket_path}")
         for address in addresses:
@@ -279,7 +280,7 @@ class ModelServer:
         server.start()
         self.grpc_server = server
         if options.port:
-            log.info("Running gRPC ModelServer at 0.0.0.0:%d ...", options.port)
+            log.info("Running gRPC ModelServer at %s:%d ...", host, options.port)
         if options.grpc_socket_path:
             log.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
 
@@ -300,7 +301,8 @@ class ModelServer:
         from serving import rest
 
         try:
-            self.http_server = rest.create_http_server(self.core, options.rest_api_port, options)
+            self.http_server = rest.create_http_server(self.core, options.rest_api_port, options,
+                                                       host=os.environ.get(LISTEN_HOST_ENV) or None)
             self.http_server.start()
         except rest.RestStartError as exc:
             self.http_server = None
