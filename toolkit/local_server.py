@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from serving import LISTEN_HOST_ENV
 from toolkit.errors import InputError, ServerNotReady
 
 READY_LINE = "Running gRPC ModelServer at"
@@ -97,11 +98,15 @@ class LocalServer:
     rest: also export the REST API on a free port (sets .rest_url).
     timeout: seconds to wait for readiness.
     log_path: also append the server's output to this file.
+    host: the address `python -m serving` listens on (default 127.0.0.1, so a
+        launched server is not reachable from other machines; None: every
+        interface, as tensorflow_model_server, which always listens on all).
     """
 
     def __init__(self, args: Iterable[str] = (), models: Optional[Iterable[str]] = None, *,
                  binary: Optional[str] = None, rest: bool = False, timeout: float = 60.0,
-                 log_path: Optional[os.PathLike] = None, env: Optional[dict] = None):
+                 log_path: Optional[os.PathLike] = None, env: Optional[dict] = None,
+                 host: Optional[str] = "127.0.0.1"):
         self.args = list(args)
         for reserved in ("port", "rest_api_port"):
             if _flag_value(self.args, reserved) is not None:
@@ -112,6 +117,7 @@ class LocalServer:
         self.timeout = timeout
         self.log_path = Path(log_path) if log_path else None
         self.env = env
+        self.host = host
         self.grpc_port: Optional[int] = None
         self.rest_port: Optional[int] = None
         self.process: Optional[subprocess.Popen] = None
@@ -192,6 +198,8 @@ class LocalServer:
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         env.setdefault("GRPC_VERBOSITY", "ERROR")
+        if self.host and not self.binary:
+            env[LISTEN_HOST_ENV] = self.host
         with self._lines_lock:
             self._lines.clear()
         self.process = subprocess.Popen(
