@@ -394,17 +394,21 @@ def run_cmd(ctx, out, seed, quantize, force, report_dir, junit, **tolerances):
 @click.option("--name", help="Model name (default: the model folder's name).")
 @click.option("--port", type=int, default=8500, show_default=True, help="gRPC port.")
 @click.option("--rest-port", type=int, default=8501, show_default=True, help="REST port (0: no REST).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 for every interface (tensorflow_model_server "
+                   "always listens on every interface).")
 @click.option("--server-binary", metavar="PATH", help="Run this tensorflow_model_server instead of ours.")
 @click.option("--prefer-binary", is_flag=True, help="Use tensorflow_model_server from PATH when there is one.")
 @click.argument("server_flags", nargs=-1, type=click.UNPROCESSED)
-def serve(model, name, port, rest_port, server_binary, prefer_binary, server_flags):
+def serve(model, name, port, rest_port, host, server_binary, prefer_binary, server_flags):
     """Serve MODEL with our TF-Serving-compatible server (python -m serving) or
     the real tensorflow_model_server.
 
     MODEL is a model folder of versions or one version folder (served pinned).
     Further flags are passed to the server unchanged, spelled as for
     tensorflow_model_server, e.g. `tfkit serve models/logreg --enable_batching`.
-    Like tensorflow_model_server, the server listens on all interfaces.
+    Our server listens on 127.0.0.1 unless --host says otherwise; the real
+    tensorflow_model_server always listens on every interface.
     """
     import os
 
@@ -415,6 +419,12 @@ def serve(model, name, port, rest_port, server_binary, prefer_binary, server_fla
     command = serve_command(model, name, port, rest_port, binary, server_flags)
     click.echo(f"tfkit: exec {' '.join(command)}", err=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if binary:
+        click.echo(f"tfkit: {binary} listens on every interface (--host applies to python -m serving)", err=True)
+    else:
+        from serving import LISTEN_HOST_ENV
+
+        os.environ[LISTEN_HOST_ENV] = host
     os.execvp(command[0], command)
 
 
