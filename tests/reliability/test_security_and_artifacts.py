@@ -5,8 +5,13 @@ requests in flight in tests/serving_ops/test_shutdown.py; not repeated here.
 """
 
 import ast
+import ipaddress
+import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +20,7 @@ from click.testing import CliRunner
 
 from reliability_helpers import MODEL
 from toolkit.cli import cli
+from toolkit.local_server import LocalServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("toolkit", "serving", "reliability")
@@ -121,23 +127,62 @@ def test_bad_artifacts_give_one_line_and_exit_2(exported_version, tmp_path, arti
     _assert_one_line_error(result.output, named)
 
 
+def _address(hex_address: str) -> str:
+    """/proc/net/tcp{,6}'s hex address (32-bit words in host order) as text; v4-mapped shown as IPv4."""
+    raw = b"".join(bytes.fromhex(hex_address[i:i + 8])[::-1] for i in range(0, len(hex_address), 8))
+    ip = ipaddress.ip_address(raw)
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
+
+
 def _listening_addresses(port: int) -> set:
-    """Local addresses with a TCP socket listening on `port`, from /proc/net/tcp{,6}."""
+    """Local addresses with a TCP socket listening on `port`."""
     found = set()
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.split(":")
-            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
-                found.add("::" if width == 32 and int(address, 16) == 0 else
-                          "0.0.0.0" if int(address, 16) == 0 else address)
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(_address(address))
     return found
 
 
-def test_python_m_serving_listens_on_all_interfaces_like_the_real_binary(rel_server):
+EVERY_INTERFACE = {"0.0.0.0", "::"}  # grpc may bind 0.0.0.0 as a dual-stack [::] socket
+LOOPBACK = {"127.0.0.1"}
+
+
+def test_python_m_serving_listens_on_all_interfaces_like_the_real_binary(exported_model):
     """tensorflow_model_server binds gRPC to 0.0.0.0:PORT and REST to every interface; so does ours."""
-    every_interface = {"0.0.0.0", "::"}  # grpc may bind 0.0.0.0 as a dual-stack [::] socket
+    args = [f"--model_name={MODEL}", f"--model_base_path={exported_model / MODEL}"]
+    with LocalServer(args, rest=True, host=None, timeout=120) as server:
+        for port in (server.grpc_port, server.rest_port):
+            addresses = _listening_addresses(port)
+            assert addresses and addresses <= EVERY_INTERFACE, (port, addresses)
+        assert any(f"Running gRPC ModelServer at 0.0.0.0:{server.grpc_port}" in ln for ln in server.log_lines())
+
+
+def test_servers_tfkit_launches_listen_on_loopback_only(rel_server):
+    """LocalServer (behind tfkit check and run) keeps the server off other machines' reach."""
     for port in (rel_server.grpc_port, rel_server.rest_port):
-        addresses = _listening_addresses(port)
-        assert addresses and addresses <= every_interface, (port, addresses)
-    assert any(f"Running gRPC ModelServer at 0.0.0.0:{rel_server.grpc_port}" in ln for ln in rel_server.log_lines())
+        assert _listening_addresses(port) == LOOPBACK, port
+
+
+@pytest.mark.parametrize("host_args, expected", [([], LOOPBACK), (["--host", "0.0.0.0"], EVERY_INTERFACE)],
+                         ids=["default", "--host 0.0.0.0"])
+def test_tfkit_serve_listens_on_loopback_unless_told_otherwise(exported_version, host_args, expected):
+    grpc_port, rest_port = free_port(), free_port()
+    command = [sys.executable, "-m", "toolkit", "serve", str(exported_version.parent),
+               "--port", str(grpc_port), "--rest-port", str(rest_port), *host_args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        for line in proc.stdout:
+            if "Exporting HTTP/REST API" in line:
+                break
+        else:
+            pytest.fail(f"tfkit serve exited with {proc.wait()} before serving")
+        for port in (grpc_port, rest_port):
+            addresses = _listening_addresses(port)
+            assert addresses and addresses <= expected, (port, addresses)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
