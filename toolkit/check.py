@@ -116,8 +116,10 @@ class BackgroundServer:
     overlap with our own work; `wait()` returns it or raises its error."""
 
     def __init__(self, args: list, binary: str | None, timeout: float):
-        from toolkit.local_server import LocalServer
+        from toolkit.local_server import LocalServer, find_server_binary
 
+        # Resolve --server-binary here: a bad path is a one-line InputError, not a thread's traceback.
+        binary = find_server_binary(binary) if binary else None
         self.server = LocalServer(args, binary=binary, rest=True, timeout=timeout)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._start, name="tfkit-server", daemon=True)
@@ -555,7 +557,11 @@ def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, 
     from toolkit.export import QUANTIZATIONS, export_model
     from toolkit.rundir import load_run, train_to_dir
 
+    from toolkit.local_server import find_server_binary
+
     options = options or CheckOptions()
+    if options.server_binary:
+        find_server_binary(options.server_binary)  # a bad path fails before anything is written
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
