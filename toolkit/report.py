@@ -4,6 +4,7 @@ plots are written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
+
+from toolkit.errors import InputError
 
 SCHEMA_VERSION = 1
 #: rows named in a failure line before "+N more"
@@ -165,13 +168,23 @@ def summary(result) -> str:
 def write_report(result, directory) -> dict:
     """Write report.json, report.md and plots/*.png into `directory`; return their paths."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(result, directory / "plots")
-    document = to_json(result)
-    document["plots"] = [str(p.relative_to(directory)) for p in plots]
-    (directory / "report.json").write_text(json.dumps(document, indent=2) + "\n")
-    (directory / "report.md").write_text(markdown(result, document))
+    with _writing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        plots = write_plots(result, directory / "plots")
+        document = to_json(result)
+        document["plots"] = [str(p.relative_to(directory)) for p in plots]
+        (directory / "report.json").write_text(json.dumps(document, indent=2) + "\n")
+        (directory / "report.md").write_text(markdown(result, document))
     return {"json": directory / "report.json", "markdown": directory / "report.md", "plots": plots}
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """Turn a failed write into a one-line InputError naming the path."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def markdown(result, document: dict) -> str:
@@ -325,6 +338,7 @@ def write_junit(result, path) -> Path:
     suite.set("errors", "0")
     suite.set("time", f"{result.seconds:.3f}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
     return path
