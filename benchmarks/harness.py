@@ -22,6 +22,10 @@ TIME_UNITS = ("s", "ms")
 PACKAGES = ("tensorflow", "tensorflow-serving-api", "grpcio", "protobuf", "numpy", "ai-edge-litert")
 
 
+class BenchError(Exception):
+    """A measurement could not be made (a failed command, failed requests)."""
+
+
 @dataclasses.dataclass
 class Result:
     """One row of results.json, plus what the table shows beside it."""

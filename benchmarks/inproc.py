@@ -1,26 +1,29 @@
 """The benchmark's model and its in-process measurements, in one TensorFlow process.
 
-    python -m benchmarks.inproc WORKDIR --window S --repeats N
+    python -m benchmarks.inproc WORKDIR
 
 Trains and exports the logreg model (WORKDIR/run, WORKDIR/models/logreg/1),
 writes the serialized PredictRequests the gRPC clients send
 (WORKDIR/requests/rows_<N>.bin, encoded by `tf.make_tensor_proto` as a
-TensorFlow client would) and the REST body of the batch-1 one, then measures rows per second, each series for S
-seconds, N times, the series interleaved so that a noisy moment on a shared
-machine hits them all: the SavedModel signature called in process, the TFLite
-interpreter, the trained tf.Module called eagerly, and numpy computing
-sigmoid(x.w + b) with the trained weights. Writes WORKDIR/inproc.json:
-{"num_features", "series": {name: [rows/s per repeat]}}.
+TensorFlow client would) and the REST body of the batch-1 one, prints
+`@ready`, then measures on demand so the parent can interleave these with
+its server measurements: each stdin line `SERIES SECONDS` is answered with
+`@rate SERIES ROWS_PER_SECOND`. Series (SERIES_NAMES): the SavedModel
+signature called in process, the TFLite interpreter, the trained tf.Module
+called eagerly, and numpy computing sigmoid(x.w + b) with the trained weights.
+`InProcess` is the parent's handle on this process.
 """
 
 import argparse
 import json
-import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.harness import BenchError
 
 MODEL_NAME = "logreg"
 REQUEST_ROWS = (1, 10_000, 100_000)
@@ -118,8 +121,12 @@ def _tf_call(fn, x: np.ndarray, keyword: bool):
     return call
 
 
-def measure(workdir: Path, window_s: float, repeats: int) -> dict:
-    """Prepare the model and requests, run every series; the inproc.json content."""
+SERIES_NAMES = ("signature_rows_10k", "signature_rows_100k", "tflite_rows_b1", "tflite_rows_b10k",
+                "numpy_rows_b1", "numpy_rows_b10k", "eager_rows_b1")
+
+
+def series(workdir: Path) -> dict:
+    """Prepare the model and requests; {series name: (warmed-up call, rows per call)}."""
     import tensorflow as tf
 
     version_dir, run = _prepare(workdir)
@@ -139,27 +146,64 @@ def measure(workdir: Path, window_s: float, repeats: int) -> dict:
         "numpy_rows_b10k": (_numpy_call(w, b, x10k), 10_000),
         "eager_rows_b1": (_tf_call(run.model.serving_default, x1, keyword=False), 1),
     }
+    assert tuple(calls) == SERIES_NAMES
     for fn, _ in calls.values():
         for _ in range(WARMUP_CALLS):  # tracing, allocation, caches
             fn()
-    series = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, (fn, rows) in calls.items():
-            series[name].append(rows_per_second(fn, rows, window_s))
-    return {"num_features": int(features.shape[1]), "model_base_path": str(workdir / "models"),
-            "series": series}
+    return calls
 
 
 def main(argv: list) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.inproc", description=__doc__.split("\n\n")[0])
     parser.add_argument("workdir", type=Path)
-    parser.add_argument("--window", type=float, required=True, help="seconds per measurement")
-    parser.add_argument("--repeats", type=int, required=True)
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    result = measure(args.workdir, args.window, args.repeats)
-    (args.workdir / "inproc.json").write_text(json.dumps(result, indent=2) + "\n")
+    calls = series(args.workdir)
+    print("@ready", flush=True)
+    for line in sys.stdin:
+        name, seconds = line.split()
+        fn, rows = calls[name]
+        print(f"@rate {name} {rows_per_second(fn, rows, float(seconds))!r}", flush=True)
     return 0
+
+
+class InProcess:
+    """The parent's handle on `python -m benchmarks.inproc`: start it (it
+    prepares the model), then `rate(series, seconds)` as often as needed."""
+
+    def __init__(self, workdir: Path, env: dict, cwd: Path):
+        self._log_path = workdir / "inproc.log"
+        self._log = open(self._log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.inproc", str(workdir)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._log, text=True, env=env, cwd=cwd)
+        self._reply("@ready")
+
+    def rate(self, name: str, seconds: float) -> float:
+        """Rows per second of a series, measured for about `seconds`."""
+        self.process.stdin.write(f"{name} {seconds}\n")
+        self.process.stdin.flush()
+        return float(self._reply(f"@rate {name}").split()[-1])
+
+    def _reply(self, prefix: str) -> str:
+        # Our lines start with "@"; TensorFlow and LiteRT may print others.
+        for line in self.process.stdout:
+            if line.startswith(prefix):
+                return line.strip()
+        self.close()
+        tail = "\n  ".join(self._log_path.read_text().strip().splitlines()[-10:])
+        raise BenchError(f"benchmarks.inproc did not answer {prefix!r} (exit code {self.process.returncode}); "
+                         f"its log:\n  {tail}")
+
+    def close(self) -> None:
+        """End the process (closing its stdin ends its loop)."""
+        if self.process.stdin and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
 
 
 if __name__ == "__main__":

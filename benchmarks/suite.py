@@ -3,8 +3,10 @@
 Groups run one after another, never overlapping, because the machine has two
 cores and every process on it competes for them:
 
-1. in process (benchmarks.inproc, its own TensorFlow process): trains and exports
-   the model everything else serves, then TFLite / eager / signature rates;
+1. in process: a TensorFlow process (benchmarks.inproc) trains and exports
+   the model everything else serves, then stays up to measure TFLite, eager
+   and numpy rates, and later the in-process signature ceilings, each right
+   after the server measurement it bounds;
 2. the CLI: `tfkit --help` vs `python -c "import click"`;
 3. serving: our server (`python -m serving` with REST), the same with
    --enable_batching, and the null server, all on ephemeral 127.0.0.1 ports;
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from benchmarks import inproc
-from benchmarks.harness import Result, result
+from benchmarks.harness import BenchError, Result, result
 from benchmarks.load import ClientPool, Window
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,24 +59,23 @@ TARGETS = {  # minimum ratio, from the issue
 }
 
 
-class BenchError(Exception):
-    """A measurement could not be made (a failed command, failed requests)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Budget:
     """How long each measurement runs and how often it is repeated."""
 
     warmup_s: float  # clients running before a window opens
     window_s: float  # one serving measurement
+    rows_window_s: float  # one large-request measurement (long enough to count several)
     repeats: int
     inproc_window_s: float
     cli_repeats: int
     run_repeats: int
 
 
-FULL = Budget(warmup_s=0.5, window_s=2.0, repeats=3, inproc_window_s=1.0, cli_repeats=5, run_repeats=2)
-QUICK = Budget(warmup_s=0.25, window_s=0.6, repeats=2, inproc_window_s=0.3, cli_repeats=3, run_repeats=1)
+FULL = Budget(warmup_s=0.5, window_s=2.0, rows_window_s=2.0, repeats=3, inproc_window_s=1.0, cli_repeats=5,
+              run_repeats=2)
+QUICK = Budget(warmup_s=0.15, window_s=0.4, rows_window_s=0.5, repeats=2, inproc_window_s=0.25, cli_repeats=3,
+               run_repeats=1)
 
 GROUPS = {
     "inproc": ("tflite_rows_b1", "tflite_rows_b10k", "eager_rows_b1"),
@@ -87,6 +87,26 @@ GROUPS = {
     "run": ("run_s",),
 }
 NAMES = tuple(name for names in GROUPS.values() for name in names)
+
+
+def _windows_of(name: str) -> tuple:
+    """The serving windows a result needs: its value's, then its ceiling's (if measured here).
+
+    Windows are named SERVER_cN (N concurrent batch-1 clients on "ours",
+    "null", "batching" or "rest"), rows_N (one client sending N-row requests
+    to ours) or signature_N (the same rows through the signature in process).
+    """
+    if name.startswith("grpc_predict_rows_"):
+        rows = name.rsplit("_", 1)[1].replace("k", "000")
+        return (f"rows_{rows}", f"signature_{rows}")
+    if name.startswith("grpc_predict_c"):
+        c = name.split("_")[2]
+        return (f"ours_{c}", f"null_{c}")
+    if name == "rest_predict_c8":
+        return ("rest_c8", "ours_c8")
+    if name == "batching_c32":
+        return ("batching_c32", "ours_c32")
+    raise KeyError(name)
 
 
 def _env() -> dict:
@@ -136,18 +156,30 @@ class Suite:
         self.names = set(names)
         self.workdir = workdir
         self.progress = progress
-        self.inproc: Optional[dict] = None
+        self.inproc: Optional[inproc.InProcess] = None
 
     def run(self) -> list[Result]:
         """Run the groups the names need; their results in NAMES order."""
         wanted = {group for group, names in GROUPS.items() if self.names & set(names)}
         results = []
-        if wanted & {"inproc", "serving"}:
-            results += self._inproc()
-        if "cli" in wanted:
-            results += self._cli()
-        if "serving" in wanted:
-            results += self._serving()
+        with contextlib.ExitStack() as stack:
+            servers = None
+            if wanted & {"inproc", "serving"}:
+                # Preparation, not measured: the servers' start-up overlaps the
+                # training and export; they load the version once it is published.
+                (self.workdir / "models" / MODEL).mkdir(parents=True, exist_ok=True)
+                self.progress("training and exporting the model (benchmarks.inproc)"
+                              + (", starting the servers" if "serving" in wanted else ""))
+                if "serving" in wanted:
+                    servers = self._start_servers(stack, any(n.startswith("batching") for n in self.names))
+                self.inproc = inproc.InProcess(self.workdir, _env(), ROOT)
+                stack.callback(self.inproc.close)
+            if "inproc" in wanted:
+                results += self._inproc()
+            if "cli" in wanted:
+                results += self._cli()
+            if servers is not None:
+                results += self._serving(stack, *servers())
         if "run" in wanted:
             results += self._run()
         by_name = {r.name: r for r in results}
@@ -157,11 +189,12 @@ class Suite:
         return result(name, values, unit, ceilings, ceiling_of, TARGETS.get(name))
 
     def _inproc(self) -> list[Result]:
-        self.progress("training and exporting the model; in-process TFLite, eager, signature rates")
-        _command([sys.executable, "-m", "benchmarks.inproc", str(self.workdir), "--window",
-                  str(self.budget.inproc_window_s), "--repeats", str(self.budget.repeats)], "benchmarks.inproc")
-        self.inproc = json.loads((self.workdir / "inproc.json").read_text())
-        s = self.inproc["series"]
+        self.progress("TFLite, eager and numpy rates in process")
+        s = {name: [] for name in ("tflite_rows_b1", "numpy_rows_b1", "eager_rows_b1", "tflite_rows_b10k",
+                                   "numpy_rows_b10k")}
+        for _ in range(self.budget.repeats):
+            for name, values in s.items():
+                values.append(self.inproc.rate(name, self.budget.inproc_window_s))
         return [
             self._result("tflite_rows_b1", s["tflite_rows_b1"], "rows/s", s["numpy_rows_b1"], "numpy b1"),
             self._result("tflite_rows_b10k", s["tflite_rows_b10k"], "rows/s", s["numpy_rows_b10k"], "numpy b10k"),
@@ -182,89 +215,87 @@ class Suite:
         for repeat in range(self.budget.run_repeats):
             out = self.workdir / f"tfkit-run-{repeat}"
             # Exit 1 (a parity mismatch) still ran every step; its time counts.
-            times["run"].append(_wall_time([_tfkit(), "run", "--out", str(out)], "tfkit run", (0, 1)))
+            times["run"].append(_wall_time([_tfkit(), "run", "--force", "--out", str(out)], "tfkit run", (0, 1)))
             times["tf"].append(_wall_time([sys.executable, "-c", "import tensorflow"], "import tensorflow"))
         return [self._result("run_s", times["run"], "s", times["tf"], "import tensorflow")]
 
-    def _serving(self) -> list[Result]:
+    def _serving(self, stack: contextlib.ExitStack, ours, batching) -> list[Result]:
+        b = self.budget
         requests = {rows: inproc.request_file(self.workdir, rows).read_bytes() for rows in inproc.REQUEST_ROWS}
-        with contextlib.ExitStack() as stack:
-            self.progress("starting our server (gRPC + REST), a batching one and the null server")
-            ours, batching = self._start_servers(stack)
-            null = stack.enter_context(self._null_server(self._response_bytes(ours.grpc_target, requests[1])))
-            pool = stack.enter_context(ClientPool(CLIENT_PROCESSES))
-            rest_body = inproc.rest_body_file(self.workdir).read_bytes()
-            rest_url = f"{ours.rest_url}/v1/models/{MODEL}:predict"
-            b = self.budget
+        # Each value's window right before its ceiling's, in the table's order.
+        needed = list(dict.fromkeys(w for name in GROUPS["serving"] if name in self.names for w in _windows_of(name)))
+        targets = {"ours": ours.grpc_target, "batching": batching and batching.grpc_target}
+        if any(w.startswith("null") for w in needed):
+            response = self._response_bytes(ours.grpc_target, requests[1])
+            targets["null"] = stack.enter_context(self._null_server(response)).grpc_target
+        pool = stack.enter_context(ClientPool(CLIENT_PROCESSES))
+        rest_url = f"{ours.rest_url}/v1/models/{MODEL}:predict"
+        rest_body = inproc.rest_body_file(self.workdir).read_bytes()
 
-            def grpc_window(target, payload, concurrency, window_s=b.window_s):
-                return pool.measure("grpc", target, payload, concurrency, b.warmup_s, window_s)
+        def measure(window: str):
+            server, _, what = window.partition("_")
+            if server == "signature":  # the in-process ceiling of rows_N
+                label = f"{int(what) // 1000}k"
+                return self.inproc.rate(f"signature_rows_{label}", b.rows_window_s)
+            if server == "rest":
+                return pool.measure("rest", rest_url, rest_body, int(what[1:]), b.warmup_s, b.window_s)
+            if server == "rows":
+                return pool.measure("grpc", ours.grpc_target, requests[int(what)], 1, b.warmup_s, b.rows_window_s)
+            return pool.measure("grpc", targets[server], requests[1], int(what[1:]), b.warmup_s, b.window_s)
 
-            plan = {}
-            for c in CONCURRENCY:
-                plan[f"ours_c{c}"] = lambda c=c: grpc_window(ours.grpc_target, requests[1], c)
-                plan[f"null_c{c}"] = lambda c=c: grpc_window(null.grpc_target, requests[1], c)
-            plan["rest_c8"] = lambda: pool.measure("rest", rest_url, rest_body, 8, b.warmup_s, b.window_s)
-            plan["batching_c32"] = lambda: grpc_window(batching.grpc_target, requests[1], 32)
-            for rows in inproc.REQUEST_ROWS[1:]:
-                # Large requests take long: a longer window counts enough of them.
-                plan[f"rows_{rows}"] = lambda rows=rows: grpc_window(ours.grpc_target, requests[rows], 1,
-                                                                     max(b.window_s, 1.0))
-            windows = {name: [] for name in plan}
-            for repeat in range(b.repeats):
-                self.progress(f"serving measurements, repeat {repeat + 1}/{b.repeats}")
-                for name, measure in plan.items():
-                    windows[name].append(_checked(name, measure()))
-        return self._serving_results(windows)
+        windows = {name: [] for name in needed}
+        for repeat in range(b.repeats):
+            self.progress(f"serving measurements, repeat {repeat + 1}/{b.repeats}")
+            for name in needed:
+                windows[name].append(_checked(name, measure(name)))
+        return [self._serving_result(name, windows) for name in GROUPS["serving"] if name in self.names]
 
-    def _serving_results(self, windows: dict) -> list[Result]:
-        def rates(name):
-            return [w.rate for w in windows[name]]
-
-        def latency(name, q):
-            return [w.percentile_ms(q) for w in windows[name]]
-
-        def rows_rates(name, rows):
+    def _serving_result(self, name: str, windows: dict) -> Result:
+        value, *ceiling = (windows[w] for w in _windows_of(name))
+        ceiling = ceiling[0] if ceiling else None
+        if name.endswith("_ms"):
+            q = float(name.rsplit("_p", 1)[1][:-3])
+            return self._result(name, [w.percentile_ms(q) for w in value], "ms",
+                                [w.percentile_ms(q) for w in ceiling], "null server")
+        if name.startswith("grpc_predict_rows_"):
+            rows = int(_windows_of(name)[0].removeprefix("rows_"))
             # One client, one request at a time: throughput is rows over mean latency.
-            return [rows * len(w.latencies) / float(np.sum(w.latencies)) for w in windows[name]]
+            rates = [rows * len(w.latencies) / float(np.sum(w.latencies)) for w in value]
+            return self._result(name, rates, "rows/s", ceiling, "in-process signature")
+        ceiling_of = {"rest_predict_c8": "our gRPC c8", "batching_c32": "unbatched c32"}.get(name, "null server")
+        return self._result(name, [w.rate for w in value], "req/s", [w.rate for w in ceiling], ceiling_of)
 
-        out = []
-        for c in CONCURRENCY:
-            ours, null = f"ours_c{c}", f"null_c{c}"
-            out.append(self._result(f"grpc_predict_c{c}", rates(ours), "req/s", rates(null), "null server"))
-            for q in (50, 99):
-                out.append(self._result(f"grpc_predict_c{c}_p{q}_ms", latency(ours, q), "ms", latency(null, q),
-                                        "null server"))
-        series = self.inproc["series"]
-        for rows, label in ((10_000, "10k"), (100_000, "100k")):
-            out.append(self._result(f"grpc_predict_rows_{label}", rows_rates(f"rows_{rows}", rows), "rows/s",
-                                    series[f"signature_rows_{label}"], "in-process signature"))
-        out.append(self._result("rest_predict_c8", rates("rest_c8"), "req/s", rates("ours_c8"), "our gRPC c8"))
-        out.append(self._result("batching_c32", rates("batching_c32"), "req/s", rates("ours_c32"),
-                                "unbatched c32"))
-        return out
-
-    def _start_servers(self, stack: contextlib.ExitStack) -> tuple:
+    def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool) -> Callable[[], tuple]:
+        """Launch our server with REST and (with_batching) one with --enable_batching;
+        returns a function that waits for them: (ours, batching or None)."""
         from toolkit.local_server import LocalServer
 
         base = ["--model_name=" + MODEL, f"--model_base_path={self.workdir / 'models' / MODEL}"]
-        params = self.workdir / "batching.config"
-        params.write_text(BATCHING_PARAMETERS)
-        servers = [LocalServer(base, rest=True, env=_env()),
-                   LocalServer(base + ["--enable_batching", f"--batching_parameters_file={params}"], env=_env())]
+        # models=[]: like tensorflow_model_server, ours only listens once its
+        # models are loaded, so the log line is readiness enough, and this
+        # process need not import TensorFlow for a GetModelStatus check.
+        servers = [LocalServer(base, [], rest=True, env=_env())]
+        if with_batching:
+            params = self.workdir / "batching.config"
+            params.write_text(BATCHING_PARAMETERS)
+            servers.append(LocalServer(base + ["--enable_batching", f"--batching_parameters_file={params}"], [],
+                                       env=_env()))
         for server in servers:
             stack.callback(server.stop)
         # Their TensorFlow imports overlap; nothing is being measured yet.
         errors = []
-        threads = [threading.Thread(target=lambda s=s: _collect(errors, s.start)) for s in servers]
+        threads = [threading.Thread(target=_collect, args=(errors, s.start)) for s in servers]
         for thread in threads:
             thread.start()
-        _import_quietly("tensorflow_serving.apis.get_model_status_pb2")  # LocalServer's readiness check needs it
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise BenchError(str(errors[0]))
-        return tuple(servers)
+
+        def ready() -> tuple:
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise BenchError(str(errors[0]))
+            return servers[0], (servers[1] if with_batching else None)
+
+        return ready
 
     def _response_bytes(self, target: str, request: bytes) -> bytes:
         """A real batch-1 PredictResponse of our server, as bytes."""
@@ -291,30 +322,16 @@ class Suite:
             yield server
 
 
-def _import_quietly(module: str) -> None:
-    """Import a module that pulls in TensorFlow, whose C++ start-up banner ignores
-    TF_CPP_MIN_LOG_LEVEL, with file descriptor 2 pointed at /dev/null meanwhile."""
-    import importlib
-
-    sys.stderr.flush()
-    saved = os.dup(2)
+def _collect(errors: list, fn, *args) -> None:
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            importlib.import_module(module)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _collect(errors: list, fn) -> None:
-    try:
-        fn()
+        fn(*args)
     except Exception as exc:  # re-raised by the caller, in its own thread
         errors.append(exc)
 
 
-def _checked(name: str, window: Window) -> Window:
+def _checked(name: str, window):
+    if not isinstance(window, Window):  # an in-process rate
+        return window
     if window.errors:
         raise BenchError(f"{name}: {window.errors} request(s) failed; first: {window.first_error}")
     if not len(window.latencies):
