@@ -211,12 +211,11 @@ class Suite:
 
     def _run(self) -> list[Result]:
         self.progress("timing tfkit run")
-        times = {"run": [], "tf": []}
-        for repeat in range(self.budget.run_repeats):
-            out = self.workdir / f"tfkit-run-{repeat}"
-            # Exit 1 (a parity mismatch) still ran every step; its time counts.
-            times["run"].append(_wall_time([_tfkit(), "run", "--force", "--out", str(out)], "tfkit run", (0, 1)))
-            times["tf"].append(_wall_time([sys.executable, "-c", "import tensorflow"], "import tensorflow"))
+        # Exit 1 (a parity mismatch) still ran every step; its time counts.
+        times = _interleaved(self.budget.run_repeats, {
+            "run": ([_tfkit(), "run", "--force", "--out", str(self.workdir / "tfkit-run")], "tfkit run", (0, 1)),
+            "tf": ([sys.executable, "-c", "import tensorflow"], "python -c 'import tensorflow'"),
+        })
         return [self._result("run_s", times["run"], "s", times["tf"], "import tensorflow")]
 
     def _serving(self, stack: contextlib.ExitStack, ours, batching) -> list[Result]:
