@@ -3,7 +3,8 @@
 `rel_server` serves the root `exported_model` (read-only) with REST; the soak
 and fuzz tests share it. `fault_server` serves a writable copy whose versions
 the fault tests add, break and delete; it runs without root's permission
-override so an unreadable folder is unreadable to it.
+override so an unreadable folder is unreadable to it, and listens on every
+interface as the real binary does.
 """
 
 import shutil
@@ -59,5 +60,6 @@ def fault_server(fault_base, permission_prefix, tmp_path_factory):
         binary = str(wrapper)
     args = [f"--model_name={MODEL}", f"--model_base_path={fault_base / MODEL}",
             "--file_system_poll_wait_seconds=1", "--max_num_load_retries=0"]
-    with LocalServer(args, binary=binary, rest=True, timeout=120) as server:
+    # host=None: every interface, as tensorflow_model_server listens (tested on this server).
+    with LocalServer(args, binary=binary, rest=True, timeout=120, host=None) as server:
         yield server

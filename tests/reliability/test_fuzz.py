@@ -1,5 +1,8 @@
 """Hostile input: >= 1000 malformed gRPC requests and malformed REST bodies against one server."""
 
+import os
+import subprocess
+import sys
 import time
 import tracemalloc
 
@@ -110,3 +113,13 @@ def test_fuzz_generators_are_deterministic_and_cover_every_category(reference):
     two = [c.payload for c in GrpcCases(MODEL, reference.num_features, reference.feature_names, 3).cases(200)]
     assert one == two
     assert {c.category for c in rest_cases(MODEL, reference.num_features, 0)} >= REQUIRED_REST
+
+
+def test_fuzz_command_against_a_running_server(rel_server, exported_model):
+    done = subprocess.run(
+        [sys.executable, "-m", "reliability", "fuzz", "--count", "200", "--target", rel_server.grpc_target,
+         "--rest-url", rel_server.rest_url, "--model-base-path", str(exported_model)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "gRPC: 200 cases, 0 answered wrongly" in done.stdout
+    assert "server still answers correctly" in done.stdout

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from reliability_helpers import MODEL
 from toolkit.cli import cli
-from toolkit.local_server import LocalServer, free_port
+from toolkit.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("toolkit", "serving", "reliability")
@@ -150,14 +150,13 @@ EVERY_INTERFACE = {"0.0.0.0", "::"}  # grpc may bind 0.0.0.0 as a dual-stack [::
 LOOPBACK = {"127.0.0.1"}
 
 
-def test_python_m_serving_listens_on_all_interfaces_like_the_real_binary(exported_model):
+def test_python_m_serving_listens_on_all_interfaces_like_the_real_binary(fault_server):
     """tensorflow_model_server binds gRPC to 0.0.0.0:PORT and REST to every interface; so does ours."""
-    args = [f"--model_name={MODEL}", f"--model_base_path={exported_model / MODEL}"]
-    with LocalServer(args, rest=True, host=None, timeout=120) as server:
-        for port in (server.grpc_port, server.rest_port):
-            addresses = _listening_addresses(port)
-            assert addresses and addresses <= EVERY_INTERFACE, (port, addresses)
-        assert any(f"Running gRPC ModelServer at 0.0.0.0:{server.grpc_port}" in ln for ln in server.log_lines())
+    for port in (fault_server.grpc_port, fault_server.rest_port):
+        addresses = _listening_addresses(port)
+        assert addresses and addresses <= EVERY_INTERFACE, (port, addresses)
+    assert any(f"Running gRPC ModelServer at 0.0.0.0:{fault_server.grpc_port}" in ln
+               for ln in fault_server.log_lines())
 
 
 def test_servers_tfkit_launches_listen_on_loopback_only(rel_server):

@@ -56,3 +56,18 @@ def test_soak_command_refuses_target_without_weights(rel_server):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--target needs --model-base-path" in done.stderr
+
+
+def test_soak_command_exits_1_when_answers_are_wrong(rel_server, tmp_path):
+    """Told another model's weights (seed 3, not the served seed 0), the soak must break its promise."""
+    from toolkit.export import export_model
+    from toolkit.rundir import train_to_dir
+
+    train_to_dir(tmp_path / "run", seed=3, plots=False)
+    export_model(tmp_path / "run", tmp_path / "models", MODEL)
+    done = subprocess.run(
+        [sys.executable, "-m", "reliability", "soak", "--duration", "2", "--clients", "2",
+         "--target", rel_server.grpc_target, "--model-base-path", str(tmp_path / "models")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "BROKEN:" in done.stderr and "answered wrongly" in done.stderr
