@@ -251,7 +251,11 @@ class SavedModelServable(Servable):
 
 
 class TfLiteServable(Servable):
-    """`model.tflite` run by LiteRT interpreters (--prefer_tflite_model)."""
+    """`model.tflite` run by LiteRT interpreters (--prefer_tflite_model).
+
+    A pool of `num_interpreters` interpreters (TF Serving sizes it with
+    --num_tflite_pools) serves that many requests at once.
+    """
 
     def __init__(self, name: str, version: int, path: str, num_interpreters: int = 1):
         from ai_edge_litert.interpreter import Interpreter

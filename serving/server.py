@@ -144,7 +144,7 @@ def build_core(options):
     def loader(name, version, path):
         servable = load_servable(
             name, version, path, tags=tags, prefer_tflite=options.prefer_tflite_model,
-            num_tflite_interpreters=max(1, options.num_tflite_interpreters_per_pool),
+            num_tflite_interpreters=max(1, options.num_tflite_pools),
             session_config=session_config)
         try:
             if options.enable_model_warmup:

@@ -150,8 +150,7 @@ class LocalServer:
                 self._wait_ready(deadline)
                 return self
             except ServerNotReady:
-                port_taken = self.process.poll() is not None and any(
-                    marker in line for line in self.log_lines() for marker in _PORT_TAKEN)
+                port_taken = self._port_taken()
                 self.stop()
                 if not port_taken or attempt == _PORT_ATTEMPTS - 1:
                     raise
@@ -228,10 +227,16 @@ class LocalServer:
         shown = ("; server log:\n  " + "\n  ".join(tail)) if tail else "; the server printed nothing"
         return ServerNotReady(f"model server {' '.join(self.command())} {why}{shown}")
 
+    def _port_taken(self) -> bool:
+        return any(marker in line for line in self.log_lines() for marker in _PORT_TAKEN)
+
     def _wait_for_line(self, marker: str, deadline: float) -> None:
         while not any(marker in line for line in self.log_lines()):
             if self.process.poll() is not None:
                 raise self._not_ready(f"exited with code {self.process.returncode}")
+            if self._port_taken():
+                # e.g. the REST port: the server keeps running without it
+                raise self._not_ready("could not bind a port it was given")
             if time.monotonic() > deadline:
                 raise self._not_ready(f"did not log {marker!r} within {self.timeout:g}s")
             time.sleep(0.05)

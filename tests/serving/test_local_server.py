@@ -38,17 +38,25 @@ def test_unloadable_model_raises_with_the_servers_own_message():
     assert "I0000" not in message  # TensorFlow's start-up chatter is left out
 
 
-def test_retries_when_the_picked_port_is_taken(monkeypatch):
+@pytest.mark.parametrize("taken_index", [0, 1], ids=["grpc-port", "rest-port"])
+def test_retries_when_a_picked_port_is_taken(monkeypatch, taken_index):
     taken = socket.socket()
     taken.bind(("0.0.0.0", 0))
     taken.listen()
-    ports = iter([taken.getsockname()[1]])
+    taken_port = taken.getsockname()[1]
     real_free_port = local_server.free_port
-    monkeypatch.setattr(local_server, "free_port", lambda: next(ports, None) or real_free_port())
+    calls = []
+
+    def picker():
+        calls.append(None)
+        return taken_port if len(calls) - 1 == taken_index else real_free_port()
+
+    monkeypatch.setattr(local_server, "free_port", picker)
     try:
-        with LocalServer(["--model_name=hp", f"--model_base_path={HALF_PLUS_TWO}"], timeout=120) as s:
-            assert s.grpc_port != taken.getsockname()[1]
-            assert not any("Failed to start server" in line for line in s.log_lines())
+        with LocalServer(["--model_name=hp", f"--model_base_path={HALF_PLUS_TWO}"], rest=True,
+                         timeout=120) as s:
+            assert taken_port not in (s.grpc_port, s.rest_port)
+            assert len(calls) == 4  # two ports per attempt, two attempts
     finally:
         taken.close()
 
