@@ -109,6 +109,8 @@ def main(argv=None) -> int:
         if args.target:
             if not args.model_base_path:
                 parser.error("--target needs --model-base-path (to check every answer)")
+            if getattr(args, "swap_every", 0) > 0:
+                parser.error("--swap-every publishes into the harness's own server; drop --target")
             model_dir = args.model_base_path / args.model
             if not model_dir.is_dir():
                 parser.error(f"{model_dir}: no such model folder")

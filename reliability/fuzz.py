@@ -1,15 +1,19 @@
 """Malformed gRPC requests and REST bodies, each with the answer it must get.
 
 gRPC cases are raw bytes sent through `channel.unary_unary` with identity
-serializers, so a case can be anything: random bytes, a request protobuf can
-parse but the model cannot accept, or a valid request with unknown fields.
+serializers, so a case can be anything: random bytes, a valid request with a
+few bytes overwritten or cut off, a request protobuf can parse but the model
+cannot accept, or a valid request with unknown fields.
 Expectations follow tensorflow_model_server:
 
 - bytes that do not parse as the request message: INTERNAL, the status gRPC
   itself answers (in C++ as in Python) before any server code runs;
-- random bytes that happen to parse: a client-error code (INVALID_ARGUMENT,
-  NOT_FOUND for a model that is not configured, FAILED_PRECONDITION);
-- every malformed tensor, shape, dtype or example: INVALID_ARGUMENT;
+- random or mutated bytes that happen to parse: a client-error code
+  (INVALID_ARGUMENT, NOT_FOUND for a model that is not configured,
+  FAILED_PRECONDITION), or OK with the right answer when the mutation left a
+  valid request;
+- every malformed tensor, shape, dtype or example: INVALID_ARGUMENT (an
+  unknown signature key: FAILED_PRECONDITION, as predict_util.cc answers);
 - values that are odd but legal (NaN/Inf, an empty batch, unknown protobuf
   fields): OK, with the answer the model gives.
 

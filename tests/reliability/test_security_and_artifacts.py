@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from reliability_helpers import MODEL
 from toolkit.cli import cli
 from toolkit.local_server import free_port
 
