@@ -51,7 +51,14 @@ class ManagerOptions:
 
 
 def _version_folders(base_path: str) -> dict:
-    """Integer-named subfolders of base_path -> their paths (OSError if unreadable)."""
+    """Integer-named subfolders of base_path -> their paths (OSError if unreadable).
+
+    base_path is a local path or a file:// URI (other filesystems are not supported).
+    """
+    if base_path.startswith("file://"):
+        base_path = base_path[len("file://"):]
+    elif "://" in base_path:
+        raise OSError(f"unsupported file system scheme in {base_path}")
     found = {}
     for entry in os.scandir(base_path):
         if not entry.is_dir() or not entry.name.isdigit():

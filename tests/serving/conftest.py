@@ -16,7 +16,7 @@ def multi_server(tmp_path_factory):
     config = write_config(tmp_path_factory.mktemp("multi") / "models.config", [
         model_entry("half_plus_two", HALF_PLUS_TWO),
         model_entry("half_plus_two_tf2", HALF_PLUS_TWO_TF2),
-        model_entry("half_plus_three", HALF_PLUS_THREE),
+        model_entry("half_plus_three", f"file://{HALF_PLUS_THREE}"),  # a URI base path
         model_entry("two_latest", TWO_VERSIONS),
         model_entry("two_all", TWO_VERSIONS,
                     "    model_version_policy { all {} }\n"
