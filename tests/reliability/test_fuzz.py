@@ -123,3 +123,23 @@ def test_fuzz_command_against_a_running_server(rel_server, exported_model):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gRPC: 200 cases, 0 answered wrongly" in done.stdout
     assert "server still answers correctly" in done.stdout
+
+
+def test_rest_bodies_declared_large_but_not_sent_cost_no_memory(rel_server, reference):
+    """Eight connections each declaring a 99 MiB body (under the limit) and sending 10 bytes."""
+    import socket
+
+    pid = rel_server.process.pid
+    rss_before = rss_bytes(pid)
+    head = (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {99 * 2**20}\r\n\r\n").encode()
+    sockets = [socket.create_connection(("127.0.0.1", rel_server.rest_port), timeout=10) for _ in range(8)]
+    try:
+        for sock in sockets:
+            sock.sendall(head + b'{"instance')
+        time.sleep(1.0)
+        assert rss_bytes(pid) - rss_before < 50 * 2**20
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert _answers_correctly(rel_server, reference) == []
