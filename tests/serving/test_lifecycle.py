@@ -120,6 +120,24 @@ def test_bad_version_is_reported_and_never_disturbs_serving(client, models):
     shutil.rmtree(models["hp"] / "200")
 
 
+def test_failed_warmup_fails_the_load(client, models):
+    staging = models["root"] / "warmup-staging"
+    shutil.copytree(HALF_PLUS_TWO / "00000123", staging)
+    (staging / "assets.extra").mkdir()
+    (staging / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"not a TFRecord file")
+    os.rename(staging, models["hp"] / "300")
+
+    def failed():
+        statuses = {v.version: v for v in client.status("half_plus_two").model_version_status}
+        return statuses.get(300) if statuses.get(300) and statuses[300].state == 50 else None
+
+    status = wait_for(failed, what="version 300 to fail its warmup")
+    assert status.status.error_code == grpc.StatusCode.DATA_LOSS.value[0]
+    assert status.status.error_message.endswith("Please verify your warmup data is in TFRecord format.")
+    assert client.predict_response("half_plus_two", {"x": X}).model_spec.version.value == 124
+    shutil.rmtree(models["hp"] / "300")
+
+
 def test_only_integer_version_folders_count(client, models):
     shutil.copytree(HALF_PLUS_TWO / "00000123", models["hp"] / "999x")
     time.sleep(2.5)  # two poll periods
