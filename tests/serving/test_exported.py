@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from serving_helpers import Client, start
+from serving_helpers import Client, rpc_error, start
 
 from toolkit.model import make_example
 
@@ -79,3 +79,11 @@ def test_unix_socket(served, reference):
     with grpc.insecure_channel(f"unix:{served[1]}") as channel:
         got = Client(channel).predict("logreg", {"features": heldout[:3]})
     assert got["probabilities"].shape == (3, 1)
+
+
+def test_wrong_shapes_are_invalid_argument(client, reference):
+    _, heldout, _ = reference
+    wide = np.concatenate([heldout[:3], heldout[:3, :1]], axis=1)  # one feature too many
+    for bad in (wide, heldout[0]):  # and a rank-1 tensor
+        error = rpc_error(client.predict, "logreg", {"features": bad})
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
