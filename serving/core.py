@@ -21,7 +21,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import inference
 from serving.errors import ServingError, invalid_argument
-from serving.manager import ManagerOptions, ModelManager
+from serving.manager import AVAILABLE, ManagerOptions, ModelManager
 from serving.servable import Servable
 
 log = logging.getLogger("serving")
@@ -147,7 +147,7 @@ class ServerCore:
                     existing = (self._labels or {}).get(config.name, {}).get(label)
                     allow = existing is None or existing == version
                 state = states.get(version)
-                if not allow and (state is None or state.state != 30):
+                if not allow and (state is None or state.state != AVAILABLE):
                     raise ServingError(
                         grpc.StatusCode.FAILED_PRECONDITION,
                         f"Request to assign label to version {version} of model {config.name}, "
