@@ -258,6 +258,9 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server,
                                                progress, note, errors, edge)
         inputs = build_inputs(version_dir, reference, options)
+        if not candidates and not errors:
+            raise InputError(f"nothing to compare {version_dir} with: no TFLite file has signature "
+                             f"{options.signature!r} and no server was asked for")
         progress(f"running {inputs.rows} rows through {1 + len(candidates)} runtimes")
         runners = [reference] + [c.runner for c in candidates]
         calls = uniform_calls(inputs, runners, options.max_batch)
@@ -324,6 +327,11 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
     for path in tflite_files(version_dir, options, note, stack):
         runner = TFLiteRunner(path, options.signature)
         facts = model_facts(path)
+        if facts["signatures"] and options.signature not in facts["signatures"] and not options.tflite:
+            # A file found in the version folder was converted from another signature.
+            note(f"{path.name} has no signature {options.signature!r} (it has: "
+                 f"{', '.join(facts['signatures'])}): not compared")
+            continue
         if facts["needs_flex"]:
             errors.append(f"{runner.name} needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
                           "which LiteRT and most edge runtimes lack")

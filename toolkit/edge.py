@@ -59,9 +59,11 @@ def model_facts(path) -> dict:
             constant = buffer is not None and (buffer.DataLength() > 0 or buffer.Size() > 0)
             (constant_types if constant else activation_types).add(tensor_types.get(tensor.Type(), "?"))
     flex = sorted(op for op in ops if op.startswith("Flex"))
+    signatures = [model.SignatureDefs(i).SignatureKey().decode() for i in range(model.SignatureDefsLength())]
     return {
         "file": str(path),
         "size_bytes": len(buf),
+        "signatures": signatures,
         "ops": dict(sorted(ops.items())),
         "flex_ops": flex,
         "needs_flex": bool(flex),

@@ -200,7 +200,8 @@ def npz_feeds(path, signature: Signature) -> Inputs:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read --inputs {path}: {exc}") from None
+        hint = "; store strings as a bytes array (dtype 'S'), never as objects" if "pickle" in str(exc) else ""
+        raise InputError(f"cannot read --inputs {path}: {exc}{hint}") from None
     missing = sorted(set(signature.inputs) - set(arrays))
     if missing:
         raise InputError(f"--inputs {path} lacks array(s) {', '.join(missing)} "

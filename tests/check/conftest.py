@@ -82,13 +82,15 @@ def foreign_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def server(foreign_models, tmp_path_factory):
-    """One model server for the session serving scale (latest: version 2) and two_inputs."""
+def server(foreign_models, exported_model, tmp_path_factory):
+    """One model server for the session serving scale (latest: version 2), two_inputs
+    and tfkit's exported logreg."""
     from toolkit.local_server import LocalServer
 
     config = tmp_path_factory.mktemp("server") / "models.config"
     config.write_text("model_config_list {\n" + "".join(
-        f'  config {{ name: "{n}" base_path: "{foreign_models / n}" model_platform: "tensorflow" }}\n'
-        for n in ("scale", "two_inputs")) + "}\n")
+        f'  config {{ name: "{n}" base_path: "{base / n}" model_platform: "tensorflow" }}\n'
+        for n, base in (("scale", foreign_models), ("two_inputs", foreign_models), ("logreg", exported_model)))
+        + "}\n")
     with LocalServer([f"--model_config_file={config}"], rest=True, timeout=120) as s:
         yield s

@@ -156,6 +156,7 @@ def test_input_errors_exit_2_with_one_line(tfkit, half_plus_two, tmp_path):
         (["--signature", "classify_x_to_y"], "needs TF Select (Flex) ops ParseExampleV2"),
         (["--signature", "classify_x_to_y", "--no-convert"], "input inputs: string[?] is a string tensor"),
         (["--atol", "y=abc"], "Error: --atol 'y=abc': expected VALUE or OUTPUT=VALUE"),
+        (["--no-convert"], "nothing to compare"),
     ]
     for args, message in cases:
         result = tfkit("check", half_plus_two, "--no-server", *args)
@@ -180,3 +181,26 @@ def test_a_stale_replica_is_named_among_good_ones(foreign_models, server, tfkit,
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     verdicts = {c["candidate"]: c["passed"] for c in report["comparisons"]}
     assert verdicts == {f"grpc@{server.grpc_target}": True, f"grpc@{stale.grpc_target}": False}
+
+
+def test_string_signature_with_serialized_examples(exported_version, server, tfkit, tmp_path):
+    from toolkit.model import make_example
+
+    rows = [[0.5, 3.0], [3.0, 0.5], [1.7, 1.9]]
+    examples = np.array([make_example(r, ["x0", "x1"]) for r in rows], dtype="S")
+    np.savez(tmp_path / "examples.npz", inputs=examples)
+    result = tfkit("check", exported_version, "--signature", "classify", "--inputs", tmp_path / "examples.npz",
+                   "--target", server.grpc_target, "--rest-target", server.rest_url, "--report", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "model.tflite has no signature 'classify' (it has: serving_default): not compared" in result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    classes = [c for c in report["comparisons"] if c["output"] == "classes"]
+    assert len(classes) == 2 and all(c["bit_exact"] for c in classes)
+
+
+def test_object_arrays_in_inputs_are_refused_with_a_hint(exported_version, tfkit, tmp_path):
+    np.savez(tmp_path / "objects.npz", inputs=np.array([b"x", b"y"], dtype=object))
+    result = tfkit("check", exported_version, "--signature", "classify", "--inputs", tmp_path / "objects.npz",
+                   "--no-server")
+    assert result.exit_code == 2
+    assert "store strings as a bytes array (dtype 'S')" in result.output

@@ -20,8 +20,8 @@ from toolkit.runners.quiet import captured_stderr
 class TFLiteRunner(Runner):
     """Runs signature `signature_name` of the .tflite file at `path`.
 
-    With no signature name, the file's only signature is used; a file with no
-    signatures at all is run through its raw input/output tensors.
+    With `signature_name=None` the file's only signature is used; a file with
+    no signatures at all is run through its raw input/output tensors.
     """
 
     kind = "tflite"
@@ -59,11 +59,11 @@ class TFLiteRunner(Runner):
         signatures = self._interpreter.get_signature_list()
         key = self.signature_name
         if signatures:
-            if key not in signatures:
-                if len(signatures) != 1:
-                    raise InputError(f"TFLite file {self.path} has no signature {key!r} "
-                                     f"(it has: {', '.join(sorted(signatures))})")
+            if key is None and len(signatures) == 1:
                 key = next(iter(signatures))
+            if key not in signatures:
+                raise InputError(f"TFLite file {self.path} has no signature {key!r} "
+                                 f"(it has: {', '.join(sorted(signatures))})")
             self.signature_name = key
             self._runner = self._interpreter.get_signature_runner(key)
             self._inputs = self._runner.get_input_details()
