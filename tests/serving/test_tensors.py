@@ -24,6 +24,15 @@ ARRAYS = [
     np.float32(3.5).reshape(()),
     np.arange(1000, dtype=np.int64) - 500,  # large enough for the packed-varint path
     np.linspace(-1, 1, 1000).astype(np.float32),
+    # large typed fields decode through their wire bytes: every varint width
+    np.array([0, 1, -1, 127, 128, -(2**63), 2**63 - 1] * 50, dtype=np.int64),
+    np.array([-(2**31), 2**31 - 1, 0, -5] * 80, dtype=np.int32),
+    np.array([0, 2**64 - 1, 2**35] * 100, dtype=np.uint64),
+    np.array([0, 2**32 - 1] * 150, dtype=np.uint32),
+    np.array([-32768, 32767] * 150, dtype=np.int16),
+    np.array([True, False] * 200),
+    np.linspace(-4, 4, 300).astype(np.float16),
+    (np.arange(300) * (1 - 1j)).astype(np.complex128),
 ]
 
 
@@ -56,6 +65,14 @@ def test_fill_rules_of_from_proto():
         to_numpy(proto)  # more values than elements
 
 
+def test_typed_fields_from_a_client_decode_at_any_size():
+    for n in (3, 1000):
+        proto = tf.make_tensor_proto(np.arange(n, dtype=np.int64) - n // 2)
+        typed = tensor_pb2.TensorProto(dtype=proto.dtype, tensor_shape=proto.tensor_shape)
+        typed.int64_val.extend((np.arange(n) - n // 2).tolist())
+        assert to_numpy(typed).tolist() == (np.arange(n) - n // 2).tolist()
+
+
 def test_malformed_protos_are_errors():
     content = from_numpy(np.ones(3, np.float32), as_tensor_content=True)
     content.tensor_shape.dim[0].size = 4
@@ -63,3 +80,7 @@ def test_malformed_protos_are_errors():
         to_numpy(content)
     with pytest.raises(TensorError):
         to_numpy(tensor_pb2.TensorProto(dtype=types_pb2.DT_RESOURCE))
+    odd = tensor_pb2.TensorProto(dtype=types_pb2.DT_COMPLEX64, scomplex_val=[1.0] * 301)
+    odd.tensor_shape.dim.add(size=150)
+    with pytest.raises(TensorError):
+        to_numpy(odd)
