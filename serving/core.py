@@ -86,7 +86,7 @@ class ServerCore:
     """
 
     def __init__(self, loader: Callable[[str, int, str], Servable], options: CoreOptions,
-                 on_load: Optional[Callable[[str, int, bool], None]] = None):
+                 on_load: Optional[Callable[[str, int, bool, str], None]] = None):
         self.options = options
         self.manager = ModelManager(loader, options.manager, on_load)
         self._config = model_server_config_pb2.ModelServerConfig()

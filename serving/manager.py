@@ -94,11 +94,11 @@ class ModelManager:
 
     loader(name, version, path) -> Servable builds and warms up one version,
     raising LoadError (or any exception) when it cannot.
-    on_load(name, version, ok) is called after every load attempt sequence.
+    on_load(name, version, ok, path) is called after every load attempt sequence.
     """
 
     def __init__(self, loader: Callable[[str, int, str], Servable], options: ManagerOptions,
-                 on_load: Optional[Callable[[str, int, bool], None]] = None):
+                 on_load: Optional[Callable[[str, int, bool, str], None]] = None):
         self._loader = loader
         self._options = options
         self._on_load = on_load
@@ -285,7 +285,7 @@ class ModelManager:
                 self._set_state(name, version, AVAILABLE)
                 log.info("Successfully loaded servable version %s from %s", ident, path)
                 if self._on_load:
-                    self._on_load(name, version, True)
+                    self._on_load(name, version, True, path)
                 return
             if attempt < attempts:
                 log.warning("Loading servable version %s failed (attempt %d of %d), retrying: "
@@ -298,7 +298,7 @@ class ModelManager:
         self._set_state(name, version, END, code, message)
         log.error("Encountered an error for servable version %s: %s: %s", ident, code.name, message)
         if self._on_load:
-            self._on_load(name, version, False)
+            self._on_load(name, version, False, path)
 
     def _unload(self, name: str, version: int, reason: str) -> None:
         ident = servable_id(name, version)

@@ -167,7 +167,7 @@ def build_core(options):
         enable_serialization_as_tensor_content=options.enable_serialization_as_tensor_content,
         enable_signature_method_name_check=options.enable_signature_method_name_check)
     return ServerCore(loader, core_options,
-                      on_load=lambda name, version, ok: metrics.record_load(name, version, ok))
+                      on_load=metrics.record_load)
 
 
 def _batcher(options):
