@@ -70,6 +70,20 @@ def test_bad_config_file_logs_the_parse_error():
     assert "Error parsing text-format tensorflow.serving.ModelServerConfig: 1:1: " in result.stderr
 
 
+def test_labels_at_start_need_the_unavailable_models_flag(tmp_path):
+    # TF Serving assigns labels before loading, so at start-up no version is
+    # AVAILABLE yet and a labelled config is refused without the flag.
+    config = tmp_path / "labels.config"
+    config.write_text('model_config_list { config { name: "m" base_path: "%s" '
+                      'model_platform: "tensorflow" version_labels { key: "stable" value: 123 } } }'
+                      % HALF_PLUS_TWO)
+    result = run_server(f"--port={free_port()}", f"--model_config_file={config}")
+    assert result.returncode == 255
+    assert result.stdout.strip() == (
+        "Failed to start server. Error: FAILED_PRECONDITION: Request to assign label to version "
+        "123 of model m, which is not currently available for inference")
+
+
 def test_unloadable_only_model_fails_start_after_retries():
     # "--flag value" and "--flag=value" spellings mixed
     result = run_server("--port", str(free_port()), "--model_name=bad", "--model_base_path", str(BAD),
