@@ -1,10 +1,11 @@
-"""`python -m reliability soak|fuzz`: load and hostile traffic against a model server.
+"""`python -m reliability soak|fuzz|break`: load, hostile traffic and broken versions for a model server.
 
 Without --target, a model is trained and exported into a temporary folder and
 served by `python -m serving` on free 127.0.0.1 ports (stopped afterwards).
 With --target (and --rest-url), the traffic goes to a server you started;
 --model-base-path BASE tells the harness the versions' weights (BASE/NAME/N),
---server-pid lets the soak watch its memory.
+--server-pid lets the soak watch its memory, and `soak --swap-every S` and
+`break` publish new (good or broken) versions into BASE while it serves.
 
 Exit codes: 0 every promise kept; 1 a promise broken (the figures say which);
 2 bad arguments or a server that could not be set up.
@@ -20,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reliability.faults import BROKEN_KINDS, publish_broken_version
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 DEFAULT_MODEL = "logreg"
@@ -32,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     soak.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     soak.add_argument("--swap-every", type=float, default=0.0, metavar="S",
-                      help="publish a new, differently trained version every S seconds (own server only)")
+                      help="publish a new, differently trained version every S seconds "
+                           "(with --target: into --model-base-path, which that server must poll)")
     soak.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     fuzz = commands.add_parser("fuzz", help="malformed gRPC requests and REST bodies")
     fuzz.add_argument("--count", type=int, default=1000, help="gRPC cases (default 1000)")
@@ -44,7 +48,26 @@ def _parser() -> argparse.ArgumentParser:
                          help="BASE holding NAME/VERSION folders of the served model (needed with --target)")
         sub.add_argument("--server-pid", type=int, help="pid of the server at --target (for RSS figures)")
         sub.add_argument("--seed", type=int, default=0)
+    broken = commands.add_parser("break", help="publish a broken copy of the newest version as the next one")
+    broken.add_argument("--model-base-path", type=Path, required=True, help="BASE holding NAME/VERSION folders")
+    broken.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    broken.add_argument("--kind", required=True, choices=BROKEN_KINDS)
     return parser
+
+
+def _break(args) -> int:
+    """`break`: the next version number, broken; the server polling BASE must refuse it."""
+    model_dir = args.model_base_path / args.model
+    if not model_dir.is_dir():
+        raise ValueError(f"{model_dir}: no such model folder")
+    on_disk = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    folder = publish_broken_version(model_dir, args.kind, max(on_disk, default=0) + 1)
+    print(f"published {folder} ({args.kind}); GetModelStatus should show it END with an error, "
+          "and the version serving now keep answering")
+    if args.kind == "unreadable folder" and os.geteuid() == 0:
+        print("note: a server running as root reads mode-000 folders anyway; see README, Reliability",
+              file=sys.stderr)
+    return 0
 
 
 @contextlib.contextmanager
@@ -102,20 +125,25 @@ def _run(args, server_target, rest_url, server_pid, reference, publisher) -> int
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from reliability.models import VersionPublisher
     from reliability.reference import ModelReference
     from toolkit.errors import ToolkitError
 
     try:
+        if args.command == "break":
+            return _break(args)
         if args.target:
             if not args.model_base_path:
                 parser.error("--target needs --model-base-path (to check every answer)")
-            if getattr(args, "swap_every", 0) > 0:
-                parser.error("--swap-every publishes into the harness's own server; drop --target")
             model_dir = args.model_base_path / args.model
             if not model_dir.is_dir():
                 parser.error(f"{model_dir}: no such model folder")
             reference = ModelReference.from_model_dir(model_dir)
-            return _run(args, args.target, args.rest_url, args.server_pid, reference, None)
+            with tempfile.TemporaryDirectory(prefix="tfkit-reliability-") as tmp:
+                # Seeds far from the usual 0..9, so published versions differ from the served ones.
+                publisher = VersionPublisher(args.model_base_path, args.model, tmp, reference,
+                                             first_seed=1000 + args.seed)
+                return _run(args, args.target, args.rest_url, args.server_pid, reference, publisher)
         with tempfile.TemporaryDirectory(prefix="tfkit-reliability-") as tmp, \
                 _own_server(Path(tmp), args.model) as (server, publisher):
             print(f"serving {args.model} from {tmp} at {server.grpc_target} and {server.rest_url}", flush=True)

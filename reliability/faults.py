@@ -1,7 +1,8 @@
 """Ways a version folder on disk goes bad, and a server that honours file permissions.
 
 `break_version(folder, kind)` turns a copy of a good version into one of the
-broken versions TF Serving must refuse to serve. `unreadable` removes every
+broken versions TF Serving must refuse to serve; `publish_broken_version`
+copies, breaks and renames one into place. `unreadable folder` removes every
 permission bit; since tests run as root, which reads anything, the server is
 then started without the capabilities that let root ignore permissions
 (`permission_honouring_prefix()`), so the folder is really unreadable to it.
@@ -37,6 +38,26 @@ def break_version(folder: str | Path, kind: str, seed: int = 0) -> None:
         folder.chmod(0)
     else:
         raise ValueError(f"unknown kind of broken version {kind!r}; choose from {', '.join(BROKEN_KINDS)}")
+
+
+def publish_broken_version(model_dir: str | Path, kind: str, version: int, source: int | None = None) -> Path:
+    """Copy version `source` (default: the newest) of BASE/NAME, break the copy the way
+    `kind` names, and rename it into place as `version`: a polling server sees it whole."""
+    model_dir = Path(model_dir)
+    if kind not in BROKEN_KINDS:
+        raise ValueError(f"unknown kind of broken version {kind!r}; choose from {', '.join(BROKEN_KINDS)}")
+    if source is None:
+        source = max((int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), default=None)
+        if source is None:
+            raise ValueError(f"{model_dir}: no version to copy")
+    final = model_dir / str(version)
+    if final.exists():
+        raise ValueError(f"{final}: version {version} already exists")
+    staging = model_dir / f".broken-{version}"
+    shutil.copytree(model_dir / str(source), staging)
+    break_version(staging, kind)
+    staging.rename(final)
+    return final
 
 
 def permission_honouring_prefix() -> Optional[list[str]]:

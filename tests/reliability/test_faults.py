@@ -5,6 +5,8 @@ in file order and each adds the next version number.
 """
 
 import shutil
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -13,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 
-from reliability.faults import BROKEN_KINDS, break_version
+from reliability.faults import BROKEN_KINDS, publish_broken_version
 from reliability_helpers import MODEL, model_status, predict, wait_for
 
 FEATURES = np.array([[1.5, -2.0], [-3.0, 0.25], [0.0, 0.0]], dtype=np.float32)
@@ -60,10 +62,7 @@ def test_broken_version_is_never_served(fault_server, fault_base, reference, per
     if kind == "unreadable folder" and permission_prefix is None:
         pytest.skip("running as root without setpriv: no way to make a folder unreadable to the server")
     version = _next_version(fault_server, fault_base)
-    folder = fault_base / MODEL / f".staging-{version}"
-    shutil.copytree(fault_base / MODEL / "1", folder)
-    break_version(folder, kind)
-    folder.rename(fault_base / MODEL / str(version))
+    publish_broken_version(fault_base / MODEL, kind, version, source=1)
     try:
         state = wait_for(lambda: model_status(fault_server.grpc_target).get(version),
                          what=f"a status for broken version {version}")
@@ -107,4 +106,16 @@ def test_request_names_never_reach_the_filesystem(fault_server, fault_base, refe
         with pytest.raises(grpc.RpcError) as err:
             predict(fault_server.grpc_target, features, version=version)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    _assert_answers_correctly(fault_server, reference, 1)
+
+
+def test_break_command_publishes_a_version_the_server_refuses(fault_server, fault_base, reference):
+    """`python -m reliability break` does from outside what the tests above do in-process."""
+    done = subprocess.run([sys.executable, "-m", "reliability", "break", "--model-base-path", str(fault_base),
+                           "--kind", "garbage saved_model.pb"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    version = int(done.stdout.split()[1].rsplit("/", 1)[1])
+    state = wait_for(lambda: (s := model_status(fault_server.grpc_target).get(version)) and s[0] == "END" and s,
+                     what=f"broken version {version} to fail")
+    assert state[1] != 0 and state[2]
     _assert_answers_correctly(fault_server, reference, 1)

@@ -1,6 +1,9 @@
 """Hot swap under load: versions published while 16 clients send requests."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -48,3 +51,15 @@ def test_published_versions_are_distinguishable_and_registered_faithfully(swap_s
         on_disk[version] = tuple(w) + (b,)
         assert reference.mismatch(version, eye, {"logits": eye @ w[:, None] + b}) is None
     assert len(set(on_disk.values())) == len(versions)
+
+
+def test_soak_command_hot_swaps_into_a_running_server(swap_setup):
+    """`python -m reliability soak --target ... --swap-every S` exports into the server's base path."""
+    server, publisher, _ = swap_setup
+    done = subprocess.run(
+        [sys.executable, "-m", "reliability", "soak", "--duration", "8", "--clients", "4", "--swap-every", "3",
+         "--target", server.grpc_target, "--rest-url", server.rest_url,
+         "--model-base-path", str(publisher.base_path), "--server-pid", str(server.process.pid)],
+        capture_output=True, text=True, timeout=180, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "errors        0" in done.stdout and "hot-swapped in" in done.stdout
