@@ -46,7 +46,8 @@ def decode_inputs(tensors) -> dict:
 def predict(servable: Servable, request, as_tensor_content: bool) -> predict_pb2.PredictResponse:
     """Predict: run a signature on named tensors."""
     signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    servable.signature(signature_name)
+    # TF Serving checks the input names before it parses any tensor.
+    servable.check_input_set(servable.signature(signature_name), request.inputs)
     outputs = servable.run(signature_name, decode_inputs(request.inputs), list(request.output_filter))
     response = predict_pb2.PredictResponse()
     _model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)

@@ -103,7 +103,7 @@ class Servable:
         signature = self.signature(signature_name)
         if self.method_name_check:
             self._check_method(signature)
-        self._check_input_set(signature, inputs)
+        self.check_input_set(signature, inputs)
         inputs = self._with_defaults(signature, inputs)
         for index, alias in enumerate(sorted(inputs)):
             expected = signature.inputs[alias].dtype
@@ -131,7 +131,8 @@ class Servable:
                 f"Was: {signature.method_name}")
 
     @staticmethod
-    def _check_input_set(signature, inputs: Mapping) -> None:
+    def check_input_set(signature, inputs: Mapping) -> None:
+        """INVALID_ARGUMENT unless the input aliases fit the signature (Predict's messages)."""
         sent, wanted = set(inputs), set(signature.inputs)
         if len(sent) > len(wanted) or (len(sent) < len(wanted) and not signature.defaults):
             raise invalid_argument(
