@@ -96,8 +96,9 @@ class Servable:
             output_filter: Sequence[str] = ()) -> dict:
         """Run a signature on numpy inputs keyed by alias; outputs keyed by alias.
 
-        Validates exactly like TF Serving's Predict (signature, input set,
-        dtypes, output_filter) and raises ServingError with its messages.
+        Validates exactly like TF Serving's Predict, in its order (signature,
+        input names, output_filter, dtypes) and raises ServingError with its
+        messages.
         """
         signature_name = signature_name or DEFAULT_SIGNATURE
         signature = self.signature(signature_name)
@@ -105,14 +106,14 @@ class Servable:
             self._check_method(signature)
         self.check_input_set(signature, inputs)
         inputs = self._with_defaults(signature, inputs)
-        for index, alias in enumerate(sorted(inputs)):
+        aliases = self._output_aliases(signature, output_filter)
+        for index, alias in enumerate(sorted(inputs)):  # the session's own check, last
             expected = signature.inputs[alias].dtype
             got = data_type_of(inputs[alias])
             if expected != got:
                 raise invalid_argument(
                     f"Expects arg[{index}] to be {dtype_name(expected)} but "
                     f"{dtype_name(got)} is provided")
-        aliases = self._output_aliases(signature, output_filter)
         with self.hold():
             if self.batcher is not None:
                 key = (self.name, self.version, signature_name, tuple(aliases))
