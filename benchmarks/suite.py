@@ -74,7 +74,7 @@ class Budget:
     run_repeats: int
 
 
-FULL = Budget(warmup_s=0.5, window_s=2.0, rows_window_s=2.0, repeats=3, inproc_window_s=1.0, cli_repeats=5,
+FULL = Budget(warmup_s=0.4, window_s=1.5, rows_window_s=1.5, repeats=3, inproc_window_s=0.7, cli_repeats=5,
               run_repeats=2)
 QUICK = Budget(warmup_s=0.15, window_s=0.4, rows_window_s=0.5, repeats=2, inproc_window_s=0.25, cli_repeats=3,
                run_repeats=1)
