@@ -173,6 +173,20 @@ def test_reload_config_version_policy_and_labels(client, models):
     assert client.predict_response("half_plus_two", {"x": X}, label="old").model_spec.version.value == 123
 
 
+def test_reload_adding_an_unloadable_model(client, models):
+    error = rpc_error(client.reload, config_text(model_entry("half_plus_two", models["hp"]),
+                                                 model_entry("bad", BAD)))
+    assert error.code() == grpc.StatusCode.UNKNOWN
+    assert error.details().startswith(
+        "1 model(s) did not become available: {{{name: bad version: 123} due to error: NOT_FOUND: ")
+    error = rpc_error(client.predict, "bad", {"x": X})
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
+                                               "Servable not found for request: Latest(bad)")
+    (status,) = client.status("bad").model_version_status
+    assert (status.state, status.status.error_code) == (50, grpc.StatusCode.NOT_FOUND.value[0])
+    assert client.predict_response("half_plus_two", {"x": X}).model_spec.name == "half_plus_two"
+
+
 @pytest.mark.parametrize("entries,code,message", [
     ([model_entry("a", "relative/path")], grpc.StatusCode.INVALID_ARGUMENT,
      "Expected model a to have an absolute path or URI; got base_path()=relative/path"),
