@@ -142,19 +142,23 @@ class LocalServer:
             return list(self._lines)
 
     def start(self) -> "LocalServer":
-        """Launch and wait until ready; ServerNotReady otherwise."""
-        deadline = time.monotonic() + self.timeout
-        for attempt in range(_PORT_ATTEMPTS):
+        """Launch and wait until ready; ServerNotReady otherwise.
+
+        Each attempt gets the full timeout: a server only binds its ports after
+        loading its models, so a taken port shows up late.
+        """
+        attempt = 1
+        while True:
             self._launch()
             try:
-                self._wait_ready(deadline)
+                self._wait_ready(time.monotonic() + self.timeout)
                 return self
             except ServerNotReady:
-                port_taken = self._port_taken()
+                retry = self._port_taken() and attempt < _PORT_ATTEMPTS
                 self.stop()
-                if not port_taken or attempt == _PORT_ATTEMPTS - 1:
+                if not retry:
                     raise
-        raise AssertionError("unreachable")
+            attempt += 1
 
     def stop(self, grace: float = 10.0) -> Optional[int]:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit code."""
