@@ -208,9 +208,13 @@ class SavedModelServable(Servable):
         try:
             with self._graph.as_default():
                 meta_graph = tf.compat.v1.saved_model.loader.load(self._session, list(tags), path)
-        except RuntimeError as exc:  # no MetaGraph with these tags
+        except RuntimeError:  # no MetaGraph with these tags; worded as TF's C++ loader
             self._session.close()
-            raise LoadError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+            raise LoadError(
+                grpc.StatusCode.NOT_FOUND,
+                f"Could not find meta graph def matching supplied tags: {{ {' '.join(tags)} }}. "
+                "To inspect available tag-sets in the SavedModel, please use the SavedModel CLI: "
+                "`saved_model_cli`") from None
         except tf.errors.OpError as exc:
             self._session.close()
             raise LoadError(_status_from_tf_error(exc).code, exc.message) from None

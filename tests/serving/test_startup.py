@@ -96,3 +96,10 @@ def test_unloadable_only_model_fails_start_after_retries():
     # a first attempt and two retries: two retry lines, then the final error
     assert result.stderr.count("Loading servable version {name: bad version: 123} failed") == 2
     assert "Encountered an error for servable version {name: bad version: 123}" in result.stderr
+
+
+def test_saved_model_tags_must_match_a_meta_graph():
+    result = run_server(f"--port={free_port()}", f"--model_base_path={HALF_PLUS_TWO}",
+                        "--saved_model_tags=gpu", "--max_num_load_retries=0")
+    assert result.returncode == 255
+    assert "NOT_FOUND: Could not find meta graph def matching supplied tags: { gpu }." in result.stdout
