@@ -26,7 +26,7 @@ from toolkit.compare import (BatchInvariance, ClassifierSpec, Comparator, PairCo
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
 from toolkit.inputs import Feed, Inputs, generated_feeds, heldout_path, npz_feeds, tfkit_feeds
 from toolkit.runners.base import Runner
-from toolkit.runners.quiet import captured_stderr
+from toolkit.tfenv import captured_stderr, tf
 
 #: rows of the first batched feed re-run one at a time for batch invariance
 INVARIANCE_ROWS = 16
@@ -200,26 +200,6 @@ def convert_saved_model(version_dir: Path, signature: str) -> bytes:
                      "pass --tflite FILE or --no-convert")
 
 
-def import_tf_quietly() -> None:
-    """Import TensorFlow with its start-up banner captured: the lines it logs
-    before absl is initialised ignore TF_CPP_MIN_LOG_LEVEL. Shown on failure."""
-    import sys
-
-    from toolkit.tfenv import tf
-
-    if "tensorflow" in sys.modules:
-        return
-    failed = None
-    with captured_stderr() as log:
-        try:
-            tf()
-        except BaseException as exc:  # re-raised below, after stderr is back
-            failed = exc
-    if failed is not None:
-        sys.stderr.write("".join(log))
-        raise failed
-
-
 # -- the check ----------------------------------------------------------------------
 @dataclass
 class Candidate:
@@ -240,7 +220,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
 
     options = options or CheckOptions()
     started = time.monotonic()
-    import_tf_quietly()
+    tf()
     version_dir = resolve_model(model)
     name = model_name_of(version_dir, options.model_name)
     policies = default_policies(options.atol, options.rtol, options.quantized_atol, options.min_class_agreement)
@@ -561,7 +541,7 @@ def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, 
     empty model folder: its TensorFlow import overlaps training and export, and
     it loads the version as soon as the export publishes it.
     """
-    import_tf_quietly()
+    tf()
     from toolkit.export import QUANTIZATIONS, export_model
     from toolkit.rundir import load_run, train_to_dir
 
@@ -570,7 +550,7 @@ def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, 
     options = options or CheckOptions()
     if options.server_binary:
         find_server_binary(options.server_binary)  # a bad path fails before anything is written
-    out = Path(out)
+    out = Path(out).absolute()  # TF Serving accepts only absolute base paths
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
     model_dir = out / "models" / RUN_MODEL_NAME
@@ -607,7 +587,7 @@ def predict_runner(source=None, target: str | None = None, rest_target: str | No
     from toolkit.runners.rest import RestRunner
     from toolkit.runners.tflite import TFLiteRunner
 
-    import_tf_quietly()
+    tf()
     given = [x for x in (source, target, rest_target) if x]
     if len(given) != 1:
         raise InputError("give exactly one of SOURCE (SavedModel or .tflite), --target or --rest-target")

@@ -373,9 +373,7 @@ def run_cmd(ctx, out, seed, quantize, force, report_dir, junit, **tolerances):
     """
     from pathlib import Path
 
-    from toolkit.check import import_tf_quietly, run
-
-    import_tf_quietly()  # before toolkit.export imports TensorFlow with its banner
+    from toolkit.check import run
     from toolkit.export import parse_quantize
 
     options = _check_options(**tolerances)

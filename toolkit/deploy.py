@@ -55,9 +55,9 @@ def _config_pb2():
 
 def _service_protos():
     """TF Serving's ModelService protos; they pull in TensorFlow, so import quietly on demand."""
-    from toolkit.check import import_tf_quietly  # the one place that hides TF's start-up banner
+    from toolkit.tfenv import tf
 
-    import_tf_quietly()
+    tf()  # imported quietly before the protos pull it in with its banner
     from tensorflow_serving.apis import (
         get_model_status_pb2,
         model_management_pb2,

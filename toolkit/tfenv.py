@@ -1,4 +1,4 @@
-"""Lazy TensorFlow import with the log spam turned down.
+"""Lazy TensorFlow import, and capture of what native libraries print.
 
 Import TensorFlow only through `tf()` inside the functions that need it, so
 `tfkit --help` and other light paths never pay the ~3 s import.
@@ -7,6 +7,7 @@ Import TensorFlow only through `tf()` inside the functions that need it, so
 import contextlib
 import os
 import sys
+import tempfile
 
 
 def quiet_tf_logs() -> None:
@@ -16,36 +17,46 @@ def quiet_tf_logs() -> None:
 
 
 @contextlib.contextmanager
-def native_stderr_silenced():
-    """Send file descriptor 2 to /dev/null for the duration of the block.
+def captured_stderr():
+    """Redirect file descriptor 2 into a temp file; the yielded list receives the text when the block ends.
 
-    TensorFlow 2.21 writes its oneDNN/CUDA banners from C++ before absl's
-    logging is initialised, so TF_CPP_MIN_LOG_LEVEL cannot hide them; only
-    redirecting the descriptor does. Python exceptions still propagate and are
-    printed after the descriptor is restored. Skipped when the user asked for
-    TensorFlow's logs (TF_CPP_MIN_LOG_LEVEL below 3).
+    Native code (TensorFlow's pre-absl start-up banner, the converter's MLIR
+    dump, LiteRT's delegate notice) writes straight to the descriptor, which
+    no Python-level logging setting reaches.
     """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
+    captured: list[str] = []
+    with tempfile.TemporaryFile(mode="w+") as sink:
         sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read())
 
 
 def tf():
-    """Return the `tensorflow` module, imported quietly on first use."""
+    """Return the `tensorflow` module, imported quietly on first use.
+
+    The banner TensorFlow 2.21 prints before absl is initialised ignores
+    TF_CPP_MIN_LOG_LEVEL, so it is captured, and shown only if the import fails
+    (or when the user asked for TensorFlow's logs with TF_CPP_MIN_LOG_LEVEL<3).
+    """
     if "tensorflow" not in sys.modules:
         quiet_tf_logs()
-        with native_stderr_silenced():
-            import tensorflow
-        tensorflow.get_logger().setLevel("ERROR")
+        failure = None
+        with captured_stderr() as log:
+            try:
+                import tensorflow  # noqa: F401
+            except BaseException as exc:  # re-raised below, once stderr is back
+                failure = exc
+        if failure is not None or os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3":
+            sys.stderr.write("".join(log))
+        if failure is not None:
+            raise failure
+        sys.modules["tensorflow"].get_logger().setLevel("ERROR")
     return sys.modules["tensorflow"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from toolkit.errors import InputError
 from toolkit.runners.base import Runner, Signature, TensorSpec, first_line, shape_from_dims
-from toolkit.runners.quiet import captured_stderr
+from toolkit.tfenv import captured_stderr
 
 
 class TFLiteRunner(Runner):
