@@ -220,6 +220,9 @@ class SavedModelServable(Servable):
             raise LoadError(_status_from_tf_error(exc).code, exc.message) from None
         except (OSError, ValueError) as exc:
             self._session.close()
+            if "Cannot parse file" in str(exc):  # a corrupt saved_model.pb, as TF's C++ reader says
+                raise LoadError(grpc.StatusCode.DATA_LOSS,
+                                f"Can't parse {Path(path, 'saved_model.pb')} as binary proto") from None
             raise LoadError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         super().__init__(name, version, path, dict(meta_graph.signature_def))
         self._callables: dict = {}

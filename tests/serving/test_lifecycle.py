@@ -58,6 +58,13 @@ def wait_for(predicate, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def failed_status(client, version):
+    """The version's ModelVersionStatus once it has ended with an error, else None."""
+    statuses = {v.version: v for v in client.status("half_plus_two").model_version_status}
+    status = statuses.get(version)
+    return status if status is not None and status.state == 50 and status.status.error_code else None
+
+
 def test_good_model_config_serves_both_models(client):
     np.testing.assert_allclose(client.predict("half_plus_two", {"x": X})["y"], 0.5 * X + 2)
     np.testing.assert_allclose(client.predict("half_plus_three", {"x": X})["y"], 0.5 * X + 3)
@@ -103,12 +110,7 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(server, client, channe
 
 def test_bad_version_is_reported_and_never_disturbs_serving(client, models):
     add_version(BAD / "00000123", models["hp"], 200)
-
-    def failed_status():
-        statuses = {v.version: v for v in client.status("half_plus_two").model_version_status}
-        return statuses.get(200) if statuses.get(200) and statuses[200].state == 50 else None
-
-    status = wait_for(failed_status, what="version 200 to fail")
+    status = wait_for(lambda: failed_status(client, 200), what="version 200 to fail")
     assert status.status.error_code == grpc.StatusCode.NOT_FOUND.value[0]
     assert "Could not find SavedModel .pb or .pbtxt" in status.status.error_message
     assert client.states("half_plus_two")[124] == "AVAILABLE"
@@ -120,22 +122,30 @@ def test_bad_version_is_reported_and_never_disturbs_serving(client, models):
     shutil.rmtree(models["hp"] / "200")
 
 
-def test_failed_warmup_fails_the_load(client, models):
-    staging = models["root"] / "warmup-staging"
+def corrupt_warmup(folder):
+    (folder / "assets.extra").mkdir()
+    (folder / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"not a TFRecord file")
+
+
+def corrupt_saved_model(folder):
+    (folder / "saved_model.pb").write_bytes(b"\x0a\xff\xff not a SavedModel")
+
+
+@pytest.mark.parametrize("version,spoil,code,message", [
+    (300, corrupt_warmup, grpc.StatusCode.DATA_LOSS,
+     "Please verify your warmup data is in TFRecord format."),
+    (301, corrupt_saved_model, grpc.StatusCode.DATA_LOSS, "saved_model.pb as binary proto"),
+])
+def test_a_broken_version_fails_its_load(client, models, version, spoil, code, message):
+    staging = models["root"] / "broken-staging"
     shutil.copytree(HALF_PLUS_TWO / "00000123", staging)
-    (staging / "assets.extra").mkdir()
-    (staging / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"not a TFRecord file")
-    os.rename(staging, models["hp"] / "300")
-
-    def failed():
-        statuses = {v.version: v for v in client.status("half_plus_two").model_version_status}
-        return statuses.get(300) if statuses.get(300) and statuses[300].state == 50 else None
-
-    status = wait_for(failed, what="version 300 to fail its warmup")
-    assert status.status.error_code == grpc.StatusCode.DATA_LOSS.value[0]
-    assert status.status.error_message.endswith("Please verify your warmup data is in TFRecord format.")
+    spoil(staging)
+    os.rename(staging, models["hp"] / str(version))
+    status = wait_for(lambda: failed_status(client, version), what=f"version {version} to fail")
+    assert status.status.error_code == code.value[0]
+    assert status.status.error_message.endswith(message)
     assert client.predict_response("half_plus_two", {"x": X}).model_spec.version.value == 124
-    shutil.rmtree(models["hp"] / "300")
+    shutil.rmtree(models["hp"] / str(version))
 
 
 def test_only_integer_version_folders_count(client, models):
