@@ -286,7 +286,8 @@ def _parity_options(command):
         click.option("--server-binary", metavar="PATH",
                      help="Run the local server with this tensorflow_model_server instead of python -m serving."),
         click.option("--report", "report_dir", type=click.Path(file_okay=False),
-                     help="Write report.json, report.md and plots here."),
+                     help="Write report.json, report.md and plots here "
+                          "[check: ./tfkit-report; run: OUT/report]."),
         click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML file for CI."),
     ]):
         command = decorator(command)
@@ -307,14 +308,16 @@ def _progress(message: str) -> None:
     click.echo(f"tfkit: {message}", err=True)
 
 
+DEFAULT_CHECK_REPORT = "tfkit-report"
+
+
 def _finish_check(ctx, result, report_dir, junit) -> None:
     """Print the verdict, write the requested reports, exit 1 on a mismatch."""
     from toolkit import report
 
     click.echo(report.summary(result))
-    if report_dir:
-        paths = report.write_report(result, report_dir)
-        click.echo(f"report: {paths['markdown']} and {paths['json']} ({len(paths['plots'])} plots)")
+    paths = report.write_report(result, report_dir)
+    click.echo(f"report: {paths['markdown']} and {paths['json']} ({len(paths['plots'])} plots)")
     if junit:
         click.echo(f"junit: {report.write_junit(result, junit)}")
     if not result.passed:
@@ -350,6 +353,7 @@ def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, mode
     """
     from toolkit.check import check as run_check
 
+    report_dir = report_dir or DEFAULT_CHECK_REPORT
     options = _check_options(
         **tolerances, signature=signature, tflite=list(tflite), convert=not no_convert, targets=list(targets),
         rest_targets=list(rest_targets), local_server=not no_server, model_name=model_name, inputs=inputs,

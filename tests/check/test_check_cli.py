@@ -207,3 +207,12 @@ def test_object_arrays_in_inputs_are_refused_with_a_hint(exported_version, tfkit
                    "--no-server")
     assert result.exit_code == 2
     assert "store strings as a bytes array (dtype 'S')" in result.output
+
+
+def test_check_without_report_option_writes_the_json_report_in_tfkit_report(tfkit, half_plus_two, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = tfkit("check", half_plus_two, "--no-server")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "tfkit-report" / "report.json").read_text())
+    assert report["passed"] is True and "eager" in report["runtimes"]
