@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from benchmarks import harness, suite
+from toolkit.errors import ToolkitError
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "bench" / "results.json"
 
@@ -32,7 +33,7 @@ def main(argv: list) -> int:
 
     try:
         results = suite.run(suite.QUICK if args.quick else suite.FULL, names, progress, args.keep)
-    except suite.BenchError as exc:
+    except (harness.BenchError, ToolkitError) as exc:  # e.g. a server that never became ready
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     print(harness.table(results))

@@ -36,7 +36,6 @@ class Result:
     ceiling: float
     ceiling_of: str  # what the ceiling is, for the table
     target: Optional[float] = None  # minimum ratio, when the issue sets one
-    repeats: int = 0
 
     @property
     def ratio(self) -> float:
@@ -58,8 +57,7 @@ class Result:
 def result(name: str, values: Sequence[float], unit: str, ceilings: Sequence[float], ceiling_of: str,
            target: Optional[float] = None) -> Result:
     """A Result from the repeats of a value and of its ceiling (medians of each)."""
-    return Result(name, statistics.median(values), unit, statistics.median(ceilings), ceiling_of, target,
-                  len(values))
+    return Result(name, statistics.median(values), unit, statistics.median(ceilings), ceiling_of, target)
 
 
 def _round(x: float) -> float:

@@ -76,7 +76,7 @@ class Budget:
 
 FULL = Budget(warmup_s=0.4, window_s=1.5, rows_window_s=1.5, repeats=3, inproc_window_s=0.7, cli_repeats=5,
               run_repeats=2)
-QUICK = Budget(warmup_s=0.15, window_s=0.4, rows_window_s=0.5, repeats=2, inproc_window_s=0.25, cli_repeats=3,
+QUICK = Budget(warmup_s=0.15, window_s=0.35, rows_window_s=0.45, repeats=2, inproc_window_s=0.2, cli_repeats=3,
                run_repeats=1)
 
 GROUPS = {
@@ -305,7 +305,11 @@ class Suite:
         from benchmarks.load import PREDICT_METHOD
 
         with grpc.insecure_channel(target) as channel:
-            return channel.unary_unary(PREDICT_METHOD)(request, timeout=30)
+            try:
+                return channel.unary_unary(PREDICT_METHOD)(request, timeout=30)
+            except grpc.RpcError as exc:
+                raise BenchError(f"Predict on our server at {target} failed: {exc.code().name}: "
+                                 f"{exc.details()}") from None
 
     @contextlib.contextmanager
     def _null_server(self, response: bytes):
