@@ -174,8 +174,18 @@ def _batcher(options):
     if not options.enable_batching:
         return None
     from serving.batching import BatchScheduler
+    from serving.config_protos import BatchingParameters
+    from serving.errors import ServingError
 
-    return BatchScheduler(options)
+    params = BatchingParameters()
+    if options.batching_parameters_file:
+        _read_text_proto(options.batching_parameters_file, params)
+    else:
+        params.thread_pool_name.value = "model_server_batch_threads"  # server.cc's default
+    try:
+        return BatchScheduler(params)
+    except ServingError as exc:  # values the scheduler cannot work with
+        raise _status(exc.code.name, exc.message) from None
 
 
 def grpc_server(options):
@@ -260,7 +270,10 @@ class ModelServer:
         if options.ssl_config_file:
             from serving.tls import server_credentials
 
-            credentials = server_credentials(options.ssl_config_file)
+            try:
+                credentials = server_credentials(options.ssl_config_file)
+            except ValueError as exc:  # unreadable or malformed --ssl_config_file
+                raise _status("INVALID_ARGUMENT", str(exc)) from None
         addresses = []
         host = os.environ.get(LISTEN_HOST_ENV) or "0.0.0.0"
         if options.port:
@@ -300,6 +313,11 @@ class ModelServer:
             return
         from serving import rest
 
+        if options.monitoring_config_file:
+            # A bad monitoring config fails the start, as in the binary (not just REST).
+            from serving.config_protos import MonitoringConfig
+
+            _read_text_proto(options.monitoring_config_file, MonitoringConfig())
         try:
             self.http_server = rest.create_http_server(self.core, options.rest_api_port, options,
                                                        host=os.environ.get(LISTEN_HOST_ENV) or None)

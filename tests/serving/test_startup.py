@@ -55,6 +55,12 @@ def test_bad_command_line_exits_255_with_usage(args, message):
      "server_options.enable_batching to true."),
     ([f"--model_config_file={TESTDATA / 'bad_model_config.txt'}"],
      f"INVALID_ARGUMENT: Invalid protobuf file: '{TESTDATA / 'bad_model_config.txt'}'"),
+    ([f"--model_base_path={HALF_PLUS_TWO}", "--enable_batching",
+      f"--batching_parameters_file={TESTDATA / 'bad_model_config.txt'}"],
+     f"INVALID_ARGUMENT: Invalid protobuf file: '{TESTDATA / 'bad_model_config.txt'}'"),
+    ([f"--model_base_path={HALF_PLUS_TWO}", f"--rest_api_port={free_port()}",
+      f"--monitoring_config_file={TESTDATA / 'bad_model_config.txt'}"],
+     f"INVALID_ARGUMENT: Invalid protobuf file: '{TESTDATA / 'bad_model_config.txt'}'"),
 ])
 def test_bad_options_fail_to_start(args, message):
     result = run_server(f"--port={free_port()}", *args) if not args[0].startswith("--port") \
