@@ -152,6 +152,20 @@ def test_classify_and_regress(client):
     assert [r.value for r in result.result.regressions] == [3.5, 5.0]  # y2 = 0.5x + 3
 
 
+def test_regress_examples_with_context(client):
+    from tensorflow_serving.apis import regression_pb2
+
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = "regress_x_to_y"
+    with_context = request.input.example_list_with_context
+    with_context.context.features.feature["x"].float_list.value.append(6.0)
+    with_context.examples.add()  # takes x from the context
+    with_context.examples.add().features.feature["x"].float_list.value.append(2.0)  # overrides it
+    result = client.prediction.Regress(request, timeout=30).result
+    assert [r.value for r in result.regressions] == [5.0, 3.0]
+
+
 def test_classify_regress_errors(client):
     rows = [{"x": [1.0]}]
     error = rpc_error(client.classify, "half_plus_two", "nope", rows)
