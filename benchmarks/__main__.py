@@ -12,7 +12,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "bench" / "results.json"
 
 
 def main(argv: list) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split(":", 1)[1].strip())
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description="Measure tfkit's serving and inference paths beside their ceilings; print a table, write results.json.")
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats (under a minute)")
     parser.add_argument("--only", metavar="NAME,...",
                         help=f"measure only these (default: all): {', '.join(suite.NAMES)}")
