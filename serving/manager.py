@@ -139,7 +139,7 @@ class ModelManager:
                               config.base_path, name, exc.strerror or exc)
                     continue
                 aspired = aspired_versions(config, on_disk)
-                if not on_disk:
+                if not aspired:
                     log.warning("No versions of servable %s found under base path %s. Did you "
                                 "forget to name your leaf directory as a number (eg. '/1/')?",
                                 name, config.base_path)
@@ -259,6 +259,8 @@ class ModelManager:
             reason = "the model left the config"
         elif aspired:
             reason = f"the version policy now serves {', '.join(map(str, aspired))}"
+        elif on_disk:
+            reason = "the version policy selects none of the versions on disk"
         else:
             reason = "no version folder left on disk"
         for version in sorted(serving - set(aspired)):
