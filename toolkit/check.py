@@ -45,6 +45,7 @@ class CheckOptions:
     rest_targets: list = field(default_factory=list)
     local_server: bool = True
     server_binary: str | None = None
+    host: str = "127.0.0.1"  # where the local server listens (python -m serving only)
     model_name: str | None = None
     timeout: float = 60.0
     inputs: str | None = None
@@ -115,12 +116,12 @@ class BackgroundServer:
     """A LocalServer started on a thread, so its TensorFlow import and model load
     overlap with our own work; `wait()` returns it or raises its error."""
 
-    def __init__(self, args: list, binary: str | None, timeout: float):
+    def __init__(self, args: list, options: "CheckOptions"):
         from toolkit.local_server import LocalServer, find_server_binary
 
         # Resolve --server-binary here: a bad path is a one-line InputError, not a thread's traceback.
-        binary = find_server_binary(binary) if binary else None
-        self.server = LocalServer(args, binary=binary, rest=True, timeout=timeout)
+        binary = find_server_binary(options.server_binary) if options.server_binary else None
+        self.server = LocalServer(args, binary=binary, rest=True, timeout=options.timeout, host=options.host)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._start, name="tfkit-server", daemon=True)
         self._thread.start()
@@ -146,12 +147,12 @@ class BackgroundServer:
         self.server.stop()
 
 
-def serve_version(version_dir: Path, name: str, binary: str | None, timeout: float, stack) -> BackgroundServer:
+def serve_version(version_dir: Path, name: str, options: "CheckOptions", stack) -> BackgroundServer:
     """Serve exactly `version_dir` (a private base path links to it) in the background."""
     base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfkit-serve-")))
     (base / name).mkdir()
     (base / name / version_dir.name).symlink_to(version_dir.resolve(), target_is_directory=True)
-    server = BackgroundServer([f"--model_name={name}", f"--model_base_path={base / name}"], binary, timeout)
+    server = BackgroundServer([f"--model_name={name}", f"--model_base_path={base / name}"], options)
     stack.callback(server.stop)
     return server
 
@@ -234,7 +235,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
 
     with contextlib.ExitStack() as stack:
         if server is None and options.local_server and not options.targets and not options.rest_targets:
-            server = serve_version(version_dir, name, options.server_binary, options.timeout, stack)
+            server = serve_version(version_dir, name, options, stack)
         reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server,
                                                progress, note, errors, edge)
         inputs = build_inputs(version_dir, reference, options)
@@ -562,7 +563,7 @@ def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, 
         shutil.rmtree(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     server = BackgroundServer([f"--model_name={RUN_MODEL_NAME}", f"--model_base_path={model_dir}",
-                               "--file_system_poll_wait_seconds=1"], options.server_binary, options.timeout)
+                               "--file_system_poll_wait_seconds=1"], options)
     try:
         run_dir = out / "run"
         progress(f"training -> {run_dir}")

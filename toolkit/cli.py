@@ -285,6 +285,8 @@ def _parity_options(command):
                      help="Seconds to wait for a server and its model to be AVAILABLE."),
         click.option("--server-binary", metavar="PATH",
                      help="Run the local server with this tensorflow_model_server instead of python -m serving."),
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address the local python -m serving listens on (the real binary: every interface)."),
         click.option("--report", "report_dir", type=click.Path(file_okay=False),
                      help="Write report.json, report.md and plots here "
                           "[check: ./tfkit-report; run: OUT/report]."),

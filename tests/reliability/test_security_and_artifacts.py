@@ -184,3 +184,18 @@ def test_tfkit_serve_listens_on_loopback_unless_told_otherwise(exported_version,
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+@pytest.mark.parametrize("host, expected", [("127.0.0.1", LOOPBACK), ("0.0.0.0", EVERY_INTERFACE)])
+def test_the_server_check_and_run_start_listens_where_host_says(exported_version, host, expected):
+    from toolkit.check import BackgroundServer, CheckOptions
+
+    server = BackgroundServer([f"--model_name={exported_version.parent.name}",
+                               f"--model_base_path={exported_version.parent}"], CheckOptions(host=host))
+    try:
+        local = server.wait()
+        for port in (local.grpc_port, local.rest_port):
+            addresses = _listening_addresses(port)
+            assert addresses and addresses <= expected, (port, addresses)
+    finally:
+        server.stop()
