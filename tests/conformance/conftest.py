@@ -1,0 +1,230 @@
+"""Servers for the conformance suite, started the way TF Serving's own Python
+integration suite starts `tensorflow_model_server` (its RunServer): picked free
+ports, `--port --rest_api_port --rest_api_timeout_in_ms=5000 --grpc_socket_path`,
+either `--model_name/--model_base_path` or `--model_config_file`, then
+`--prefer_tflite_model=true`, `--monitoring_config_file`,
+`--model_config_file_poll_wait_seconds`, `--enable_batching
+--batching_parameters_file`, and always `--grpc_channel_arguments=...grpc.so_reuseaddr=1`.
+Readiness is probed as that suite probes it: a Predict for a missing model
+until the error names a "Servable".
+
+Every server of the session is spawned at once (they load in parallel) and
+each test waits only for the one it uses.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "tf_serving"
+if not TESTDATA.is_dir():
+    TESTDATA = Path("/work/shared/testdata/tf_serving")
+
+HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu"
+HALF_PLUS_TWO_TF2 = TESTDATA / "saved_model_half_plus_two_tf2_cpu"
+HALF_PLUS_THREE = TESTDATA / "saved_model_half_plus_three"
+TWO_VERSIONS = TESTDATA / "saved_model_half_plus_two_2_versions"
+TFLITE = TESTDATA / "saved_model_half_plus_two_tflite"
+TFLITE_SIGDEF = TESTDATA / "saved_model_half_plus_two_tflite_with_sigdef"
+RPC_TIMEOUT = 5.0
+READY_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    """A free TCP port (the suite uses portpicker for the same purpose)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def config_text(models) -> str:
+    """A ModelServerConfig text proto serving (name, base_path[, extra]) entries."""
+    body = "".join(
+        f'  config {{\n    name: "{entry[0]}"\n    base_path: "{entry[1]}"\n'
+        f'    model_platform: "tensorflow"\n{entry[2] if len(entry) > 2 else ""}  }}\n'
+        for entry in models)
+    return "model_config_list {\n" + body + "}\n"
+
+
+class ModelServer:
+    """One `python -m serving` process launched with the binary's command line."""
+
+    def __init__(self, workdir: Path, model_name=None, model_path=None, *, model_type="tf",
+                 model_config_file=None, monitoring_config_file=None,
+                 batching_parameters_file=None, grpc_channel_arguments="",
+                 model_config_file_poll_period=None, pipe_stderr=False, stale_socket=False):
+        self.port, self.rest_port = free_port(), free_port()
+        self.socket_path = workdir / f"tf-serving-{self.port}.sock"
+        if stale_socket:  # what an earlier server leaves behind at the same path
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.bind(str(self.socket_path))
+        args = [f"--port={self.port}", f"--rest_api_port={self.rest_port}",
+                "--rest_api_timeout_in_ms=5000", f"--grpc_socket_path={self.socket_path}"]
+        if model_config_file:
+            args.append(f"--model_config_file={model_config_file}")
+        else:
+            args += [f"--model_name={model_name}", f"--model_base_path={model_path}"]
+        if model_type == "tflite":
+            args.append("--prefer_tflite_model=true")
+        if monitoring_config_file:
+            args.append(f"--monitoring_config_file={monitoring_config_file}")
+        if model_config_file_poll_period is not None:
+            args.append(f"--model_config_file_poll_wait_seconds={model_config_file_poll_period}")
+        if batching_parameters_file:
+            args += ["--enable_batching", f"--batching_parameters_file={batching_parameters_file}"]
+        channel_args = ",".join(a for a in (grpc_channel_arguments, "grpc.so_reuseaddr=1") if a)
+        args.append(f"--grpc_channel_arguments={channel_args}")
+        self.args = args
+        self.log_path = workdir / f"server-{self.port}.log"
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        stderr = subprocess.PIPE if pipe_stderr else self.log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "serving", *args], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=stderr)
+        self._ready = False
+
+    @property
+    def grpc_address(self) -> str:
+        return f"localhost:{self.port}"
+
+    @property
+    def rest_address(self) -> str:
+        return f"localhost:{self.rest_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self) -> "ModelServer":
+        """The suite's WaitForServerReady: probe until a missing model is reported
+        as a missing Servable (the real binary opens its port only after the
+        initial loads)."""
+        if self._ready:
+            return self
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "intentionally_missing_model"
+        deadline = time.monotonic() + READY_TIMEOUT
+        with grpc.insecure_channel(self.grpc_address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+                try:
+                    stub.Predict(request, 1.0)
+                except grpc.RpcError as error:
+                    if "Servable" in (error.details() or ""):
+                        self._ready = True
+                        return self
+                time.sleep(0.1)
+        pytest.fail(f"server not ready in {READY_TIMEOUT:.0f} s:\n{self.log()[-3000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("conformance")
+
+
+def _saved_model_save(base: Path) -> Path:
+    """test_tf_saved_model_save's model: unknown-rank x, y = v1 * v2 * x."""
+    import tensorflow as tf
+
+    root = tf.train.Checkpoint()
+    root.v1, root.v2 = tf.Variable(3.0), tf.Variable(2.0)
+    root.f = tf.function(lambda x: {"y": root.v1 * root.v2 * x})
+    tf.saved_model.save(root, str(base / "00000123"),
+                        root.f.get_concrete_function(tf.TensorSpec(None, tf.float32)))
+    return base
+
+
+def _multiple_signatures(base: Path) -> Path:
+    """test_tf_saved_model_save_multiple_signatures's model: y = 1 (default), 2 (custom)."""
+    import tensorflow as tf
+
+    root = tf.train.Checkpoint()
+    root.f = tf.function(lambda x: {"y": 1.0}, input_signature=[tf.TensorSpec(None, tf.float32)])
+    root.g = tf.function(lambda x: {"y": 2.0}, input_signature=[tf.TensorSpec(None, tf.float32)])
+    tf.saved_model.save(root, str(base / "00000123"),
+                        signatures={"serving_default": root.f, "custom_signature_key": root.g})
+    return base
+
+
+@pytest.fixture(scope="session")
+def fleet(workdir):
+    """name -> ModelServer, all spawned together; use `server(name)` to wait for one."""
+    good_config = workdir / "good_model_config.conf"
+    good_config.write_text((TESTDATA / "good_model_config.txt").read_text()
+                           .replace("${TEST_HALF_PLUS_TWO_DIR}", str(HALF_PLUS_TWO))
+                           .replace("${TEST_HALF_PLUS_THREE_DIR}", str(HALF_PLUS_THREE)))
+    reload_config = workdir / "reload_model_config.txt"
+    reload_config.write_text(config_text([("half_plus_two", HALF_PLUS_TWO)]))
+    frozen_config = workdir / "frozen_model_config.txt"
+    frozen_config.write_text(config_text([("half_plus_two", HALF_PLUS_TWO)]))
+    # The REST handler suite's model: two versions, only 123 aspired (a label
+    # is added later by a config reload, as that suite does).
+    handler_config = workdir / "handler_model_config.txt"
+    handler_config.write_text(config_text([
+        ("saved_model_half_plus_two_2_versions", TWO_VERSIONS,
+         "    model_version_policy { specific { versions: 123 } }\n")]))
+    generated = config_text([
+        ("saved_model_save", _saved_model_save(workdir / "tf_saved_model_save")),
+        ("multiple_signatures", _multiple_signatures(workdir / "multiple_signatures"))])
+    (workdir / "generated.config").write_text(generated)
+
+    specs = {
+        "default": dict(model_name="default", model_path=HALF_PLUS_TWO,
+                        monitoring_config_file=TESTDATA / "monitoring_config.txt",
+                        stale_socket=True),
+        "tf2": dict(model_name="default", model_path=HALF_PLUS_TWO_TF2),
+        "good_config": dict(model_config_file=good_config),
+        "reload": dict(model_config_file=reload_config, model_config_file_poll_period=1),
+        "no_reload": dict(model_config_file=frozen_config, model_config_file_poll_period=0),
+        "channel_args": dict(model_name="default", model_path=HALF_PLUS_TWO,
+                             grpc_channel_arguments="grpc.max_connection_age_ms=2000,"
+                                                    "grpc.lb_policy_name=grpclb"),
+        "batching": dict(model_name="default", model_path=HALF_PLUS_TWO,
+                         batching_parameters_file=TESTDATA / "batching_config.txt"),
+        "tflite": dict(model_name="default", model_path=TFLITE, model_type="tflite"),
+        "tflite_sigdef": dict(model_name="default", model_path=TFLITE_SIGDEF, model_type="tflite"),
+        "generated": dict(model_config_file=workdir / "generated.config"),
+        "handler": dict(model_config_file=handler_config),
+    }
+    servers = {name: ModelServer(workdir, **spec) for name, spec in specs.items()}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(fleet):
+    """server(name) -> the ready ModelServer of that name."""
+    return lambda name: fleet[name].wait_ready()
+
+
+@pytest.fixture(scope="session")
+def channel():
+    """channel(address) -> a cached insecure gRPC channel."""
+    channels = {}
+
+    def get(address):
+        if address not in channels:
+            channels[address] = grpc.insecure_channel(address)
+        return channels[address]
+
+    yield get
+    for value in channels.values():
+        value.close()
