@@ -21,6 +21,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import text_format
+from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "tf_serving"
 if not TESTDATA.is_dir():
@@ -33,6 +35,15 @@ TWO_VERSIONS = TESTDATA / "saved_model_half_plus_two_2_versions"
 TFLITE = TESTDATA / "saved_model_half_plus_two_tflite"
 TFLITE_SIGDEF = TESTDATA / "saved_model_half_plus_two_tflite_with_sigdef"
 RPC_TIMEOUT = 5.0
+LABEL = "Version_Label"  # the label the REST handler suite adds by a config reload
+# The models of the C++ handler/status suites' ServerCore: the REST handler's
+# (version 123 only) and get_model_status_impl_test's (both versions).
+HANDLER_MODELS = [
+    ("saved_model_half_plus_two_2_versions", TWO_VERSIONS,
+     "    model_version_policy { specific { versions: 123 } }\n"),
+    ("both_versions", TWO_VERSIONS,
+     "    model_version_policy { specific { versions: 123 versions: 124 } }\n"),
+]
 READY_TIMEOUT = 90.0
 
 
@@ -177,9 +188,7 @@ def fleet(workdir):
     # The REST handler suite's model: two versions, only 123 aspired (a label
     # is added later by a config reload, as that suite does).
     handler_config = workdir / "handler_model_config.txt"
-    handler_config.write_text(config_text([
-        ("saved_model_half_plus_two_2_versions", TWO_VERSIONS,
-         "    model_version_policy { specific { versions: 123 } }\n")]))
+    handler_config.write_text(config_text(HANDLER_MODELS))
     generated = config_text([
         ("saved_model_save", _saved_model_save(workdir / "tf_saved_model_save")),
         ("multiple_signatures", _multiple_signatures(workdir / "multiple_signatures"))])
@@ -228,3 +237,17 @@ def channel():
     yield get
     for value in channels.values():
         value.close()
+
+
+@pytest.fixture(scope="session")
+def handler(server, channel):
+    """The handler suite's server, after the reload that adds the version label."""
+    ready = server("handler")
+    request = model_management_pb2.ReloadConfigRequest()
+    name, base_path, policy = HANDLER_MODELS[0]
+    labelled = (name, base_path, policy + f'    version_labels {{ key: "{LABEL}" value: 123 }}\n')
+    text_format.Parse(config_text([labelled, *HANDLER_MODELS[1:]]), request.config)
+    stub = model_service_pb2_grpc.ModelServiceStub(channel(ready.grpc_address))
+    response = stub.HandleReloadConfigRequest(request, RPC_TIMEOUT)
+    assert response.status.error_code == 0, response.status.error_message
+    return ready

@@ -8,27 +8,9 @@ import http.client
 import json
 
 import pytest
-from conftest import RPC_TIMEOUT, TESTDATA, TWO_VERSIONS, config_text
-from google.protobuf import text_format
-from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+from conftest import HANDLER_MODELS, LABEL, TESTDATA
 
-MODEL = "saved_model_half_plus_two_2_versions"
-LABEL = "Version_Label"
-
-
-@pytest.fixture(scope="module")
-def handler(server, channel):
-    """The handler suite's server, after the reload that adds the version label."""
-    ready = server("handler")
-    request = model_management_pb2.ReloadConfigRequest()
-    text_format.Parse(config_text([
-        (MODEL, TWO_VERSIONS, "    model_version_policy { specific { versions: 123 } }\n"
-                              f'    version_labels {{ key: "{LABEL}" value: 123 }}\n')]),
-        request.config)
-    stub = model_service_pb2_grpc.ModelServiceStub(channel(ready.grpc_address))
-    response = stub.HandleReloadConfigRequest(request, RPC_TIMEOUT)
-    assert response.status.error_code == 0, response.status.error_message
-    return ready
+MODEL = HANDLER_MODELS[0][0]
 
 
 def call(server, method, path, body=None):
