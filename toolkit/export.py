@@ -3,7 +3,9 @@
 BASE/NAME/VERSION/
   saved_model.pb, variables/           the SavedModel (serving_default, classify, regress)
   model.tflite                         float32, where TF Serving's --prefer_tflite_model looks
-  model_{dynamic,float16,int8}.tflite  quantized variants, when asked for
+  model_{dynamic,float16,int8}.tflite  quantized variants, when asked for; every .tflite keeps
+                                       its signature runner signature and carries the same as a
+                                       TF SignatureDef in `signature_defs_metadata` for TF Serving
   assets.extra/tf_serving_warmup_requests   TFRecord of PredictionLog Predict requests
   assets.extra/heldout.npz             the held-out split, real samples next to the model
   manifest.json                        versions, seed, data hash, metrics, signatures, sha256 per file
@@ -126,6 +128,9 @@ def _build_version(run: Run, folder: Path, name: str, version: int, quantize: tu
 
 def _write_tflite(folder: Path, quantization: str | None, run: Run) -> str:
     """Convert the staged SavedModel's serving_default to TFLite; return the file name."""
+    # Imported here: it imports TensorFlow, which must first be loaded quietly by tf().
+    from serving.tflite_signatures import embed_signature_defs
+
     converter = tf.lite.TFLiteConverter.from_saved_model(str(folder), signature_keys=["serving_default"])
     if quantization is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -149,7 +154,10 @@ def _write_tflite(folder: Path, quantization: str | None, run: Run) -> str:
     filename = tflite_filename(quantization)
     with _quiet_converter():
         flatbuffer = converter.convert()
-    (folder / filename).write_bytes(flatbuffer)
+    # TF Serving's --prefer_tflite_model ignores the signature runner signatures and
+    # reads TF-style SignatureDefs from the metadata; without them it would invent
+    # aliases from tensor names (serving_default_features) and refuse `features`.
+    (folder / filename).write_bytes(embed_signature_defs(flatbuffer))
     return filename
 
 

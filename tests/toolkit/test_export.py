@@ -143,6 +143,41 @@ def test_int8_variant_is_full_integer_and_agrees_on_classes(run, loaded, exporte
     assert agree >= 0.99
 
 
+@pytest.mark.parametrize("filename", ["model.tflite", "model_dynamic.tflite", "model_float16.tflite",
+                                      "model_int8.tflite"])
+def test_every_tflite_carries_tf_signature_defs_matching_its_native_signature(exported_version, filename):
+    """TF Serving's --prefer_tflite_model reads `signature_defs_metadata`: a flexbuffer map of
+    serialized SignatureDefs stored as strings (what tflite::GetSignatureDefMap parses)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+    from flatbuffers import flexbuffers
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    content = (exported_version / filename).read_bytes()
+    model = schema.Model.GetRootAsModel(content, 0)
+    (entry,) = [model.Metadata(i) for i in range(model.MetadataLength())
+                if model.Metadata(i).Name() == b"signature_defs_metadata"]
+    stored = flexbuffers.GetRoot(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()).AsMap
+    assert [key.AsKey for key in stored.Keys] == ["serving_default"]
+    (value,) = stored.Values
+    assert value.IsString
+    signature = meta_graph_pb2.SignatureDef.FromString(value.AsStringBytes)
+    assert signature.method_name == "tensorflow/serving/predict"
+
+    # The native signature stays, and each SignatureDef alias names its tensor, dtype and shape.
+    runner = Interpreter(model_content=content).get_signature_runner("serving_default")
+    for stored_map, details in ((signature.inputs, runner.get_input_details()),
+                                (signature.outputs, runner.get_output_details())):
+        assert set(stored_map) == set(details)
+        for alias, detail in details.items():
+            info = stored_map[alias]
+            assert info.name == detail["name"]
+            assert tf.as_dtype(info.dtype).as_numpy_dtype == detail["dtype"]
+            assert [d.size for d in info.tensor_shape.dim] == list(detail["shape_signature"])
+    assert set(signature.inputs) == {"features"}
+    assert set(signature.outputs) == {"probabilities", "logits", "classes"}
+
+
 def test_warmup_records_are_predict_requests_built_from_heldout_samples(run, exported_version):
     from tensorflow_serving.apis import prediction_log_pb2
 
