@@ -5,7 +5,8 @@ like `saved_model_cli show --all`: tag-sets, then each signature's inputs and
 outputs with dtype, shape and tensor name, and its method name. The internal
 `__saved_model_init_op` is not a signature and is left out. TFLite: the
 LiteRT interpreter's signature list and tensor details, with quantization
-parameters (scale, zero point) per tensor.
+parameters (scale, zero point) per tensor, and the TF SignatureDefs stored in
+its `signature_defs_metadata` (what TF Serving's --prefer_tflite_model serves).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ def inspect_path(path: str | Path) -> dict:
 
 def saved_model_info(model_dir: str | Path) -> dict:
     """{'meta_graphs': [{'tags': [...], 'signatures': {name: {...}}}]} from saved_model.pb."""
-    from tensorflow.core.framework import types_pb2
     from tensorflow.core.protobuf import saved_model_pb2
     from google.protobuf.message import DecodeError
 
@@ -58,28 +58,35 @@ def saved_model_info(model_dir: str | Path) -> dict:
     if not proto.meta_graphs:
         raise InputError(f"{pb_path}: the SavedModel holds no MetaGraphDef")
 
-    def tensor(info):
-        shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
-        return {"dtype": types_pb2.DataType.Name(info.dtype), "shape": shape, "name": info.name}
-
     meta_graphs = []
     for meta_graph in proto.meta_graphs:
-        signatures = {
-            key: {
-                "method_name": sig.method_name,
-                "inputs": {k: tensor(v) for k, v in sorted(sig.inputs.items())},
-                "outputs": {k: tensor(v) for k, v in sorted(sig.outputs.items())},
-            }
-            for key, sig in sorted(meta_graph.signature_def.items())
-            if key != INIT_OP_KEY
-        }
+        signatures = {key: _signature_def_info(sig) for key, sig in sorted(meta_graph.signature_def.items())
+                      if key != INIT_OP_KEY}
         meta_graphs.append({"tags": sorted(meta_graph.meta_info_def.tags), "signatures": signatures})
     return {"meta_graphs": meta_graphs}
 
 
+def _signature_def_info(sig) -> dict:
+    """A SignatureDef proto as {'method_name', 'inputs': {alias: {dtype, shape, name}}, 'outputs'}."""
+    from tensorflow.core.framework import types_pb2
+
+    def tensor(info):
+        shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
+        return {"dtype": types_pb2.DataType.Name(info.dtype), "shape": shape, "name": info.name}
+
+    return {
+        "method_name": sig.method_name,
+        "inputs": {k: tensor(v) for k, v in sorted(sig.inputs.items())},
+        "outputs": {k: tensor(v) for k, v in sorted(sig.outputs.items())},
+    }
+
+
 def tflite_info(path: str | Path) -> dict:
-    """Signatures of a .tflite file with each input/output's dtype, shape and quantization."""
+    """Signatures of a .tflite file with each input/output's dtype, shape and quantization,
+    and the TF SignatureDefs TF Serving reads from its `signature_defs_metadata`."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from serving.tflite_signatures import stored_signature_defs
 
     path = Path(path)
     try:
@@ -104,6 +111,10 @@ def tflite_info(path: str | Path) -> dict:
             },
         }
 
+    try:
+        stored = stored_signature_defs(path.read_bytes())
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
     signatures = {}
     for key in sorted(interpreter.get_signature_list()):
         runner = interpreter.get_signature_runner(key)
@@ -116,6 +127,7 @@ def tflite_info(path: str | Path) -> dict:
         "file": path.name,
         "size_bytes": path.stat().st_size,
         "signatures": signatures,
+        "signature_defs": {key: _signature_def_info(sig) for key, sig in sorted(stored.items())},
         "inputs": [tensor(d) for d in interpreter.get_input_details()],
         "outputs": [tensor(d) for d in interpreter.get_output_details()],
     }
@@ -137,11 +149,10 @@ def to_text(info: dict) -> str:
                 noun = "input(s)" if kind == "inputs" else "output(s)"
                 lines.append(f"  The given SavedModel SignatureDef contains the following {noun}:")
                 for name, t in sig[kind].items():
-                    shape = "unknown_rank" if t["shape"] is None else "(" + ", ".join(map(str, t["shape"])) + ")"
                     lines += [
                         f"    {kind}['{name}'] tensor_info:",
                         f"        dtype: {t['dtype']}",
-                        f"        shape: {shape}",
+                        f"        shape: {_shape_text(t['shape'])}",
                         f"        name: {t['name']}",
                     ]
             lines.append(f"  Method name is: {sig['method_name']}")
@@ -157,8 +168,22 @@ def to_text(info: dict) -> str:
             lines.append("  no signatures; model inputs and outputs:")
             for kind in ("inputs", "outputs"):
                 lines += [_tflite_tensor_line(kind, t["tensor"], t) for t in lite[kind]]
+        if lite["signature_defs"]:
+            lines.append("  TF Serving SignatureDefs (signature_defs_metadata):")
+            for key, sig in lite["signature_defs"].items():
+                lines.append(f"    signature_def['{key}'] ({sig['method_name']}):")
+                for kind in ("inputs", "outputs"):
+                    lines += [f"      {kind[:-1]:6} {name}: {t['dtype']} {_shape_text(t['shape'])} (tensor '{t['name']}')"
+                              for name, t in sig[kind].items()]
+        else:
+            lines.append("  no TF Serving SignatureDefs (signature_defs_metadata): with --prefer_tflite_model,"
+                         " TF Serving generates serving_default with tensor names as aliases")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _shape_text(shape: list | None) -> str:
+    return "unknown_rank" if shape is None else "(" + ", ".join(map(str, shape)) + ")"
 
 
 def _tflite_tensor_line(kind: str, name: str, t: dict) -> str:

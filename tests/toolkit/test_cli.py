@@ -120,7 +120,20 @@ def test_inspect_a_tflite_only_version_without_signatures():
     result = invoke("inspect", folder)
     assert result.exit_code == 0, result.output
     assert "no signatures; model inputs and outputs:" in result.output
+    assert "no TF Serving SignatureDefs (signature_defs_metadata)" in result.output
     assert "    input  " in result.output and "    output " in result.output
+
+
+def test_inspect_shows_the_tf_serving_signature_defs_of_each_tflite(exported_version):
+    out = invoke("inspect", exported_version / "model_int8.tflite").output
+    assert ("  TF Serving SignatureDefs (signature_defs_metadata):\n"
+            "    signature_def['serving_default'] (tensorflow/serving/predict):\n"
+            "      input  features: DT_INT8 (-1, 2) (tensor 'serving_default_features:0')\n") in out
+    (lite,) = json.loads(invoke("inspect", exported_version / "model.tflite", "--json").output)["tflite"]
+    features = lite["signature_defs"]["serving_default"]["inputs"]["features"]
+    assert features == {"dtype": "DT_FLOAT", "shape": [-1, 2],
+                        "name": lite["signatures"]["serving_default"]["inputs"]["features"]["tensor"]}
+    assert set(lite["signature_defs"]["serving_default"]["outputs"]) == {"probabilities", "logits", "classes"}
 
 
 def test_inspect_tflite_json_reports_quantization(exported_version, tmp_path):
@@ -138,6 +151,21 @@ def test_inspect_tflite_json_reports_quantization(exported_version, tmp_path):
     broken.write_bytes(b"not a flatbuffer")
     bad = invoke("inspect", broken)
     assert bad.exit_code == 2 and "not a readable TFLite model" in bad.output
+
+
+def test_inspect_a_tflite_with_malformed_signature_defs(exported_version, tmp_path):
+    from ai_edge_litert import schema_py_generated as schema
+
+    content = (exported_version / "model.tflite").read_bytes()
+    model = schema.Model.GetRootAsModel(content, 0)
+    (entry,) = [model.Metadata(i) for i in range(model.MetadataLength())
+                if model.Metadata(i).Name() == b"signature_defs_metadata"]
+    data = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    garbled = tmp_path / "garbled.tflite"
+    garbled.write_bytes(content.replace(data, b"\xff" * len(data)))
+    result = invoke("inspect", garbled)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert result.output.startswith(f"Error: {garbled}: Invalid SignatureDefs found in TfLite model: ")
 
 
 def test_inspect_a_corrupt_saved_model(exported_version, tmp_path):
