@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import InputError
+from toolkit.tfenv import tf
 
 INIT_OP_KEY = "__saved_model_init_op"
 
@@ -46,6 +47,7 @@ def inspect_path(path: str | Path) -> dict:
 
 def saved_model_info(model_dir: str | Path) -> dict:
     """{'meta_graphs': [{'tags': [...], 'signatures': {name: {...}}}]} from saved_model.pb."""
+    tf()  # the protos import TensorFlow; tf() does it first, hiding its start-up banner
     from tensorflow.core.protobuf import saved_model_pb2
     from google.protobuf.message import DecodeError
 
@@ -84,6 +86,7 @@ def _signature_def_info(sig) -> dict:
 def tflite_info(path: str | Path) -> dict:
     """Signatures of a .tflite file with each input/output's dtype, shape and quantization,
     and the TF SignatureDefs TF Serving reads from its `signature_defs_metadata`."""
+    tf()  # as in saved_model_info
     from ai_edge_litert.interpreter import Interpreter
 
     from serving.tflite_signatures import stored_signature_defs

@@ -101,6 +101,16 @@ def test_inspect_saved_model_like_saved_model_cli(exported_version):
         assert f"/{name} (" in out
 
 
+def test_inspect_prints_nothing_on_stderr(exported_version):
+    """TensorFlow's start-up banner ignores TF_CPP_MIN_LOG_LEVEL; inspect must not show it."""
+    result = subprocess.run([sys.executable, "-m", "toolkit", "inspect", str(exported_version)],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("MetaGraphDef with tag-set: 'serve'")
+    assert result.stderr == ""
+
+
 def test_inspect_a_foreign_saved_model(tmp_path):
     if not TF2_TESTDATA.is_dir():
         pytest.skip(f"TF Serving test data not on this machine ({TF2_TESTDATA})")
