@@ -174,6 +174,31 @@ def _multiple_signatures(base: Path) -> Path:
     return base
 
 
+def _echo_model(base: Path) -> Path:
+    """A model whose signatures hand their inputs back, to see the REST JSON
+    encoding of every dtype json_tensor_test.cc covers (row and columnar,
+    b64 for `_bytes` aliases, float formatting, non-finite values, batch errors)."""
+    import tensorflow as tf
+
+    spec = {"int_tensor": tf.TensorSpec([None, 3, 2], tf.int32),
+            "str_tensor": tf.TensorSpec([None, 2], tf.string),
+            "float_tensor": tf.TensorSpec([None, 1], tf.float32),
+            "double_scalar_tensor": tf.TensorSpec([None], tf.float64),
+            "str_tensor_bytes": tf.TensorSpec([None, 2], tf.string)}
+    root = tf.Module()
+    echo = tf.function(lambda **tensors: {k: tf.identity(v) for k, v in tensors.items()})
+    floats = tf.function(lambda x: {"y": tf.identity(x)},
+                         input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    uneven = tf.function(lambda x: {"a": x, "b": tf.constant([["p", "q", "r"]])},
+                         input_signature=[tf.TensorSpec([None, 3], tf.int32)])
+    complex_out = tf.function(lambda x: {"c": tf.complex(x, x)},
+                              input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(root, str(base / "00000001"), signatures={
+        "serving_default": echo.get_concrete_function(**spec),
+        "floats": floats, "uneven": uneven, "complex": complex_out})
+    return base
+
+
 @pytest.fixture(scope="session")
 def fleet(workdir):
     """name -> ModelServer, all spawned together; use `server(name)` to wait for one."""
@@ -191,7 +216,8 @@ def fleet(workdir):
     handler_config.write_text(config_text(HANDLER_MODELS))
     generated = config_text([
         ("saved_model_save", _saved_model_save(workdir / "tf_saved_model_save")),
-        ("multiple_signatures", _multiple_signatures(workdir / "multiple_signatures"))])
+        ("multiple_signatures", _multiple_signatures(workdir / "multiple_signatures")),
+        ("echo", _echo_model(workdir / "echo"))])
     (workdir / "generated.config").write_text(generated)
 
     specs = {
