@@ -25,11 +25,22 @@ class _LibraryError(click.ClickException):
 class ToolkitGroup(click.Group):
     """A group that turns `ToolkitError` from any subcommand into a clean exit."""
 
+    group_class = type  # subgroups (deploy) list their commands the same way
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ToolkitError as exc:
             raise _LibraryError(exc) from None
+
+    def format_commands(self, ctx, formatter):
+        """List each command with its whole first sentence, wrapped; click cuts it at ~45 characters."""
+        rows = [(name, command.get_short_help_str(limit=1000)) for name, command in
+                ((name, self.get_command(ctx, name)) for name in self.list_commands(ctx))
+                if command is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=ToolkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +74,7 @@ def _fleet_options(command):
                      help="tf-serving: the official tensorflow/serving image pinned to our "
                           "TensorFlow; python: our `python -m serving` with the same flags."),
         click.option("--image", help="Container image to run instead of the default for --server."),
-        click.option("--replicas", type=int, default=2, show_default=True),
+        click.option("--replicas", type=int, default=2, show_default=True, help="TF Serving replicas to run."),
         click.option("--cpus", type=float, default=0.5, show_default=True,
                      help="CPU requested per replica."),
         click.option("--memory-mib", type=int, default=1024, show_default=True,
@@ -204,7 +215,7 @@ def _step_line(step: int, loss: float, accuracy: float) -> str:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the data, the split, the initial weights and the batch shuffling.")
 @click.option("--steps", type=int, default=10, show_default=True, help="Training steps.")
-@click.option("--learning-rate", type=float, default=0.1, show_default=True)
+@click.option("--learning-rate", type=float, default=0.1, show_default=True, help="Gradient descent step size.")
 @click.option("--batch-size", type=int, default=None,
               help="Mini-batch size over a shuffled tf.data pipeline. Default: the full training set.")
 @click.option("--test-fraction", type=float, default=0.2, show_default=True,
@@ -337,7 +348,8 @@ def _finish_check(ctx, result, report_dir, junit) -> None:
               help="A running TF Serving's REST address, e.g. http://host:8501 (repeatable).")
 @click.option("--no-server", is_flag=True, help="Do not start a local server when no --target is given.")
 @click.option("--model-name", help="Model name on the server (default: the model folder's name).")
-@click.option("--signature", default="serving_default", show_default=True)
+@click.option("--signature", default="serving_default", show_default=True,
+              help="Signature to call (the SavedModel's signature key).")
 @click.option("--inputs", type=click.Path(dir_okay=False), help=".npz with one array per input name.")
 @click.option("--samples", type=int, default=64, show_default=True, help="Generated rows (foreign models).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
@@ -366,8 +378,8 @@ def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, mode
 
 @cli.command("run")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for everything made.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quantize", default="dynamic,float16,int8", show_default=True,
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed (as tfkit train --seed).")
+@click.option("--quantize", default="dynamic,float16,int8", show_default=True, metavar="LIST",
               help="TFLite variants to export and check besides float32.")
 @click.option("--force", is_flag=True, help="Overwrite a previous run in --out.")
 @_parity_options
@@ -437,11 +449,13 @@ def serve(model, name, port, rest_port, host, server_binary, prefer_binary, serv
 @click.option("--target", metavar="HOST:PORT", help="Send to a running TF Serving over gRPC.")
 @click.option("--rest-target", metavar="URL", help="Send to a running TF Serving over REST.")
 @click.option("--model-name", help="Model name on the server (required with --target/--rest-target).")
-@click.option("--signature", default="serving_default", show_default=True)
+@click.option("--signature", default="serving_default", show_default=True,
+              help="Signature to call (the SavedModel's signature key).")
 @click.option("--inputs", type=click.Path(dir_okay=False), help=".npz with one array per input name.")
 @click.option("--json", "json_text", metavar="JSON", help='e.g. \'{"features": [[1.0, 2.0]]}\' or \'[[1.0, 2.0]]\'.')
 @click.option("--csv", "csv_text", metavar="ROWS", help="One input's rows, e.g. '1,2;3,4'.")
-@click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for the server to connect and for each answer.")
 def predict(source, target, rest_target, model_name, signature, inputs, json_text, csv_text, timeout):
     """Send a few rows to a SavedModel, a .tflite file or a server; print the outputs as JSON."""
     import json

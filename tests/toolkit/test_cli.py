@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -42,6 +43,29 @@ def test_top_level_help_lists_the_commands_without_importing_tensorflow():
     assert result.returncode == 0, result.stderr
     for command in ("train", "export", "inspect"):
         assert f"  {command} " in result.stdout
+    # Each command's first sentence is shown whole (click would cut it with "...").
+    assert "..." not in result.stdout.split("Commands:")[1]
+    assert "print\n           the outputs as JSON." in result.stdout
+
+
+def _commands(group, prefix=()):
+    for name, command in group.commands.items():
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, prefix + (name,))
+
+
+def test_every_option_of_every_command_is_described():
+    """`--help` never lists an option with nothing but its default."""
+    undescribed = [f"tfkit {' '.join(path)} {param.opts[0]}" for path, command in _commands(cli)
+                   for param in command.params if isinstance(param, click.Option) and not param.help]
+    assert undescribed == []
+
+
+def test_subcommand_lists_show_whole_sentences():
+    result = invoke("deploy", "--help")
+    assert result.exit_code == 0
+    assert "..." not in result.output.split("Commands:")[1]
 
 
 @pytest.mark.parametrize("args, message", [
