@@ -332,7 +332,8 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
         remote += [Candidate(GrpcRunner(local.grpc_target, name, sig, timeout, batch, name="grpc"), "exact"),
                    Candidate(RestRunner(local.rest_url, name, sig, timeout, batch, name="rest"), "exact")]
     for c in remote:
-        progress(f"connecting to {c.runner.name}")
+        # A remote target may still be loading: say how long we wait, not just that we do.
+        progress(f"connecting to {c.runner.name} (waiting up to {timeout:g}s for the model; --timeout)")
         stack.enter_context(c.runner)
     return reference, candidates + remote
 
