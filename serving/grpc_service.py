@@ -10,7 +10,7 @@ import time
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from serving import metrics
+from serving import drain, metrics
 from serving.core import ServerCore
 from serving.errors import ServingError
 
@@ -25,6 +25,8 @@ def _call(core_method, api: str, model_of=lambda r: r.model_spec.name,
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
+            if drain.refusing():
+                raise ServingError(grpc.StatusCode.UNAVAILABLE, drain.SHUTTING_DOWN)
             return core_method(self.core, request)
         except ServingError as exc:
             code = exc.code

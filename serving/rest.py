@@ -489,6 +489,17 @@ class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.stopping = False
         super().__init__(address, _Handler)
 
+    def take_backlog(self) -> None:
+        """Take the connections the kernel has already accepted for us; closing the
+        listening socket would reset them, cutting their requests off unanswered."""
+        self.socket.setblocking(False)
+        while True:
+            try:
+                request, address = self.get_request()
+            except OSError:  # BlockingIOError: none left
+                return
+            self.process_request(request, address)
+
     def server_bind(self):
         if self.address_family == socket.AF_INET6:
             # "::" with IPV6_V6ONLY off takes IPv4 too, as evhttp's bind does.
@@ -524,6 +535,7 @@ class RestServer:
         if self._thread is not None:
             httpd.shutdown()
             self._thread.join()
+            httpd.take_backlog()
         httpd.server_close()
         drained = httpd.tracker.wait_idle(grace_s)
         self._api.close()

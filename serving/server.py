@@ -13,10 +13,10 @@ import signal
 import sys
 import threading
 import time
-from concurrent import futures
 from typing import Optional
 
 from serving import LISTEN_HOST_ENV, flags
+from serving.drain import DrainingExecutor
 
 log = logging.getLogger("serving")
 
@@ -188,9 +188,15 @@ def _batcher(options):
         raise _status(exc.code.name, exc.message) from None
 
 
-def grpc_server(options):
-    """A grpc.Server with the flags' thread pool and channel arguments, no services or
-    ports yet (the benchmark's null server is built by the same function)."""
+def grpc_pool(options) -> DrainingExecutor:
+    """The --grpc_max_threads worker pool for grpc_server."""
+    return DrainingExecutor(max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc")
+
+
+def grpc_server(options, pool: Optional[DrainingExecutor] = None):
+    """A grpc.Server with the flags' thread pool (`pool`, else a new grpc_pool) and
+    channel arguments, no services or ports yet (the benchmark's null server is
+    built by the same function)."""
     import grpc
 
     try:
@@ -201,10 +207,7 @@ def grpc_server(options):
     server_options = [("grpc.max_receive_message_length", max_size),
                       ("grpc.max_send_message_length", max_size),
                       ("grpc.so_reuseport", 0)] + channel_args
-    return grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max(1, options.grpc_max_threads),
-                                   thread_name_prefix="grpc"),
-        options=server_options)
+    return grpc.server(pool or grpc_pool(options), options=server_options)
 
 
 class ModelServer:
@@ -214,6 +217,7 @@ class ModelServer:
         self.options = options
         self.core = None
         self.grpc_server = None
+        self._grpc_pool: Optional[DrainingExecutor] = None
         self.http_server = None
         self.health = None
         self._stop = threading.Event()
@@ -258,7 +262,8 @@ class ModelServer:
         from serving import grpc_service
 
         options = self.options
-        server = grpc_server(options)
+        self._grpc_pool = grpc_pool(options)
+        server = grpc_server(options, self._grpc_pool)
         grpc_service.add_services(server, self.core)
         if options.enable_grpc_healthcheck_service:
             self._add_health(server)
@@ -338,15 +343,27 @@ class ModelServer:
         self._stop.set()
 
     def shutdown(self, grace: float = SHUTDOWN_GRACE_S) -> None:
-        """Stop taking requests, let in-flight ones finish within `grace`, unload."""
+        """Stop taking requests, let in-flight ones finish within `grace`, unload.
+
+        gRPC and REST drain together: new gRPC calls are refused (UNAVAILABLE)
+        from the start, while calls already accepted, including those still
+        queued for a worker thread, run to completion; grpc's own stop comes
+        last, once nothing accepted is left for it to cancel.
+        """
         self._stop.set()
+        deadline = time.monotonic() + grace
         log.info("Shutting down: draining requests for up to %gs", grace)
         if self.health is not None:
             self.health.enter_graceful_shutdown()
+        if self._grpc_pool is not None:
+            self._grpc_pool.begin_drain()
         if self.http_server is not None:
-            self.http_server.stop()
+            self.http_server.stop(grace)
         if self.grpc_server is not None:
-            self.grpc_server.stop(grace).wait()
+            if not self._grpc_pool.wait_drained(max(0.0, deadline - time.monotonic())):
+                log.warning("Grace period of %gs over: cancelling the gRPC calls still running",
+                            grace)
+            self.grpc_server.stop(max(0.0, deadline - time.monotonic())).wait()
         if self.core is not None:
             self.core.stop()
         log.info("Server stopped")

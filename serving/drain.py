@@ -1,0 +1,104 @@
+"""Graceful gRPC drain: finish every call the server accepted, refuse the rest.
+
+grpcio's `Server.stop(grace)` shuts gRPC core down at once, and core then
+cancels (status CANCELLED) every call that has reached the server but that
+Python has not taken yet. grpcio takes calls from core one at a time on one
+thread that competes for the GIL with the busy workers, so under load such
+calls are common. The server therefore drains in two phases:
+
+1. `DrainingExecutor.begin_drain()`: calls taken from now on are answered
+   UNAVAILABLE by the servicers (`refusing()` is true on their thread); calls
+   taken before keep running, including those still queued for a worker.
+   Core keeps handing calls over meanwhile, so none waits there to be cancelled.
+2. `wait_drained(timeout)` returns once every call taken before the drain is
+   answered and for QUIET_S no call has arrived or ended; only then does the
+   caller stop grpc's server. The quiet period lets Python take (and refuse)
+   the calls that clients sent while the last admitted calls finished, which
+   would otherwise still sit in core's queue. What remains is core's own race:
+   a call that arrives in the instant core stops is cancelled; later ones find
+   the listening socket closed (UNAVAILABLE).
+
+A taken call is one grpcio hands to the pool (`submit`), which it does as soon
+as core gives it the call; its future completes after its status is sent.
+"""
+
+import threading
+import time
+from concurrent import futures
+
+_thread_state = threading.local()
+
+SHUTTING_DOWN = "The server is shutting down"
+# Once idle, how long no call may arrive or end before core is stopped (see above).
+QUIET_S = 0.1
+
+
+def refusing() -> bool:
+    """True inside a gRPC call the server accepted after its drain began."""
+    return getattr(_thread_state, "refuse", False)
+
+
+class DrainingExecutor(futures.ThreadPoolExecutor):
+    """The gRPC server's worker pool, counting the calls accepted before a drain."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = ""):
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._idle = threading.Condition()
+        self._draining = False
+        self._admitted = 0  # accepted before the drain and not yet answered
+        self._last_activity = 0.0  # time.monotonic() of the latest call accepted or ended while draining
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self._idle:
+            refuse = self._draining
+            if refuse:
+                self._last_activity = time.monotonic()
+            else:
+                self._admitted += 1
+        try:
+            future = super().submit(_run_marked, refuse, fn, *args, **kwargs)
+        except RuntimeError:  # the pool is shut down: nothing will run it
+            if not refuse:
+                self._finished(None)
+            raise
+        if not refuse:
+            future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _future) -> None:
+        with self._idle:
+            self._admitted -= 1
+            if self._draining:
+                self._last_activity = time.monotonic()
+            if not self._admitted:
+                self._idle.notify_all()
+
+    def begin_drain(self) -> None:
+        """From now on, accepted calls are marked to be refused."""
+        with self._idle:
+            self._draining = True
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until every call accepted before begin_drain() is answered and for
+        QUIET_S no call has arrived or ended; False when `timeout` ran out first."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while True:
+                now = time.monotonic()
+                quiet_for = now - self._last_activity
+                if not self._admitted and quiet_for >= QUIET_S:
+                    return True
+                if now >= deadline:
+                    return False
+                # Woken when the last admitted call ends; otherwise when the quiet
+                # period would be over.
+                wait = QUIET_S - quiet_for if not self._admitted else deadline - now
+                self._idle.wait(min(wait, deadline - now))
+
+
+def _run_marked(refuse: bool, fn, *args, **kwargs):
+    _thread_state.refuse = refuse
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _thread_state.refuse = False
