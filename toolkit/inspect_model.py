@@ -36,7 +36,8 @@ def inspect_path(path: str | Path) -> dict:
         if tflite_files:  # a TFLite-only version, as TF Serving serves with --prefer_tflite_model
             return {"path": str(path), "tflite": [tflite_info(p) for p in tflite_files]}
         versions = sorted((p for p in path.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-        hint = f"; it holds versions {', '.join(p.name for p in versions)}, inspect one of them" if versions else ""
+        hint = (f"; it holds versions {', '.join(p.name for p in versions)} (inspect one of them, e.g. {versions[-1]})"
+                if versions else "")
         raise InputError(f"{path}: no saved_model.pb or .tflite file in this folder{hint}")
     return {
         "path": str(path),

@@ -108,6 +108,13 @@ def test_bad_paths_and_values_are_one_line_errors_with_exit_2(trained_run, tmp_p
     assert message in result.output
 
 
+def test_inspect_of_a_model_folder_names_a_version_to_inspect(exported_model):
+    result = invoke("inspect", exported_model / "logreg")
+    assert result.exit_code == 2
+    assert result.output == (f"Error: {exported_model / 'logreg'}: no saved_model.pb or .tflite file in this folder; "
+                             f"it holds versions 1 (inspect one of them, e.g. {exported_model / 'logreg' / '1'})\n")
+
+
 def test_inspect_saved_model_like_saved_model_cli(exported_version):
     result = invoke("inspect", exported_version)
     assert result.exit_code == 0, result.output
