@@ -601,7 +601,9 @@ def predict_runner(source=None, target: str | None = None, rest_target: str | No
         return RestRunner(rest_target, model_name, signature, timeout)
     if str(source).endswith(".tflite"):
         return TFLiteRunner(source, signature)
-    return EagerRunner(resolve_model(source), signature)
+    version_dir = resolve_model(source)
+    # Named by its path: errors then say which model, not "eager".
+    return EagerRunner(version_dir, signature, name=str(version_dir))
 
 
 def serve_command(model=None, name: str | None = None, port: int = 8500, rest_port: int = 8501,

@@ -150,6 +150,13 @@ def test_predict_saved_model_tflite_and_target(exported_version, foreign_models,
     assert json.loads(remote.output) == {"y": [[3.0, 6.0, 9.0]]}
 
 
+def test_predict_with_a_bad_feed_names_the_model(exported_version, tfkit):
+    result = tfkit("predict", exported_version, "--csv", "0,4,5")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (f"Error: bad feed for {exported_version}: input features has shape "
+                                              "[1, 3], expected float32[?,2]")
+
+
 def test_input_errors_exit_2_with_one_line(tfkit, half_plus_two, tmp_path):
     garbage = tmp_path / "garbage.tflite"
     garbage.write_bytes(b"not a flatbuffer")
