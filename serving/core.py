@@ -58,8 +58,9 @@ def validate_config_list(config_list) -> None:
                 f"got base_path()={config.base_path}")
 
 
-def model_platform(config) -> str:
-    """A model's platform, validated like ServerCore's GetPlatform + routing."""
+def declared_platform(config) -> str:
+    """A model's platform from model_platform or the deprecated model_type,
+    validated like ServerCore's GetPlatform."""
     if config.model_type:  # deprecated enum field; TENSORFLOW == 1
         if config.model_platform:
             raise invalid_argument(
@@ -73,10 +74,15 @@ def model_platform(config) -> str:
         raise invalid_argument(
             "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
             f"ModelServerConfig::model_platform, model name is {config.name}")
-    if config.model_platform != TENSORFLOW_PLATFORM:
-        raise invalid_argument(
-            f"Model {config.name} requests unsupported platform {config.model_platform}")
     return config.model_platform
+
+
+def model_platform(config) -> str:
+    """A model's platform, validated like ServerCore's GetPlatform + routing."""
+    platform = declared_platform(config)
+    if platform != TENSORFLOW_PLATFORM:
+        raise invalid_argument(f"Model {config.name} requests unsupported platform {platform}")
+    return platform
 
 
 class ServerCore:
@@ -115,13 +121,16 @@ class ServerCore:
             if kind != "model_config_list":
                 raise invalid_argument("ModelServer does not yet support custom model config.")
             validate_config_list(new_config.model_config_list)
-            old_platforms = {c.name: c.model_platform for c in current.model_config_list.config}
+            # ValidateNoModelsChangePlatforms: platforms compared as GetPlatform
+            # resolves them (model_type TENSORFLOW == model_platform "tensorflow").
+            old_platforms = {c.name: declared_platform(c)
+                             for c in current.model_config_list.config}
             for config in new_config.model_config_list.config:
                 old = old_platforms.get(config.name)
-                if old is not None and old != config.model_platform:
+                if old is not None and old != declared_platform(config):
                     raise invalid_argument(
                         f"Illegal to change a model's platform. For model {config.name} platform "
-                        f"was {old} and new platform requested is {config.model_platform}")
+                        f"was {old} and new platform requested is {declared_platform(config)}")
             self._config = model_server_config_pb2.ModelServerConfig()
             self._config.CopyFrom(new_config)
             self._update_labels(new_config.model_config_list)
