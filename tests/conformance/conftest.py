@@ -13,6 +13,7 @@ each test waits only for the one it uses.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu"
 HALF_PLUS_TWO_TF2 = TESTDATA / "saved_model_half_plus_two_tf2_cpu"
 HALF_PLUS_THREE = TESTDATA / "saved_model_half_plus_three"
 TWO_VERSIONS = TESTDATA / "saved_model_half_plus_two_2_versions"
+COUNTER = TESTDATA / "saved_model_counter"
 TFLITE = TESTDATA / "saved_model_half_plus_two_tflite"
 TFLITE_SIGDEF = TESTDATA / "saved_model_half_plus_two_tflite_with_sigdef"
 RPC_TIMEOUT = 5.0
@@ -69,7 +71,8 @@ class ModelServer:
     def __init__(self, workdir: Path, model_name=None, model_path=None, *, model_type="tf",
                  model_config_file=None, monitoring_config_file=None,
                  batching_parameters_file=None, grpc_channel_arguments="",
-                 model_config_file_poll_period=None, pipe_stderr=False, stale_socket=False):
+                 model_config_file_poll_period=None, pipe_stderr=False, stale_socket=False,
+                 extra_args=()):
         self.port, self.rest_port = free_port(), free_port()
         self.socket_path = workdir / f"tf-serving-{self.port}.sock"
         if stale_socket:  # what an earlier server leaves behind at the same path
@@ -91,6 +94,7 @@ class ModelServer:
             args += ["--enable_batching", f"--batching_parameters_file={batching_parameters_file}"]
         channel_args = ",".join(a for a in (grpc_channel_arguments, "grpc.so_reuseaddr=1") if a)
         args.append(f"--grpc_channel_arguments={channel_args}")
+        args += extra_args
         self.args = args
         self.log_path = workdir / f"server-{self.port}.log"
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -199,6 +203,43 @@ def _echo_model(base: Path) -> Path:
     return base
 
 
+def copy_model(source: Path, dest: Path) -> Path:
+    """A writable copy of a read-only test model."""
+    shutil.copytree(source, dest)
+    for root, dirs, files in os.walk(dest):
+        for name in dirs + files:
+            os.chmod(os.path.join(root, name), 0o755)
+    return dest
+
+
+def with_warmup(base: Path, version: str, requests) -> Path:
+    """Write `requests` (PredictRequests) as the version's warmup PredictionLogs."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = base / version / "assets.extra" / "tf_serving_warmup_requests"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for request in requests:
+            log = prediction_log_pb2.PredictionLog()
+            log.predict_log.request.CopyFrom(request)
+            writer.write(log.SerializeToString())
+    return base
+
+
+def predict_request(model, signature, inputs):
+    """A PredictRequest of float tensors (name -> a scalar or a list of values)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    for name, values in inputs.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(values, tf.float32))
+    return request
+
+
 @pytest.fixture(scope="session")
 def fleet(workdir):
     """name -> ModelServer, all spawned together; use `server(name)` to wait for one."""
@@ -217,7 +258,11 @@ def fleet(workdir):
     generated = config_text([
         ("saved_model_save", _saved_model_save(workdir / "tf_saved_model_save")),
         ("multiple_signatures", _multiple_signatures(workdir / "multiple_signatures")),
-        ("echo", _echo_model(workdir / "echo"))])
+        ("echo", _echo_model(workdir / "echo")),
+        # saved_model_warmup.md: the warmup record runs once before the version serves.
+        ("warm_counter", with_warmup(copy_model(COUNTER, workdir / "warm_counter"), "00000123",
+                                     [predict_request("warm_counter", "incr_counter_by",
+                                                      {"delta": 5.0})]))])
     (workdir / "generated.config").write_text(generated)
 
     specs = {
@@ -237,6 +282,8 @@ def fleet(workdir):
         "tflite_sigdef": dict(model_name="default", model_path=TFLITE_SIGDEF, model_type="tflite"),
         "generated": dict(model_config_file=workdir / "generated.config"),
         "handler": dict(model_config_file=handler_config),
+        # Loads that fail are not retried for a minute each (the default).
+        "admin": dict(model_config_file=handler_config, extra_args=["--max_num_load_retries=0"]),
     }
     servers = {name: ModelServer(workdir, **spec) for name, spec in specs.items()}
     yield servers
