@@ -140,13 +140,16 @@ class ModelServer:
         pytest.fail(f"server not ready in {READY_TIMEOUT:.0f} s:\n{self.log()[-3000:]}")
 
     def stop(self):
+        """SIGTERM (the caller may signal several servers before waiting)."""
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+
+    def wait_stopped(self):
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -289,6 +292,8 @@ def fleet(workdir):
     yield servers
     for server in servers.values():
         server.stop()
+    for server in servers.values():
+        server.wait_stopped()
 
 
 @pytest.fixture(scope="session")
