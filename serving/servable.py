@@ -196,7 +196,6 @@ class SavedModelServable(Servable):
                  session_config=None):
         import tensorflow as tf
 
-        tf.get_logger().setLevel(logging.ERROR)
         if not (Path(path, "saved_model.pb").is_file() or Path(path, "saved_model.pbtxt").is_file()):
             raise LoadError(
                 grpc.StatusCode.NOT_FOUND,
@@ -315,6 +314,10 @@ def load_servable(name: str, version: int, path: str, *, tags: Sequence[str],
                   prefer_tflite: bool, num_tflite_interpreters: int,
                   session_config=None) -> Servable:
     """Load one version: model.tflite when preferred and present, else the SavedModel."""
+    import tensorflow as tf
+
+    # TensorFlow's Python warnings (deprecations, retracing) are not server log lines.
+    tf.get_logger().setLevel(logging.ERROR)
     if prefer_tflite and os.path.isfile(os.path.join(path, TFLITE_FILE)):
         return TfLiteServable(name, version, path, num_tflite_interpreters)
     return SavedModelServable(name, version, path, tags, session_config)
