@@ -102,8 +102,10 @@ def resolve_model(path) -> Path:
     versions = [p for p in path.iterdir() if p.is_dir() and p.name.isdigit() and (p / "saved_model.pb").is_file()] \
         if path.is_dir() else []
     if not versions:
+        hint = (f"; to check a .tflite file, check its SavedModel with --tflite {path}"
+                if path.suffix == ".tflite" else "")
         raise InputError(f"{path} is neither a SavedModel version folder (no saved_model.pb) "
-                         "nor a model folder with integer-named versions")
+                         f"nor a model folder with integer-named versions holding one{hint}")
     return max(versions, key=lambda p: int(p.name))
 
 
@@ -619,8 +621,11 @@ def serve_command(model=None, name: str | None = None, port: int = 8500, rest_po
     command += [f"--port={port}", f"--rest_api_port={rest_port}"]
     if model is not None:
         path = Path(model)
-        if not path.is_dir():
+        if not path.exists():
             raise InputError(f"model path not found: {path}")
+        if not path.is_dir():
+            raise InputError(f"{path}: not a folder; serve a model folder (BASE/NAME) or a version folder "
+                             "(BASE/NAME/VERSION)")
         if (path / "saved_model.pb").is_file() or (path / "model.tflite").is_file():
             if not path.name.isdigit():
                 raise InputError(f"{path}: a version folder must have an integer name")

@@ -137,6 +137,16 @@ def test_bad_model_path_exits_2(tmp_path, tfkit):
     assert result.output.startswith("Error: model path not found")
 
 
+def test_a_tflite_file_as_model_points_at_tflite_option(exported_version, tfkit):
+    lite = exported_version / "model.tflite"
+    result = tfkit("check", lite)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1].endswith(f"; to check a .tflite file, check its SavedModel with --tflite {lite}")
+    served = tfkit("serve", lite)
+    assert served.exit_code == 2
+    assert served.output == f"Error: {lite}: not a folder; serve a model folder (BASE/NAME) or a version folder (BASE/NAME/VERSION)\n"
+
+
 def test_predict_saved_model_tflite_and_target(exported_version, foreign_models, server, tfkit):
     local = tfkit("predict", exported_version, "--csv", "0,4;4,0")
     lite = tfkit("predict", exported_version / "model.tflite", "--json", "[[0, 4], [4, 0]]")
