@@ -58,8 +58,14 @@ def predict_request(model="default", version=None, label=None, signature=""):
 # --- Predict ---------------------------------------------------------------
 
 def test_predict_without_model_name_is_invalid_argument(stubs):
-    code, _ = rpc_error(stubs["default"][0].Predict, predict_pb2.PredictRequest())
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert rpc_error(stubs["default"][0].Predict, predict_pb2.PredictRequest()) == \
+        (grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified.")
+
+
+def test_predict_without_signature_name_answers_as_serving_default(stubs):
+    response = stubs["default"][0].Predict(float_input(predict_request(), [2.0]), RPC_TIMEOUT)
+    assert (response.model_spec.signature_name, list(response.outputs["y"].float_val)) == \
+        ("serving_default", [3.0])
 
 
 @pytest.mark.parametrize("version,label,message", [
@@ -100,8 +106,10 @@ def test_predict_unknown_signature_is_failed_precondition(stubs):
 
 
 def test_predict_empty_input_list_is_invalid_argument(stubs):
-    code, _ = rpc_error(stubs["default"][0].Predict, predict_request())
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert rpc_error(stubs["default"][0].Predict, predict_request()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input size does not match signature: 0!=1 len({}) != len({x}). "
+        "Sent extra: {}. Missing but required: {x}.")
 
 
 def test_predict_inputs_not_matching_the_signature(stubs):
@@ -242,7 +250,8 @@ def test_multi_inference_classify_and_regress_of_two_signatures(stubs):
 
 def metadata_request(model, version=None, fields=("signature_def",)):
     request = get_model_metadata_pb2.GetModelMetadataRequest()
-    if model is not None:
+    if model is not None:  # "" makes a model_spec without a name
+        request.model_spec.SetInParent()
         request.model_spec.name = model
     if version is not None:
         request.model_spec.version.value = version
@@ -250,15 +259,18 @@ def metadata_request(model, version=None, fields=("signature_def",)):
     return request
 
 
-@pytest.mark.parametrize("request_args,code", [
-    (("default", None, ()), grpc.StatusCode.INVALID_ARGUMENT),
-    (("default", None, ("some_stuff",)), grpc.StatusCode.INVALID_ARGUMENT),
-    ((None, None), grpc.StatusCode.INVALID_ARGUMENT),
-    (("test", None), grpc.StatusCode.NOT_FOUND),
+@pytest.mark.parametrize("request_args,code,message", [
+    (("default", None, ()), grpc.StatusCode.INVALID_ARGUMENT,
+     "GetModelMetadataRequest must specify at least one metadata_field"),
+    (("default", None, ("some_stuff",)), grpc.StatusCode.INVALID_ARGUMENT,
+     "Metadata field some_stuff is not supported"),
+    ((None, None), grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
+    (("", None), grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
+    (("test", None), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(test)"),
 ])
-def test_metadata_errors(stubs, request_args, code):
+def test_metadata_errors(stubs, request_args, code, message):
     assert rpc_error(stubs["default"][0].GetModelMetadata,
-                     metadata_request(*request_args))[0] == code
+                     metadata_request(*request_args)) == (code, message)
 
 
 @pytest.mark.parametrize("server_name,model,expected_file", [
