@@ -231,9 +231,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     errors: list[str] = []
     edge: list[dict] = []
 
-    def note(message):
-        notes.append(message)
-        progress(message)
+    note = notes.append  # printed once, with the verdict (not also as progress)
 
     with contextlib.ExitStack() as stack:
         if server is None and options.local_server and not options.targets and not options.rest_targets:

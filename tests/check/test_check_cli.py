@@ -79,6 +79,8 @@ def test_check_half_plus_two_converts_and_passes(tmp_path, tfkit, half_plus_two)
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert (tmp_path / "r" / "converted.tflite").is_file()
     assert set(report["runtimes"]) == {"eager", "tflite:converted.tflite", "grpc", "rest"}
+    # The conversion note is printed once, with the verdict (not again as progress on stderr).
+    assert result.output.count("no TFLite file in") == 1
     assert report["model"]["version"] == "00000123"
     # A fully static signature x: float32[1] is fed one sample per call.
     assert report["inputs"]["source"] == "generated" and report["inputs"]["rows"] == 65
