@@ -204,9 +204,14 @@ class ServerCore:
     # -- PredictionService --------------------------------------------------------
     def predict(self, request):
         """PredictionService.Predict."""
-        with self.acquire(request.model_spec) as servable:
+        # acquire() without its context managers: this is the hottest path.
+        spec = request.model_spec
+        servable = self.manager.take(spec.name, self._spec_version(spec))
+        try:
             return inference.predict(servable, request,
                                      self.options.enable_serialization_as_tensor_content)
+        finally:
+            servable.release()
 
     def classify(self, request):
         """PredictionService.Classify."""

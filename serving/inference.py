@@ -46,9 +46,11 @@ def decode_inputs(tensors) -> dict:
 def predict(servable: Servable, request, as_tensor_content: bool) -> predict_pb2.PredictResponse:
     """Predict: run a signature on named tensors."""
     signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    # TF Serving checks the input names before it parses any tensor.
-    servable.check_input_set(servable.signature(signature_name), request.inputs)
-    outputs = servable.run(signature_name, decode_inputs(request.inputs), list(request.output_filter))
+    plan = servable.plan(signature_name)
+    if set(request.inputs) != plan.inputs:
+        # TF Serving checks the input names before it parses any tensor.
+        servable.check_input_set(plan.signature, request.inputs)
+    outputs = servable.run(signature_name, decode_inputs(request.inputs), request.output_filter)
     response = predict_pb2.PredictResponse()
     _model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)
     for alias, value in outputs.items():

@@ -204,25 +204,26 @@ class ModelManager:
                     self._unload(name, version, "the server is stopping")
 
     # -- lookups --------------------------------------------------------------
-    @contextlib.contextmanager
-    def acquire(self, name: str, version: Optional[int]) -> Iterator[Servable]:
-        """Hold a serving version (the latest when version is None) during a request."""
+    def take(self, name: str, version: Optional[int]) -> Servable:
+        """A serving version (the latest when version is None), taken (Servable.take)
+        for a request that must release() it."""
         with self._lock:
             versions = self._serving.get(name, {})
-            if version is None:
-                servable = versions[max(versions)] if versions else None
-                request = f"Latest({name})"
-            else:
-                servable = versions.get(version)
-                request = f"Specific({name}, {version})"
+            servable = versions.get(version) if version is not None else (
+                versions[max(versions)] if versions else None)
             if servable is None:
+                request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
                 raise not_found(f"Servable not found for request: {request}")
-            hold = servable.hold()
-            hold.__enter__()  # taken under the lock, so unload cannot slip in between
+            return servable.take()  # under the lock, so unload cannot slip in between
+
+    @contextlib.contextmanager
+    def acquire(self, name: str, version: Optional[int]) -> Iterator[Servable]:
+        """take() for the length of a `with` block."""
+        servable = self.take(name, version)
         try:
             yield servable
         finally:
-            hold.__exit__(None, None, None)
+            servable.release()
 
     def version_states(self, name: str) -> dict:
         """version -> VersionState, every version this model ever had."""

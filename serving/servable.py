@@ -53,6 +53,21 @@ def _sorted_keys(mapping) -> str:
     return ",".join(sorted(mapping))
 
 
+class _Plan:
+    """What running one signature needs, worked out once per version rather than
+    per request (the Predict path is Python the GIL serialises)."""
+
+    __slots__ = ("signature", "inputs", "dtypes", "outputs", "tensor_names", "output_names")
+
+    def __init__(self, signature):
+        self.signature = signature
+        self.inputs = frozenset(signature.inputs)  # compares equal to a dict's keys()
+        self.dtypes = {alias: info.dtype for alias, info in signature.inputs.items()}
+        self.outputs = sorted(signature.outputs)
+        self.tensor_names = {alias: info.name for alias, info in signature.inputs.items()}
+        self.output_names = {alias: info.name for alias, info in signature.outputs.items()}
+
+
 class Servable:
     """One loaded version of one model (abstract: see the two loaders below)."""
 
@@ -64,19 +79,30 @@ class Servable:
         self.batcher = None
         self.method_name_check = False  # --enable_signature_method_name_check
         self._in_flight = 0
-        self._idle = threading.Condition()
+        self._idle = threading.Condition(threading.Lock())
+        self._plans: dict = {}  # signature name -> _Plan, built on first use
+
+    def take(self) -> "Servable":
+        """Mark a request as using this version (unload waits for it) until release()."""
+        with self._idle:
+            self._in_flight += 1
+        return self
+
+    def release(self) -> None:
+        """End a take()."""
+        with self._idle:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.notify_all()
 
     @contextlib.contextmanager
     def hold(self):
-        """Mark a request as using this version (unload waits for it)."""
-        with self._idle:
-            self._in_flight += 1
+        """take() for the length of a `with` block."""
+        self.take()
         try:
             yield self
         finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._idle.notify_all()
+            self.release()
 
     def wait_idle(self) -> None:
         """Block until no request uses this version."""
@@ -92,6 +118,13 @@ class Servable:
         except KeyError:
             raise failed_precondition(f'Serving signature key "{signature_name}" not found.') from None
 
+    def plan(self, signature_name: str) -> "_Plan":
+        """The signature's _Plan (FAILED_PRECONDITION as signature() when there is none)."""
+        plan = self._plans.get(signature_name)
+        if plan is None:
+            plan = self._plans[signature_name] = _Plan(self.signature(signature_name))
+        return plan
+
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
             output_filter: Sequence[str] = ()) -> dict:
         """Run a signature on numpy inputs keyed by alias; outputs keyed by alias.
@@ -101,25 +134,30 @@ class Servable:
         messages.
         """
         signature_name = signature_name or DEFAULT_SIGNATURE
-        signature = self.signature(signature_name)
+        plan = self.plan(signature_name)
+        signature = plan.signature
         if self.method_name_check:
             self._check_method(signature)
-        self.check_input_set(signature, inputs)
-        inputs = self._with_defaults(signature, inputs)
-        aliases = self._output_aliases(signature, output_filter)
+        if inputs.keys() != plan.inputs:
+            self.check_input_set(signature, inputs)
+            inputs = self._with_defaults(signature, inputs)
+        aliases = self._output_aliases(signature, output_filter) if output_filter else plan.outputs
         for index, alias in enumerate(sorted(inputs)):  # the session's own check, last
-            expected = signature.inputs[alias].dtype
+            expected = plan.dtypes[alias]
             got = data_type_of(inputs[alias])
             if expected != got:
                 raise invalid_argument(
                     f"Expects arg[{index}] to be {dtype_name(expected)} but "
                     f"{dtype_name(got)} is provided")
-        with self.hold():
+        self.take()
+        try:
             if self.batcher is not None:
                 key = (self.name, self.version, signature_name, tuple(aliases))
                 return self.batcher.run(
                     key, dict(inputs), lambda merged: self.run_aliases(signature_name, merged, aliases))
             return self.run_aliases(signature_name, inputs, aliases)
+        finally:
+            self.release()
 
     @staticmethod
     def _check_method(signature) -> None:
@@ -176,9 +214,10 @@ class Servable:
     def run_aliases(self, signature_name: str, inputs: Mapping[str, np.ndarray],
                     output_aliases: Sequence[str]) -> dict:
         """Run with inputs/outputs by alias, without validation."""
-        signature = self.signature_defs[signature_name or DEFAULT_SIGNATURE]
-        feeds = {signature.inputs[alias].name: value for alias, value in inputs.items()}
-        fetched = self.run_tensors(feeds, [signature.outputs[a].name for a in output_aliases])
+        plan = self.plan(signature_name or DEFAULT_SIGNATURE)
+        tensor_names = plan.tensor_names
+        feeds = {tensor_names[alias]: value for alias, value in inputs.items()}
+        fetched = self.run_tensors(feeds, [plan.output_names[a] for a in output_aliases])
         return dict(zip(output_aliases, fetched))
 
     def run_tensors(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> list:
