@@ -45,8 +45,12 @@ HANDLER_MODELS = [
      "    model_version_policy { specific { versions: 123 } }\n"),
     ("both_versions", TWO_VERSIONS,
      "    model_version_policy { specific { versions: 123 versions: 124 } }\n"),
+    # serving_config.md's version policies: latest 1 by default, latest N, all.
+    ("latest", TWO_VERSIONS),
+    ("latest_two", TWO_VERSIONS, "    model_version_policy { latest { num_versions: 2 } }\n"),
+    ("all_versions", TWO_VERSIONS, "    model_version_policy { all {} }\n"),
 ]
-READY_TIMEOUT = 90.0
+READY_TIMEOUT = 240.0  # generous: a dozen servers load at once on a shared 2-core machine
 
 
 def free_port() -> int:
@@ -276,11 +280,11 @@ def fleet(workdir):
         "good_config": dict(model_config_file=good_config),
         "reload": dict(model_config_file=reload_config, model_config_file_poll_period=1),
         "no_reload": dict(model_config_file=frozen_config, model_config_file_poll_period=0),
-        "channel_args": dict(model_name="default", model_path=HALF_PLUS_TWO,
-                             grpc_channel_arguments="grpc.max_connection_age_ms=2000,"
-                                                    "grpc.lb_policy_name=grpclb"),
+        # testGoodGrpcChannelArgs' arguments, on the batching server (one process less).
         "batching": dict(model_name="default", model_path=HALF_PLUS_TWO,
-                         batching_parameters_file=TESTDATA / "batching_config.txt"),
+                         batching_parameters_file=TESTDATA / "batching_config.txt",
+                         grpc_channel_arguments="grpc.max_connection_age_ms=2000,"
+                                                "grpc.lb_policy_name=grpclb"),
         "tflite": dict(model_name="default", model_path=TFLITE, model_type="tflite"),
         "tflite_sigdef": dict(model_name="default", model_path=TFLITE_SIGDEF, model_type="tflite"),
         "generated": dict(model_config_file=workdir / "generated.config"),

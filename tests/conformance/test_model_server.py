@@ -9,7 +9,7 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import (HALF_PLUS_THREE, HALF_PLUS_TWO, RPC_TIMEOUT, TESTDATA, ModelServer,
+from conftest import (HALF_PLUS_THREE, RPC_TIMEOUT, TESTDATA, ModelServer,
                       config_text)
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
@@ -137,11 +137,11 @@ def test_multi_inference(server, channel, name):
         assert_model_spec(answer.model_spec, "default", task.model_spec.signature_name)
 
 
-@pytest.mark.parametrize("name", ["default", "batching", "channel_args"])
+@pytest.mark.parametrize("name", ["default", "batching"])
 @pytest.mark.parametrize("specify_output", [True, False])
 def test_predict_saved_model(server, channel, name, specify_output):
-    """Plain, with --enable_batching and the suite's batching_config.txt, and
-    with --grpc_channel_arguments (testGoodGrpcChannelArgs)."""
+    """Plain, and with --enable_batching, the suite's batching_config.txt and
+    --grpc_channel_arguments (testGoodGrpcChannelArgs)."""
     verify_predict(prediction_stub(channel, server(name).grpc_address), 3.0,
                    specify_output=specify_output)
 
@@ -282,3 +282,23 @@ def test_profiler_service_traces_the_server(server, workdir):
         time.sleep(0.05)
     assert tracer.returncode == 0, tracer.stderr.read()[-2000:]
     assert any(logdir.rglob("*.xplane.pb"))
+
+
+def test_batching_gives_each_concurrent_caller_its_own_rows(server, channel):
+    """Concurrent requests merged by --enable_batching are split back per caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stub = prediction_stub(channel, server("batching").grpc_address)
+
+    def call(i):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "default"
+        values = [float(i), float(i) + 0.5][: 1 + i % 2]
+        request.inputs["x"].dtype = types_pb2.DT_FLOAT
+        request.inputs["x"].float_val.extend(values)
+        request.inputs["x"].tensor_shape.dim.add().size = len(values)
+        return values, list(stub.Predict(request, RPC_TIMEOUT).outputs["y"].float_val)
+
+    with ThreadPoolExecutor(16) as pool:
+        for values, answer in pool.map(call, range(64)):
+            assert answer == [v / 2 + 2 for v in values]

@@ -61,9 +61,9 @@ def test_rejected_configs(admin, text, code, message):
 
 
 def test_deprecated_model_type_is_the_same_platform(admin):
-    text = config_list(entry(MODEL, TWO_VERSIONS, "    model_type: TENSORFLOW\n" + SPECIFIC_123),
-                       *(entry(n, p, f'    model_platform: "tensorflow"\n{e}')
-                         for n, p, e in HANDLER_MODELS[1:]))
+    # The first model (MODEL) switches to the deprecated spelling of its platform.
+    text = config_text(HANDLER_MODELS).replace('model_platform: "tensorflow"',
+                                               "model_type: TENSORFLOW", 1)
     response = reload(admin[0], text)
     assert (response.status.error_code, response.status.error_message) == (0, "")
 
