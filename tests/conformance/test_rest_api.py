@@ -123,3 +123,35 @@ def test_predict_unknown_signature_is_400_as_the_rest_handler_words_it(handler):
     message = error_of(handler, "POST", f"/v1/models/{MODEL}:predict",
                        {"signature_name": "nope", "instances": [1.0]})
     assert message == 'Serving signature name: "nope" not found in signature def'
+
+
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+                "Access-Control-Allow-Headers": "Content-Type"}
+
+
+def raw_call(server, method, path, headers=None):
+    """(HTTP status, response headers, raw body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_cors_headers_and_preflight_with_rest_api_enable_cors_support(server):
+    """http_server.cc: CORS headers on every answer; OPTIONS needs an http(s) Origin."""
+    cors = server("tf2")
+    status, headers, _ = raw_call(cors, "GET", "/v1/models/default")
+    assert status == 200 and CORS_HEADERS.items() <= headers.items()
+    status, headers, _ = raw_call(cors, "OPTIONS", "/v1/models/default:predict",
+                                  {"Origin": "http://example.com"})
+    assert status == 200 and CORS_HEADERS.items() <= headers.items()
+    status, _, _ = raw_call(cors, "OPTIONS", "/v1/models/default:predict")
+    assert status == 400
+
+
+def test_no_cors_headers_by_default(handler):
+    _, headers, _ = raw_call(handler, "GET", f"/v1/models/{MODEL}")
+    assert not set(CORS_HEADERS) & set(headers)
