@@ -210,15 +210,17 @@ def rest(server, path):
     return f"http://{server.rest_address}{path}"
 
 
-def test_classify_rest(server):
+@pytest.mark.parametrize("name", ["default", "tf2"])
+def test_classify_rest(server, name):
     body = {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}
-    assert call_rest(rest(server("default"), "/v1/models/default:classify"), body) == \
+    assert call_rest(rest(server(name), "/v1/models/default:classify"), body) == \
         {"results": [[["", 3.0]]]}
 
 
-def test_regress_rest(server):
+@pytest.mark.parametrize("name", ["default", "tf2"])
+def test_regress_rest(server, name):
     body = {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]}
-    assert call_rest(rest(server("default"), "/v1/models/default:regress"), body) == \
+    assert call_rest(rest(server(name), "/v1/models/default:regress"), body) == \
         {"results": [3.0]}
 
 
