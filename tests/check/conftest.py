@@ -4,15 +4,15 @@ serving them."""
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from tf_serving_testdata import HALF_PLUS_TWO_TF2
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-HALF_PLUS_TWO = (Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "tf_serving" /
-                 "saved_model_half_plus_two_tf2_cpu").resolve()
+HALF_PLUS_TWO = HALF_PLUS_TWO_TF2
 
 
 def invoke(*args):

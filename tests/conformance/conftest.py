@@ -25,17 +25,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "tf_serving"
-if not TESTDATA.is_dir():
-    TESTDATA = Path("/work/shared/testdata/tf_serving")
+from tf_serving_testdata import (  # noqa: F401  (re-exported to the tests)
+    COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
 
-HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu"
-HALF_PLUS_TWO_TF2 = TESTDATA / "saved_model_half_plus_two_tf2_cpu"
-HALF_PLUS_THREE = TESTDATA / "saved_model_half_plus_three"
-TWO_VERSIONS = TESTDATA / "saved_model_half_plus_two_2_versions"
-COUNTER = TESTDATA / "saved_model_counter"
-TFLITE = TESTDATA / "saved_model_half_plus_two_tflite"
-TFLITE_SIGDEF = TESTDATA / "saved_model_half_plus_two_tflite_with_sigdef"
 RPC_TIMEOUT = 5.0
 LABEL = "Version_Label"  # the label the REST handler suite adds by a config reload
 # The models of the C++ handler/status suites' ServerCore: the REST handler's

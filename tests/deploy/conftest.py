@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "tf_serving"
+from tf_serving_testdata import TESTDATA
 
 
 @pytest.fixture(scope="session")

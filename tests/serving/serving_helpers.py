@@ -9,18 +9,8 @@ import pytest
 
 from toolkit.local_server import LocalServer
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "tf_serving"
-if not TESTDATA.is_dir():
-    TESTDATA = Path("/work/shared/testdata/tf_serving")
-
-HALF_PLUS_TWO = TESTDATA / "saved_model_half_plus_two_cpu"
-HALF_PLUS_TWO_TF2 = TESTDATA / "saved_model_half_plus_two_tf2_cpu"
-HALF_PLUS_THREE = TESTDATA / "saved_model_half_plus_three"
-TWO_VERSIONS = TESTDATA / "saved_model_half_plus_two_2_versions"
-COUNTER = TESTDATA / "saved_model_counter"
-BAD = TESTDATA / "bad_half_plus_two"
-TFLITE = TESTDATA / "saved_model_half_plus_two_tflite"
-TFLITE_SIGDEF = TESTDATA / "saved_model_half_plus_two_tflite_with_sigdef"
+from tf_serving_testdata import (  # noqa: F401  (re-exported to the tests)
+    BAD, COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
 
 
 def model_entry(name: str, base_path, extra: str = "") -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from toolkit.local_server import LocalServer
 
-TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "tf_serving"
+from tf_serving_testdata import TESTDATA
 HALF = "half"
 LOGREG = "logreg"
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # what testdata/monitoring_config.txt says

@@ -195,11 +195,10 @@ def test_invalid_parameters_are_refused(text, message):
 
 
 def test_shared_testdata_batching_config_parses():
-    from pathlib import Path
-
     from serving.batching import load_parameters
+    from tf_serving_testdata import TESTDATA
 
-    path = Path(__file__).resolve().parents[2].parent / "shared/testdata/tf_serving/batching_config.txt"
+    path = TESTDATA / "batching_config.txt"
     scheduler = BatchScheduler(load_parameters(str(path)))
     assert (scheduler.max_batch_size, scheduler.batch_timeout_s, scheduler.max_enqueued_batches,
             scheduler.num_batch_threads) == (128, 0, 1000000, 8)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -20,7 +19,6 @@ from serving.tensors import from_numpy, to_numpy
 from toolkit.local_server import LocalServer
 
 HALF = "half"
-TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "tf_serving"
 
 
 # A half-second batching window keeps gRPC requests inside the server (queued

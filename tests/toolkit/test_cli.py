@@ -5,16 +5,15 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from tf_serving_testdata import HALF_PLUS_TWO_TF2
 from toolkit.cli import cli
 
-ROOT = Path(__file__).resolve().parents[2]
-TF2_TESTDATA = ROOT.parent / "shared" / "testdata" / "tf_serving" / "saved_model_half_plus_two_tf2_cpu" / "00000123"
+TF2_TESTDATA = HALF_PLUS_TWO_TF2 / "00000123"
 
 
 def invoke(*args):
