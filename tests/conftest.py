@@ -8,7 +8,12 @@ import os
 
 import pytest
 
+from toolkit.tfenv import tf
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Test modules import tensorflow_serving (and with it TensorFlow) at collection;
+# importing it here first, quietly, keeps its start-up banner out of the test log.
+tf()
 
 MODEL_NAME = "logreg"
 
