@@ -188,30 +188,32 @@ def _run(servable: Servable, input_name: str, examples: np.ndarray, output_names
     return dict(zip(output_names, fetched))
 
 
-def classify(servable: Servable, request, method_check: bool):
-    """Classify: serialized tf.Examples through a classification signature."""
+def _run_examples(servable: Servable, request, method_check: bool, io, fill, response):
+    """Classify/Regress: serialized tf.Examples through the request's signature.
+
+    `io` picks the signature's input and outputs (checking the method name when
+    asked); `fill` writes the fetched outputs into `response.result`.
+    """
     signature = _signature_for(servable, request.model_spec, "No signature was found with the name: ")
-    input_name, output_names = classification_io(signature, method_check)
+    input_name, output_names = io(signature, method_check)
     examples = examples_tensor(request.input)
     fetched = _run(servable, input_name, examples, output_names)
-    response = classification_pb2.ClassificationResponse()
     _model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name,
                 servable.version)
-    classification_result(signature, len(examples), fetched, response.result)
+    fill(signature, len(examples), fetched, response.result)
     return response
+
+
+def classify(servable: Servable, request, method_check: bool):
+    """Classify: serialized tf.Examples through a classification signature."""
+    return _run_examples(servable, request, method_check, classification_io, classification_result,
+                         classification_pb2.ClassificationResponse())
 
 
 def regress(servable: Servable, request, method_check: bool):
     """Regress: serialized tf.Examples through a regression signature."""
-    signature = _signature_for(servable, request.model_spec, "No signature was found with the name: ")
-    input_name, output_names = regression_io(signature, method_check)
-    examples = examples_tensor(request.input)
-    fetched = _run(servable, input_name, examples, output_names)
-    response = regression_pb2.RegressionResponse()
-    _model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name,
-                servable.version)
-    regression_result(signature, len(examples), fetched, response.result)
-    return response
+    return _run_examples(servable, request, method_check, regression_io, regression_result,
+                         regression_pb2.RegressionResponse())
 
 
 def _check_tasks_share_a_model(request) -> None:

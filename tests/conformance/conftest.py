@@ -13,7 +13,6 @@ each test waits only for the one it uses.
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 from tf_serving_testdata import (  # noqa: F401  (re-exported to the tests)
-    COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
+    copy_model, COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
 
 RPC_TIMEOUT = 5.0
 LABEL = "Version_Label"  # the label the REST handler suite adds by a config reload
@@ -200,15 +199,6 @@ def _echo_model(base: Path) -> Path:
         "serving_default": echo.get_concrete_function(**spec),
         "floats": floats, "uneven": uneven, "complex": complex_out})
     return base
-
-
-def copy_model(source: Path, dest: Path) -> Path:
-    """A writable copy of a read-only test model."""
-    shutil.copytree(source, dest)
-    for root, dirs, files in os.walk(dest):
-        for name in dirs + files:
-            os.chmod(os.path.join(root, name), 0o755)
-    return dest
 
 
 def with_warmup(base: Path, version: str, requests) -> Path:

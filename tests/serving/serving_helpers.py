@@ -1,7 +1,5 @@
 """Helpers for the serving tests: test-model paths, config files, a numpy gRPC client."""
 
-import os
-import shutil
 from pathlib import Path
 
 import grpc
@@ -10,7 +8,7 @@ import pytest
 from toolkit.local_server import LocalServer
 
 from tf_serving_testdata import (  # noqa: F401  (re-exported to the tests)
-    BAD, COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
+    copy_model, BAD, COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
 
 
 def model_entry(name: str, base_path, extra: str = "") -> str:
@@ -28,15 +26,6 @@ def write_config(path: Path, entries: list) -> Path:
 def start(args, **kwargs) -> LocalServer:
     """A started LocalServer (the caller stops it)."""
     return LocalServer(args, timeout=kwargs.pop("timeout", 90), **kwargs).start()
-
-
-def copy_model(source: Path, dest: Path) -> Path:
-    """Copy a read-only test model folder to a writable place."""
-    shutil.copytree(source, dest)
-    for root, dirs, files in os.walk(dest):
-        for name in dirs + files:
-            os.chmod(os.path.join(root, name), 0o755)
-    return dest
 
 
 class Client:
