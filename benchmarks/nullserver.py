@@ -3,7 +3,7 @@
     python -m benchmarks.nullserver --response FILE [tensorflow_model_server flags...]
 
 Built by `serving.server.grpc_server` from the same flags as our server (same
-thread pool, same channel options), it answers every Predict with the bytes in
+grpc.aio server, thread pool and channel options), it answers every Predict with the bytes in
 FILE — a real response of our server, so the reply has the same size. Requests
 are not parsed and the reply is not re-serialized: each costs a few
 microseconds in protobuf's C code, so this ceiling is, if anything, a little
@@ -24,10 +24,14 @@ from serving.server import grpc_server
 SERVICE = "tensorflow.serving.PredictionService"
 
 
-def null_server(response: bytes, options) -> grpc.Server:
-    """A started grpc.Server whose Predict returns `response`, on 127.0.0.1:options.port."""
+def null_server(response: bytes, options):
+    """A started server (serving.grpc_loop.LoopServer) whose Predict returns `response`, on 127.0.0.1:options.port."""
     server = grpc_server(options)
-    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: response)
+
+    async def predict(request, context):  # on the event loop, as our small Predicts are
+        return response
+
+    handler = grpc.unary_unary_rpc_method_handler(predict)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Predict": handler}),))
     server.add_insecure_port(f"127.0.0.1:{options.port}")
     server.start()
@@ -51,7 +55,7 @@ def main(argv: list) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"Running gRPC ModelServer at 127.0.0.1:{options.port} ...", flush=True)
     stop.wait()
-    server.stop(1).wait()
+    server.stop(1)
     return 0
 
 

@@ -2,9 +2,10 @@
 
 grpcio's `Server.stop(grace)` shuts gRPC core down at once, and core then
 cancels (status CANCELLED) every call that has reached the server but that
-Python has not taken yet. grpcio takes calls from core one at a time on one
-thread that competes for the GIL with the busy workers, so under load such
-calls are common. The server therefore drains in two phases:
+Python has not taken yet. grpcio takes calls from core one at a time on its
+event-loop thread (serving.grpc_loop), which competes for the GIL with the
+busy workers, so under load such calls are common. The server therefore
+drains in two phases:
 
 1. `DrainingExecutor.begin_drain()`: calls taken from now on are answered
    UNAVAILABLE by the servicers (`refusing()` is true on their thread); calls
@@ -18,8 +19,11 @@ calls are common. The server therefore drains in two phases:
    a call that arrives in the instant core stops is cancelled; later ones find
    the listening socket closed (UNAVAILABLE).
 
-A taken call is one grpcio hands to the pool (`submit`), which it does as soon
-as core gives it the call; its future completes after its status is sent.
+A taken call is one the server hands to the pool (`submit`), which it does as
+soon as core gives it the call, or one it serves on the event loop at once (a
+small Predict: `refuse_inline` decides, and nothing is left to wait for once
+it returns). A pooled call's future completes once its handler returns; its
+status follows on the loop, within the quiet period.
 """
 
 import threading
@@ -41,8 +45,9 @@ def refusing() -> bool:
 class DrainingExecutor(futures.ThreadPoolExecutor):
     """The gRPC server's worker pool, counting the calls accepted before a drain.
 
-    `submit` runs on grpcio's one call-taking thread, the busiest holder of the
-    GIL under load, so its normal path is kept to one uncontended lock.
+    `submit` runs on the event-loop thread that takes every call, the busiest
+    holder of the GIL under load, so its normal path is kept to one
+    uncontended lock.
     """
 
     def __init__(self, max_workers: int, thread_name_prefix: str = ""):
@@ -76,6 +81,15 @@ class DrainingExecutor(futures.ThreadPoolExecutor):
                     self._last_activity = time.monotonic()
                     if not self._admitted:
                         self._idle.notify_all()
+
+    def refuse_inline(self) -> bool:
+        """For a call served on the event loop rather than the pool: True (refuse
+        it) once the drain has begun, which also counts as activity."""
+        if not self._draining:
+            return False
+        with self._idle:
+            self._last_activity = time.monotonic()
+        return True
 
     def begin_drain(self) -> None:
         """From now on, accepted calls are marked to be refused."""

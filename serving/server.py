@@ -17,6 +17,7 @@ from typing import Optional
 
 from serving import LISTEN_HOST_ENV, flags
 from serving.drain import DrainingExecutor
+from serving.grpc_loop import LoopServer
 
 log = logging.getLogger("serving")
 
@@ -193,12 +194,10 @@ def grpc_pool(options) -> DrainingExecutor:
     return DrainingExecutor(max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc")
 
 
-def grpc_server(options, pool: Optional[DrainingExecutor] = None):
-    """A grpc.Server with the flags' thread pool (`pool`, else a new grpc_pool) and
-    channel arguments, no services or ports yet (the benchmark's null server is
-    built by the same function)."""
-    import grpc
-
+def grpc_server(options, pool: Optional[DrainingExecutor] = None) -> LoopServer:
+    """A gRPC server (grpc.aio, on its own loop thread) with the flags' thread
+    pool (`pool`, else a new grpc_pool) and channel arguments, no services or
+    ports yet (the benchmark's null server is built by the same function)."""
     try:
         channel_args = flags.grpc_channel_arguments(options.grpc_channel_arguments)
     except flags.FlagError as exc:
@@ -207,7 +206,7 @@ def grpc_server(options, pool: Optional[DrainingExecutor] = None):
     server_options = [("grpc.max_receive_message_length", max_size),
                       ("grpc.max_send_message_length", max_size),
                       ("grpc.so_reuseport", 0)] + channel_args
-    return grpc.server(pool or grpc_pool(options), options=server_options)
+    return LoopServer(pool or grpc_pool(options), server_options)
 
 
 class ModelServer:
@@ -263,8 +262,9 @@ class ModelServer:
 
         options = self.options
         self._grpc_pool = grpc_pool(options)
-        server = grpc_server(options, self._grpc_pool)
-        grpc_service.add_services(server, self.core)
+        server = self.grpc_server = grpc_server(options, self._grpc_pool)  # shutdown() stops it
+        grpc_service.add_services(server, self.core, self._grpc_pool, server.loop,
+                                  inline_predict=not options.enable_batching)
         if options.enable_grpc_healthcheck_service:
             self._add_health(server)
         if options.enable_profiler:
@@ -296,7 +296,6 @@ class ModelServer:
                               f"Failed to BuildAndStart gRPC server: cannot listen on {address} "
                               f"({exc})") from None
         server.start()
-        self.grpc_server = server
         if options.port:
             log.info("Running gRPC ModelServer at %s:%d ...", host, options.port)
         if options.grpc_socket_path:
@@ -363,7 +362,7 @@ class ModelServer:
             if not self._grpc_pool.wait_drained(max(0.0, deadline - time.monotonic())):
                 log.warning("Grace period of %gs over: cancelling the gRPC calls still running",
                             grace)
-            self.grpc_server.stop(max(0.0, deadline - time.monotonic())).wait()
+            self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
         if self.core is not None:
             self.core.stop()
         log.info("Server stopped")
