@@ -131,7 +131,8 @@ class Servable:
 
         Validates exactly like TF Serving's Predict, in its order (signature,
         input names, output_filter, dtypes) and raises ServingError with its
-        messages.
+        messages. The caller holds this servable (take() or hold()), so an
+        unload waits for the run.
         """
         signature_name = signature_name or DEFAULT_SIGNATURE
         plan = self.plan(signature_name)
@@ -149,15 +150,11 @@ class Servable:
                 raise invalid_argument(
                     f"Expects arg[{index}] to be {dtype_name(expected)} but "
                     f"{dtype_name(got)} is provided")
-        self.take()
-        try:
-            if self.batcher is not None:
-                key = (self.name, self.version, signature_name, tuple(aliases))
-                return self.batcher.run(
-                    key, dict(inputs), lambda merged: self.run_aliases(signature_name, merged, aliases))
-            return self.run_aliases(signature_name, inputs, aliases)
-        finally:
-            self.release()
+        if self.batcher is not None:
+            key = (self.name, self.version, signature_name, tuple(aliases))
+            return self.batcher.run(
+                key, dict(inputs), lambda merged: self.run_aliases(signature_name, merged, aliases))
+        return self.run_aliases(signature_name, inputs, aliases)
 
     @staticmethod
     def _check_method(signature) -> None:

@@ -81,10 +81,14 @@ class LogisticRegression(tf.Module):
         """probabilities, logits and 0/1 classes (probability > 0.5) for a [N, D] batch."""
         logits = self.logits(features)
         probabilities = tf.sigmoid(logits)
+        # p > 1 - p is p > 0.5 exactly (1 - p is exact for p >= 0.5 and above
+        # 0.5 otherwise), but compares two tensors of one shape: LiteRT runs a
+        # compare against a broadcast scalar on its slow 4-D path, which took
+        # over half of invoke() at 10 000 rows (65 -> 30 us with this form).
         return {
             "probabilities": probabilities,
             "logits": logits,
-            "classes": tf.cast(probabilities > 0.5, tf.int64),
+            "classes": tf.cast(probabilities > 1.0 - probabilities, tf.int64),
         }
 
     def _parse(self, serialized, feature_spec):
