@@ -68,14 +68,31 @@ class _Task:
         self.index = index
 
 
+class Done:
+    """A model run that has already finished: `result()` is `outputs`."""
+
+    __slots__ = ("outputs",)
+
+    def __init__(self, outputs: Outputs):
+        self.outputs = outputs
+
+    def result(self) -> Outputs:
+        return self.outputs
+
+    def add_done_callback(self, fn: Callable[[], None]) -> None:
+        fn()
+
+
 class _Request:
-    """What a caller waits on: the outputs of all its pieces."""
+    """What a caller waits on: the outputs of all its pieces (see `Done` for
+    the same interface on a run that needed no waiting)."""
 
     def __init__(self, pieces: int):
         self.remaining = pieces
         self.parts: list[Outputs | None] = [None] * pieces
         self.error: BaseException | None = None
         self.done = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
     def finish(self, index: int, outputs: Outputs | None, error: BaseException | None) -> None:
@@ -84,10 +101,23 @@ class _Request:
                 self.error = error
             self.parts[index] = outputs
             self.remaining -= 1
-            if self.remaining == 0:
-                self.done.set()
+            if self.remaining:
+                return
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn()
+
+    def add_done_callback(self, fn: Callable[[], None]) -> None:
+        """Call fn() (on a batch thread) once result() would not block; now if it would not."""
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(fn)
+                return
+        fn()
 
     def result(self) -> Outputs:
+        """This caller's outputs, once every piece has run (blocks until then)."""
         self.done.wait()
         if self.error is not None:
             raise self.error
@@ -182,13 +212,19 @@ class BatchScheduler:
         `fn(merged_inputs) -> outputs` must return arrays whose dimension 0
         matches its inputs'. Returns this caller's rows of the outputs.
         """
+        return self.submit(key, inputs, fn).result()
+
+    def submit(self, key: Hashable, inputs: Mapping[str, np.ndarray],
+               fn: Callable[[Outputs], Outputs]) -> "_Request | Done":
+        """`run` without the wait: queue the call (ServingError if it cannot be
+        queued) and return what `result()` gives its outputs."""
         size = _batch_size(inputs)
         if size > self.max_batch_size:
             raise invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {self.max_batch_size}"
             )
         if size == 0:
-            return fn(dict(inputs))  # nothing to merge; padding needs a real row
+            return Done(fn(dict(inputs)))  # nothing to merge; padding needs a real row
         with self._cond:
             if self._stopped:
                 raise unavailable("The batch scheduler is shutting down")
@@ -219,7 +255,7 @@ class BatchScheduler:
                 batch.tasks.append(_Task(piece, piece_size, request, index))
                 batch.size += piece_size
             self._cond.notify_all()
-        return request.result()
+        return request
 
     # -- batch threads ---------------------------------------------------------
     def _ensure_threads(self) -> None:

@@ -202,11 +202,14 @@ class ServerCore:
             return servable
 
     # -- PredictionService --------------------------------------------------------
+    def take(self, model_spec) -> Servable:
+        """acquire() without its context managers, for the hottest path: the
+        caller must release() the servable."""
+        return self.manager.take(model_spec.name, self._spec_version(model_spec))
+
     def predict(self, request):
         """PredictionService.Predict."""
-        # acquire() without its context managers: this is the hottest path.
-        spec = request.model_spec
-        servable = self.manager.take(spec.name, self._spec_version(spec))
+        servable = self.take(request.model_spec)
         try:
             return inference.predict(servable, request,
                                      self.options.enable_serialization_as_tensor_content)

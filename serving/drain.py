@@ -20,10 +20,11 @@ drains in two phases:
    the listening socket closed (UNAVAILABLE).
 
 A taken call is one the server hands to the pool (`submit`), which it does as
-soon as core gives it the call, or one it serves on the event loop at once (a
-small Predict: `refuse_inline` decides, and nothing is left to wait for once
-it returns). A pooled call's future completes once its handler returns; its
-status follows on the loop, within the quiet period.
+soon as core gives it the call, or one it serves on the event loop: a small
+Predict, checked with `refuse_inline` and answered before the loop does
+anything else, or one waiting for its batch, counted with `admit`/`finish`.
+A call's count ends once its handler returns; its status follows on the
+loop, within the quiet period.
 """
 
 import threading
@@ -58,38 +59,49 @@ class DrainingExecutor(futures.ThreadPoolExecutor):
         self._last_activity = 0.0  # time.monotonic() of the latest call accepted or ended while draining
 
     def submit(self, fn, /, *args, **kwargs):
-        if self._draining:
-            with self._idle:
-                self._last_activity = time.monotonic()
+        if not self.admit():
             return super().submit(_run_refused, fn, *args, **kwargs)
-        with self._idle:
-            self._admitted += 1
         try:
             return super().submit(self._run_admitted, fn, *args, **kwargs)
         except RuntimeError:  # the pool is shut down: the call will not run
-            with self._idle:
-                self._admitted -= 1
+            self.finish()
             raise
 
     def _run_admitted(self, fn, *args, **kwargs):
         try:
-            return fn(*args, **kwargs)  # returns once the call's status is handed to core
+            return fn(*args, **kwargs)
         finally:
-            with self._idle:
-                self._admitted -= 1
-                if self._draining:
-                    self._last_activity = time.monotonic()
-                    if not self._admitted:
-                        self._idle.notify_all()
+            self.finish()
+
+    def admit(self) -> bool:
+        """Count a call as accepted (True) until finish(), or, once the drain has
+        begun, note the activity and return False: the call is to be refused.
+        The pool does this for what it runs; a call served on the event loop
+        calls it itself."""
+        with self._idle:
+            if self._draining:
+                self._last_activity = time.monotonic()
+                return False
+            self._admitted += 1
+            return True
 
     def refuse_inline(self) -> bool:
-        """For a call served on the event loop rather than the pool: True (refuse
-        it) once the drain has begun, which also counts as activity."""
+        """For a call the event loop serves without waiting (so there is nothing
+        to count): True (refuse it) once the drain has begun, noted as activity."""
         if not self._draining:
             return False
         with self._idle:
             self._last_activity = time.monotonic()
         return True
+
+    def finish(self) -> None:
+        """An admitted call is answered."""
+        with self._idle:
+            self._admitted -= 1
+            if self._draining:
+                self._last_activity = time.monotonic()
+                if not self._admitted:
+                    self._idle.notify_all()
 
     def begin_drain(self) -> None:
         """From now on, accepted calls are marked to be refused."""

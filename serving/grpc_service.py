@@ -7,9 +7,9 @@ Every method but Predict is a plain function, which the aio server runs on
 the --grpc_max_threads pool. Predict is a coroutine: a small request (the
 common batch-1 call, a few dozen microseconds of work) is served right on the
 event loop, which saves the hand-off to a worker thread (see
-serving.grpc_loop); a large one, or any when batching is on (its scheduler
-blocks the caller until the batch runs), goes to the pool like the others so
-it cannot hold up the loop.
+serving.grpc_loop); with batching on, it waits for its batch there without
+blocking the loop. A large request goes to the pool like the other methods,
+so it cannot hold up the loop.
 """
 
 import asyncio
@@ -21,7 +21,8 @@ from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
-from serving import drain, metrics
+from serving import drain, inference, metrics
+from serving.batching import Done
 from serving.core import ServerCore
 from serving.errors import ServingError
 
@@ -50,30 +51,6 @@ def _lenient(parse):
     return deserialize
 
 
-def _answer(core_method, core: ServerCore, request, api: str, model_of, signature_of,
-            refuse: bool):
-    """Run core_method(core, request): (response, None) or (None, (code, message)),
-    with the request recorded in the metrics."""
-    if request is _UNPARSEABLE:
-        return None, _UNPARSEABLE_STATUS
-    started = time.perf_counter()
-    code = grpc.StatusCode.OK
-    try:
-        if refuse:
-            raise ServingError(grpc.StatusCode.UNAVAILABLE, drain.SHUTTING_DOWN)
-        return core_method(core, request), None
-    except ServingError as exc:
-        code = exc.code
-        return None, (exc.code, exc.message)
-    except Exception as exc:  # a bug must still answer the client, not hang it
-        code = grpc.StatusCode.INTERNAL
-        log.exception("%s failed", api)
-        return None, (code, f"{type(exc).__name__}: {exc}")
-    finally:
-        metrics.record_request(model_of(request), signature_of(request), api, code.name,
-                               time.perf_counter() - started)
-
-
 def _model(request) -> str:
     return request.model_spec.name
 
@@ -82,15 +59,65 @@ def _signature(request) -> str:
     return request.model_spec.signature_name
 
 
+class _Call:
+    """One call's outcome: a `with _Call(...) as call:` block sets `call.response`;
+    on leaving it, a ServingError (or, for a bug, any Exception) becomes
+    `call.error` = (code, message) and the request is recorded in the metrics."""
+
+    __slots__ = ("api", "request", "model_of", "signature_of", "started", "response", "error")
+
+    def __init__(self, api: str, request, model_of=_model, signature_of=_signature):
+        self.api = api
+        self.request = request
+        self.model_of = model_of
+        self.signature_of = signature_of
+        self.response = None
+        self.error = None
+
+    def __enter__(self) -> "_Call":
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        code = grpc.StatusCode.OK
+        if isinstance(exc, ServingError):
+            code = exc.code
+            self.error = (exc.code, exc.message)
+        elif isinstance(exc, Exception):  # a bug must still answer the client, not hang it
+            code = grpc.StatusCode.INTERNAL
+            log.error("%s failed", self.api, exc_info=exc)
+            self.error = (code, f"{type(exc).__name__}: {exc}")
+        elif exc is not None:  # cancellation, interpreter exit: not ours to answer
+            return False
+        metrics.record_request(self.model_of(self.request), self.signature_of(self.request),
+                               self.api, code.name, time.perf_counter() - self.started)
+        return True
+
+
+def _shutting_down() -> ServingError:
+    return ServingError(grpc.StatusCode.UNAVAILABLE, drain.SHUTTING_DOWN)
+
+
+def _served(core_method, core: ServerCore, request, api: str, model_of=_model,
+            signature_of=_signature) -> _Call:
+    """core_method(core, request) on a pool thread, as a finished _Call."""
+    with _Call(api, request, model_of, signature_of) as call:
+        if drain.refusing():
+            raise _shutting_down()
+        call.response = core_method(core, request)
+    return call
+
+
 def _call(core_method, api: str, model_of=_model, signature_of=_signature):
     """A servicer method run on a pool thread: core_method(request), errors mapped."""
 
     def handler(self, request, context):
-        response, error = _answer(core_method, self.core, request, api, model_of, signature_of,
-                                  drain.refusing())
-        if error:
-            context.abort(*error)
-        return response
+        if request is _UNPARSEABLE:
+            context.abort(*_UNPARSEABLE_STATUS)
+        call = _served(core_method, self.core, request, api, model_of, signature_of)
+        if call.error:
+            context.abort(*call.error)
+        return call.response
 
     handler.__name__ = api
     return handler
@@ -104,35 +131,59 @@ class PredictionService:
     """tensorflow.serving.PredictionService."""
 
     def __init__(self, core: ServerCore, pool: drain.DrainingExecutor,
-                 loop: asyncio.AbstractEventLoop, inline_predict: bool):
+                 loop: asyncio.AbstractEventLoop):
         self.core = core
         self._pool = pool
         self._loop = loop
-        self._inline_predict = inline_predict
 
     async def Predict(self, request, context):
-        if request is _UNPARSEABLE or (self._inline_predict
-                                       and request.ByteSize() <= INLINE_PREDICT_MAX_BYTES):
-            response, error = _answer(ServerCore.predict, self.core, request, "Predict", _model,
-                                      _signature, self._pool.refuse_inline())
-            if error:
-                await context.abort(*error)
-            return response
-        response, error = await self._loop.run_in_executor(self._pool, self._predict_on_thread,
-                                                           request)
-        if error:
-            await context.abort(*error)
-        return response
+        if request is _UNPARSEABLE:
+            await context.abort(*_UNPARSEABLE_STATUS)
+        if request.ByteSize() > INLINE_PREDICT_MAX_BYTES:
+            call = await self._loop.run_in_executor(self._pool, _served, ServerCore.predict,
+                                                    self.core, request, "Predict")
+        else:
+            # ServerCore.predict, except that a batched run is awaited.
+            with _Call("Predict", request) as call:
+                if self._pool.refuse_inline():
+                    raise _shutting_down()
+                servable = self.core.take(request.model_spec)
+                try:
+                    run = inference.start_predict(servable, request)
+                    if not isinstance(run, Done):
+                        await self._batch_done(run)
+                    call.response = inference.predict_response(
+                        servable, request, run.result(),
+                        self.core.options.enable_serialization_as_tensor_content)
+                finally:
+                    servable.release()
+        if call.error:
+            await context.abort(*call.error)
+        return call.response
 
-    def _predict_on_thread(self, request):
-        return _answer(ServerCore.predict, self.core, request, "Predict", _model, _signature,
-                       drain.refusing())
+    async def _batch_done(self, run) -> None:
+        """Wait for a batched run; the loop serves other calls meanwhile. The
+        call counts as accepted for the drain until its batch has run."""
+        ready = self._loop.create_future()
+        run.add_done_callback(lambda: self._loop.call_soon_threadsafe(_set_done, ready))
+        if not self._pool.admit():  # the drain began after this call was accepted
+            await ready
+            return
+        try:
+            await ready
+        finally:
+            self._pool.finish()
 
     Classify = _call(ServerCore.classify, "Classify")
     Regress = _call(ServerCore.regress, "Regress")
     MultiInference = _call(ServerCore.multi_inference, "MultiInference", _first_task_model,
                            lambda r: "")
     GetModelMetadata = _call(ServerCore.get_model_metadata, "GetModelMetadata")
+
+
+def _set_done(future: asyncio.Future) -> None:
+    if not future.done():  # the call may have been cancelled meanwhile
+        future.set_result(None)
 
 
 class ModelService:
@@ -159,10 +210,10 @@ def _add_service(server, servicer, service) -> None:
 
 
 def add_services(server, core: ServerCore, pool: drain.DrainingExecutor,
-                 loop: asyncio.AbstractEventLoop, inline_predict: bool) -> None:
-    """Register both TF Serving services on a serving.grpc_loop.LoopServer;
-    `inline_predict`: serve small Predicts on its event loop `loop`."""
-    _add_service(server, PredictionService(core, pool, loop, inline_predict),
+                 loop: asyncio.AbstractEventLoop) -> None:
+    """Register both TF Serving services on a serving.grpc_loop.LoopServer whose
+    event loop is `loop` and worker pool `pool`."""
+    _add_service(server, PredictionService(core, pool, loop),
                  prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"])
     _add_service(server, ModelService(core),
                  model_service_pb2.DESCRIPTOR.services_by_name["ModelService"])

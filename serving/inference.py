@@ -45,14 +45,27 @@ def decode_inputs(tensors) -> dict:
 
 def predict(servable: Servable, request, as_tensor_content: bool) -> predict_pb2.PredictResponse:
     """Predict: run a signature on named tensors."""
-    signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    plan = servable.plan(signature_name)
+    return predict_response(servable, request, start_predict(servable, request).result(),
+                            as_tensor_content)
+
+
+def start_predict(servable: Servable, request):
+    """Predict up to the model run: checks, decoding, and the run started
+    (Servable.start: `result()` gives the outputs, which may wait for a batch)."""
+    plan = servable.plan(request.model_spec.signature_name or DEFAULT_SIGNATURE)
     if set(request.inputs) != plan.inputs:
         # TF Serving checks the input names before it parses any tensor.
         servable.check_input_set(plan.signature, request.inputs)
-    outputs = servable.run(signature_name, decode_inputs(request.inputs), request.output_filter)
+    return servable.start(request.model_spec.signature_name, decode_inputs(request.inputs),
+                          request.output_filter)
+
+
+def predict_response(servable: Servable, request, outputs: dict,
+                     as_tensor_content: bool) -> predict_pb2.PredictResponse:
+    """The PredictResponse of a finished start_predict."""
     response = predict_pb2.PredictResponse()
-    _model_spec(response.model_spec, request.model_spec.name, signature_name, servable.version)
+    _model_spec(response.model_spec, request.model_spec.name,
+                request.model_spec.signature_name or DEFAULT_SIGNATURE, servable.version)
     for alias, value in outputs.items():
         from_numpy(value, as_tensor_content, out=response.outputs[alias])
     return response

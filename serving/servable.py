@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 from tensorflow.core.protobuf import config_pb2
 
+from serving.batching import Done
 from serving.errors import ServingError, failed_precondition, invalid_argument
 from serving.tensors import data_type_of, dtype_name
 
@@ -134,6 +135,14 @@ class Servable:
         messages. The caller holds this servable (take() or hold()), so an
         unload waits for the run.
         """
+        return self.start(signature_name, inputs, output_filter).result()
+
+    def start(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+              output_filter: Sequence[str] = ()):
+        """run() for callers that must not block on a batch: validate, then run
+        now (unbatched) or queue the inputs with the batcher. Returns an object
+        whose `result()` gives the outputs and whose `add_done_callback(fn)`
+        calls fn() once they are ready (serving.batching.Done / its queue's)."""
         signature_name = signature_name or DEFAULT_SIGNATURE
         plan = self.plan(signature_name)
         signature = plan.signature
@@ -152,9 +161,9 @@ class Servable:
                     f"{dtype_name(got)} is provided")
         if self.batcher is not None:
             key = (self.name, self.version, signature_name, tuple(aliases))
-            return self.batcher.run(
+            return self.batcher.submit(
                 key, dict(inputs), lambda merged: self.run_aliases(signature_name, merged, aliases))
-        return self.run_aliases(signature_name, inputs, aliases)
+        return Done(self.run_aliases(signature_name, inputs, aliases))
 
     @staticmethod
     def _check_method(signature) -> None:

@@ -263,8 +263,7 @@ class ModelServer:
         options = self.options
         self._grpc_pool = grpc_pool(options)
         server = self.grpc_server = grpc_server(options, self._grpc_pool)  # shutdown() stops it
-        grpc_service.add_services(server, self.core, self._grpc_pool, server.loop,
-                                  inline_predict=not options.enable_batching)
+        grpc_service.add_services(server, self.core, self._grpc_pool, server.loop)
         if options.enable_grpc_healthcheck_service:
             self._add_health(server)
         if options.enable_profiler:

@@ -143,6 +143,12 @@ def scrape(rest):
 
 
 @pytest.fixture(scope="session")
+def metrics_of():
+    """metrics_of(rest_url): a MetricsSnapshot of another server (one a test started)."""
+    return lambda rest_url: MetricsSnapshot(Http(rest_url))
+
+
+@pytest.fixture(scope="session")
 def half_base(tmp_path_factory):
     """A model base path with TF Serving's half_plus_two (version 123), for one-off servers."""
     return copy_half(tmp_path_factory.mktemp("half"))

@@ -13,6 +13,8 @@ from serving.batching import BatchScheduler
 from serving.config_protos import BatchingParameters
 from serving.errors import ServingError
 from serving.tensors import from_numpy, to_numpy
+from tf_serving_testdata import TESTDATA
+from toolkit.local_server import LocalServer
 
 HALF = "half"
 MAX_BATCH = 16  # conftest.BATCHING
@@ -61,6 +63,39 @@ def test_concurrent_callers_get_their_own_rows_and_are_merged(rest, channel, scr
         np.testing.assert_array_equal(y, 0.5 * x + 2)  # own rows, own order, nothing extra
     merged_calls = scrape().value(WRAPPED) - before
     assert 1 <= merged_calls < 24, f"{merged_calls} model calls for 24 requests: nothing was merged"
+
+
+def test_batched_grpc_calls_wait_without_holding_a_worker_thread(ops_models, half_base, metrics_of):
+    # One gRPC worker thread: if a batched call held it while waiting for its
+    # batch, the 16 calls would run one batch each.
+    server = LocalServer([f"--model_name={HALF}", f"--model_base_path={half_base}", "--enable_batching",
+                          f"--batching_parameters_file={ops_models['batching']}", "--grpc_max_threads=1",
+                          f"--monitoring_config_file={TESTDATA / 'monitoring_config.txt'}"], rest=True)
+    callers = 16
+    with server, grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        start = threading.Barrier(callers)
+        answers, failures = {}, []
+
+        def call(i):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = HALF
+            request.inputs["x"].CopyFrom(from_numpy(np.full((1, 1), i, np.float32)))
+            start.wait()
+            try:
+                answers[i] = to_numpy(stub.Predict(request, timeout=30).outputs["y"])
+            except grpc.RpcError as err:
+                failures.append(f"{err.code().name}: {err.details()}")
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(callers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        model_calls = metrics_of(server.rest_url).value(WRAPPED)
+    assert not failures
+    assert {i: float(y[0, 0]) for i, y in answers.items()} == {i: 0.5 * i + 2 for i in range(callers)}
+    assert model_calls < callers / 2, f"{model_calls:g} model calls for {callers} batched calls"
 
 
 def test_oversized_request_is_refused_like_tf_serving(rest, channel):
