@@ -45,7 +45,7 @@ CLIENT_PROCESSES = 2
 # core: 8 here) requests are inside the server at once, so a batch closes when
 # those 8 have joined, or after 1 ms.
 BATCHING_PARAMETERS = """\
-max_batch_size { value: 8 }
+max_batch_size { value: 32 }
 batch_timeout_micros { value: 1000 }
 max_enqueued_batches { value: 100 }
 num_batch_threads { value: 1 }
