@@ -19,10 +19,15 @@ METHODS = ("Profile", "Terminate", "Monitor", "StartContinuousProfiling",
            "StopContinuousProfiling", "GetSnapshot")
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_loopback_port(avoid: frozenset) -> int:
+    """A free 127.0.0.1 port other than `avoid`: the server's own ports, which it
+    binds only after this one is chosen (a free one then is free for anyone)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 class _Forwarder(grpc.GenericRpcHandler):
@@ -46,11 +51,12 @@ class _Forwarder(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(relay)
 
 
-def add_profiler_service(server: grpc.Server) -> None:
-    """Start TensorFlow's profiler server privately and expose it on `server`."""
+def add_profiler_service(server, own_ports=()) -> None:
+    """Start TensorFlow's profiler server privately and expose it on `server`;
+    `own_ports`: the ports the model server is about to listen on."""
     import tensorflow as tf
 
-    port = _free_loopback_port()
+    port = _free_loopback_port(frozenset(own_ports))
     tf.profiler.experimental.server.start(port)
     server.add_generic_rpc_handlers((_Forwarder(f"127.0.0.1:{port}"),))
     log.info("Profiler service is enabled")

@@ -269,7 +269,7 @@ class ModelServer:
         if options.enable_profiler:
             from serving.profiler import add_profiler_service
 
-            add_profiler_service(server)
+            add_profiler_service(server, own_ports=(options.port, options.rest_api_port))
         credentials = None
         if options.ssl_config_file:
             from serving.tls import server_credentials

@@ -2,8 +2,8 @@
 
 64 clients (48 gRPC, 16 REST, each on its own connection) keep one batch-1
 Predict in flight each against a server with 4 gRPC worker threads and a
-100 ms batching window, so most gRPC calls wait queued for a worker when
-SIGTERM arrives. Every call the server took before the stop must be answered
+100 ms batching window, so many more gRPC calls than worker threads are in
+flight (waiting for their batch) when SIGTERM arrives. Every call the server took before the stop must be answered
 OK with the caller's own rows; calls that arrive after it may be refused as
 TF Serving refuses them (gRPC UNAVAILABLE, HTTP 503, or a refused connection),
 never cancelled or cut off half-way; the process exits 0.
@@ -133,8 +133,8 @@ def test_sigterm_with_more_calls_in_flight_than_threads_answers_every_accepted_c
     lost = [call for call in reached if call[-1] != "OK"]
     assert not lost, lost
     # Far more gRPC calls than worker threads were in flight at the stop (the
-    # others had just been answered and were sent again).
+    # others had just been answered and were sent again, too late to count).
     in_flight = [call for call in reached if call[3] > sigterm_at]
-    assert sum(1 for call in in_flight if call[0] == "GrpcClient") >= GRPC_CLIENTS // 2, in_flight
+    assert sum(1 for call in in_flight if call[0] == "GrpcClient") >= 2 * GRPC_THREADS, in_flight
     assert all(is_refusal(client.calls[-1][-1]) for client in clients)
     assert "Traceback" not in "\n".join(server.log_lines())
