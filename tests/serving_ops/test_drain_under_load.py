@@ -26,6 +26,7 @@ HALF = "half"
 GRPC_CLIENTS = 48
 REST_CLIENTS = 16
 GRPC_THREADS = 4
+BATCH_WINDOW_S = 0.1
 BATCHING = ("batch_timeout_micros { value: 100000 } num_batch_threads { value: 1 } "
             "max_batch_size { value: 64 } max_enqueued_batches { value: 1000 }")
 # A call sent this long before SIGTERM has certainly reached the server (it is
@@ -115,6 +116,14 @@ def test_sigterm_with_more_calls_in_flight_than_threads_answers_every_accepted_c
         for client in clients:
             assert client.warm.wait(60), "a client got no first answer"
         time.sleep(0.3)  # every client has a call queued in the server
+        # Signal mid-window: 70 ms after a batch is answered, every gRPC client
+        # has sent its next call (over REACHED_S ago) and waits for the next batch.
+        grpc_clients = clients[:GRPC_CLIENTS]
+        answered, deadline = max(c.calls[-1][1] for c in grpc_clients), time.monotonic() + 10
+        while max(c.calls[-1][1] for c in grpc_clients) == answered:
+            assert time.monotonic() < deadline, "no batch was answered for 10 s"
+            time.sleep(0.001)
+        time.sleep(0.7 * BATCH_WINDOW_S)
         sigterm_at = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         exit_code = server.process.wait(60)
