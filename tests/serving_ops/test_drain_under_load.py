@@ -2,7 +2,7 @@
 
 64 clients (48 gRPC, 16 REST, each on its own connection) keep one batch-1
 Predict in flight each against a server with 4 gRPC worker threads and a
-100 ms batching window, so many more gRPC calls than worker threads are in
+200 ms batching window, so many more gRPC calls than worker threads are in
 flight (waiting for their batch) when SIGTERM arrives. Every call the server took before the stop must be answered
 OK with the caller's own rows; calls that arrive after it may be refused as
 TF Serving refuses them (gRPC UNAVAILABLE, HTTP 503, or a refused connection),
@@ -26,8 +26,8 @@ HALF = "half"
 GRPC_CLIENTS = 48
 REST_CLIENTS = 16
 GRPC_THREADS = 4
-BATCH_WINDOW_S = 0.1
-BATCHING = ("batch_timeout_micros { value: 100000 } num_batch_threads { value: 1 } "
+BATCH_WINDOW_S = 0.2
+BATCHING = ("batch_timeout_micros { value: 200000 } num_batch_threads { value: 1 } "
             "max_batch_size { value: 64 } max_enqueued_batches { value: 1000 }")
 # A call sent this long before SIGTERM has certainly reached the server (it is
 # queued there: the server's loop takes a waiting call within a millisecond).
@@ -116,14 +116,15 @@ def test_sigterm_with_more_calls_in_flight_than_threads_answers_every_accepted_c
         for client in clients:
             assert client.warm.wait(60), "a client got no first answer"
         time.sleep(0.3)  # every client has a call queued in the server
-        # Signal mid-window: 70 ms after a batch is answered, every gRPC client
-        # has sent its next call (over REACHED_S ago) and waits for the next batch.
+        # Signal mid-window: 100 ms after a batch is answered, every gRPC client
+        # has sent its next call (over REACHED_S ago) and waits for the next
+        # batch, which is 100 ms away.
         grpc_clients = clients[:GRPC_CLIENTS]
         answered, deadline = max(c.calls[-1][1] for c in grpc_clients), time.monotonic() + 10
         while max(c.calls[-1][1] for c in grpc_clients) == answered:
             assert time.monotonic() < deadline, "no batch was answered for 10 s"
             time.sleep(0.001)
-        time.sleep(0.7 * BATCH_WINDOW_S)
+        time.sleep(0.5 * BATCH_WINDOW_S)
         sigterm_at = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         exit_code = server.process.wait(60)
