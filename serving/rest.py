@@ -475,6 +475,11 @@ class _InFlight:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
 
 
+# While stopping, how long the REST server waits for more connections after
+# taking some before it closes its listening socket.
+_BACKLOG_QUIET_S = 0.05
+
+
 class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -489,16 +494,19 @@ class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.stopping = False
         super().__init__(address, _Handler)
 
-    def take_backlog(self) -> None:
-        """Take the connections the kernel has already accepted for us; closing the
-        listening socket would reset them, cutting their requests off unanswered."""
+    def take_backlog(self) -> int:
+        """Take the connections the kernel has already accepted for us (closing the
+        listening socket would reset them, cutting their requests off unanswered);
+        how many there were."""
         self.socket.setblocking(False)
+        taken = 0
         while True:
             try:
                 request, address = self.get_request()
             except OSError:  # BlockingIOError: none left
-                return
+                return taken
             self.process_request(request, address)
+            taken += 1
 
     def server_bind(self):
         if self.address_family == socket.AF_INET6:
@@ -532,12 +540,17 @@ class RestServer:
         """
         httpd = self._httpd
         httpd.stopping = True
+        deadline = time.monotonic() + grace_s
         if self._thread is not None:
             httpd.shutdown()
             self._thread.join()
-            httpd.take_backlog()
+            # Clients refused with "Connection: close" often reconnect at once:
+            # answer those too (503) until none arrive for a moment, so that few
+            # are left to be reset when the listening socket closes.
+            while httpd.take_backlog() and time.monotonic() < deadline:
+                time.sleep(_BACKLOG_QUIET_S)
         httpd.server_close()
-        drained = httpd.tracker.wait_idle(grace_s)
+        drained = httpd.tracker.wait_idle(max(0.0, deadline - time.monotonic()))
         self._api.close()
         return drained
 
