@@ -54,8 +54,8 @@ def rows_per_second(fn, rows: int, window_s: float) -> float:
 
 def _prepare(workdir: Path) -> tuple:
     """Train and export; the version folder and the run."""
-    from toolkit.export import export_model
-    from toolkit.rundir import load_run, train_to_dir
+    from toolkit.artifacts.export import export_model
+    from toolkit.training.rundir import load_run, train_to_dir
 
     train_to_dir(workdir / "run", plots=False, force=True)
     version_dir = export_model(workdir / "run", workdir / "models", MODEL_NAME, version=1, force=True)

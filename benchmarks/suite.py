@@ -269,7 +269,7 @@ class Suite:
     def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool) -> Callable[[], tuple]:
         """Launch our server with REST and (with_batching) one with --enable_batching;
         returns a function that waits for them: (ours, batching or None)."""
-        from toolkit.local_server import LocalServer
+        from toolkit.serve import LocalServer
 
         base = ["--model_name=" + MODEL, f"--model_base_path={self.workdir / 'models' / MODEL}"]
         # models=[]: like tensorflow_model_server, ours only listens once its
@@ -313,7 +313,7 @@ class Suite:
 
     @contextlib.contextmanager
     def _null_server(self, response: bytes):
-        from toolkit.local_server import LocalServer
+        from toolkit.serve import LocalServer
 
         response_file = self.workdir / "null_response.bin"
         response_file.write_bytes(response)

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from toolkit.artifacts.layout import version_numbers
 from reliability.faults import BROKEN_KINDS, publish_broken_version
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -60,7 +61,7 @@ def _break(args) -> int:
     model_dir = args.model_base_path / args.model
     if not model_dir.is_dir():
         raise ValueError(f"{model_dir}: no such model folder")
-    on_disk = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    on_disk = version_numbers(model_dir)
     folder = publish_broken_version(model_dir, args.kind, max(on_disk, default=0) + 1)
     print(f"published {folder} ({args.kind}); GetModelStatus should show it END with an error, "
           "and the version serving now keep answering")
@@ -74,7 +75,7 @@ def _break(args) -> int:
 def _own_server(workdir: Path, model: str):
     """Train + export version 1 into workdir and serve it; yields (server, publisher)."""
     from reliability.models import VersionPublisher
-    from toolkit.local_server import LocalServer
+    from toolkit.serve import LocalServer
 
     base = workdir / "models"
     publisher = VersionPublisher(base, model, workdir)

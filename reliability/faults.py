@@ -17,6 +17,8 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
+from toolkit.artifacts.layout import version_numbers
+
 BROKEN_KINDS = ("truncated saved_model.pb", "missing variables", "garbage saved_model.pb",
                 "unreadable folder")
 # The capabilities that let root bypass file permission checks.
@@ -47,7 +49,7 @@ def publish_broken_version(model_dir: str | Path, kind: str, version: int, sourc
     if kind not in BROKEN_KINDS:
         raise ValueError(f"unknown kind of broken version {kind!r}; choose from {', '.join(BROKEN_KINDS)}")
     if source is None:
-        source = max((int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), default=None)
+        source = max(version_numbers(model_dir), default=None)
         if source is None:
             raise ValueError(f"{model_dir}: no version to copy")
     final = model_dir / str(version)

@@ -29,8 +29,9 @@ class VersionPublisher:
 
     def publish(self) -> int:
         """Train the next seed, register its weights, export it as the next version."""
-        from toolkit.export import existing_versions, export_model
-        from toolkit.rundir import TRAINING_JSON, train_to_dir
+        from toolkit.artifacts.export import export_model
+        from toolkit.artifacts.layout import version_numbers
+        from toolkit.training.rundir import TRAINING_JSON, train_to_dir
 
         with self._lock:
             seed, self._seed = self._seed, self._seed + 1
@@ -41,7 +42,7 @@ class VersionPublisher:
             if self.reference is None:
                 self.reference = ModelReference(record["config"]["feature_names"])
             model_dir = self.base_path / self.name
-            version = max(existing_versions(model_dir), default=0) + 1 if model_dir.is_dir() else 1
+            version = max(version_numbers(model_dir), default=0) + 1 if model_dir.is_dir() else 1
             self.reference.add(version, record["weights"]["w"], record["weights"]["b"])
             export_model(run_dir, self.base_path, self.name, version=version)
             return version

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.artifacts.layout import version_numbers
+
 # The server computes in float32; numpy here in float64.
 RTOL = 1e-5
 ATOL = 1e-5
@@ -23,9 +25,9 @@ _VARIABLE = "{}/.ATTRIBUTES/VARIABLE_VALUE"
 
 def read_weights(version_dir: str | Path) -> tuple[np.ndarray, float]:
     """(w [D], b) of a version folder exported by `tfkit export`, read from its variables."""
-    from toolkit.tfenv import tf
+    from toolkit.tfenv import import_tf
 
-    reader = tf().train.load_checkpoint(str(Path(version_dir) / "variables" / "variables"))
+    reader = import_tf().train.load_checkpoint(str(Path(version_dir) / "variables" / "variables"))
     w = reader.get_tensor(_VARIABLE.format("w")).astype(np.float64).reshape(-1)
     b = float(reader.get_tensor(_VARIABLE.format("b")).reshape(-1)[0])
     return w, b
@@ -43,7 +45,7 @@ class ModelReference:
     def from_model_dir(cls, model_dir: str | Path) -> "ModelReference":
         """Every integer-named version under BASE/NAME."""
         model_dir = Path(model_dir)
-        versions = sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+        versions = version_numbers(model_dir)
         if not versions:
             raise ValueError(f"{model_dir}: no version folders")
         weights = {v: read_weights(model_dir / str(v)) for v in versions}

@@ -1,6 +1,6 @@
 """Lazy TensorFlow import, and capture of what native libraries print.
 
-Import TensorFlow only through `tf()` inside the functions that need it, so
+Import TensorFlow only through `import_tf()` inside the functions that need it, so
 `tfkit --help` and other light paths never pay the ~3 s import.
 """
 
@@ -39,7 +39,7 @@ def captured_stderr():
             captured.append(sink.read())
 
 
-def tf():
+def import_tf():
     """Return the `tensorflow` module, imported quietly on first use.
 
     The banner TensorFlow 2.21 prints before absl is initialised ignores

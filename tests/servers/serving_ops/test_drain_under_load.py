@@ -1,0 +1,150 @@
+"""SIGTERM under load: far more calls in flight than worker threads, none lost.
+
+64 clients (48 gRPC, 16 REST, each on its own connection) keep one batch-1
+Predict in flight each against a server with 4 gRPC worker threads and a
+200 ms batching window, so many more gRPC calls than worker threads are in
+flight (waiting for their batch) when SIGTERM arrives. Every call the server took before the stop must be answered
+OK with the caller's own rows; calls that arrive after it may be refused as
+TF Serving refuses them (gRPC UNAVAILABLE, HTTP 503, or a refused connection),
+never cancelled or cut off half-way; the process exits 0.
+"""
+
+import http.client
+import json
+import signal
+import threading
+import time
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from serving.tensors import from_numpy, to_numpy
+from toolkit.serve import LocalServer
+
+HALF = "half"
+GRPC_CLIENTS = 48
+REST_CLIENTS = 16
+GRPC_THREADS = 4
+BATCH_WINDOW_S = 0.2
+BATCHING = ("batch_timeout_micros { value: 200000 } num_batch_threads { value: 1 } "
+            "max_batch_size { value: 64 } max_enqueued_batches { value: 1000 }")
+# A call sent this long before SIGTERM has certainly reached the server (it is
+# queued there: the server's loop takes a waiting call within a millisecond).
+REACHED_S = 0.05
+
+
+class Client(threading.Thread):
+    """Sends one request at a time until refused; records (sent, answered, outcome) per call."""
+
+    def __init__(self, index: int, target: str):
+        super().__init__(daemon=True)
+        self.value = float(index)
+        self.target = target
+        self.calls = []  # (time.monotonic() sent, answered, outcome: "OK" or what went wrong)
+        self.warm = threading.Event()
+
+    def run(self):
+        while True:
+            sent = time.monotonic()
+            outcome = self.call()
+            self.calls.append((sent, time.monotonic(), outcome))
+            self.warm.set()
+            if outcome != "OK":
+                return
+
+    def expect(self, y) -> str:
+        return "OK" if np.array_equal(np.asarray(y, np.float32), [[0.5 * self.value + 2]]) else f"wrong {y}"
+
+
+class GrpcClient(Client):
+    def call(self) -> str:
+        if not hasattr(self, "stub"):
+            self.stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(self.target))
+            self.request = predict_pb2.PredictRequest()
+            self.request.model_spec.name = HALF
+            self.request.inputs["x"].CopyFrom(from_numpy(np.full((1, 1), self.value, np.float32)))
+        try:
+            return self.expect(to_numpy(self.stub.Predict(self.request, timeout=30).outputs["y"]))
+        except grpc.RpcError as err:
+            return f"{err.code().name}: {err.details()}"
+
+
+class RestClient(Client):
+    connection = None
+
+    def call(self) -> str:
+        body = json.dumps({"instances": [[self.value]]})
+        try:
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(*self.target.split(":"), timeout=30)
+            self.connection.request("POST", f"/v1/models/{HALF}:predict", body)
+            response = self.connection.getresponse()
+            payload = response.read()
+            if response.getheader("Connection") == "close":
+                self.connection.close()
+                self.connection = None
+        except ConnectionRefusedError:
+            return "connection refused"
+        except (OSError, http.client.HTTPException) as err:
+            return f"cut off: {err!r}"
+        if response.status != 200:
+            return f"HTTP {response.status}: {payload[:200]!r}"
+        return self.expect(json.loads(payload)["predictions"])
+
+
+def is_refusal(outcome: str) -> bool:
+    return (outcome.startswith("UNAVAILABLE: ") or outcome.startswith("HTTP 503")
+            or outcome == "connection refused")
+
+
+def test_sigterm_with_more_calls_in_flight_than_threads_answers_every_accepted_call(half_base, tmp_path):
+    batching = tmp_path / "batching.config"
+    batching.write_text(BATCHING)
+    server = LocalServer(
+        [f"--model_name={HALF}", f"--model_base_path={half_base}", "--enable_batching",
+         f"--batching_parameters_file={batching}", f"--grpc_max_threads={GRPC_THREADS}",
+         "--rest_api_num_threads=4"],
+        rest=True, timeout=120)
+    server.start()
+    try:
+        clients = ([GrpcClient(i, server.grpc_target) for i in range(GRPC_CLIENTS)]
+                   + [RestClient(GRPC_CLIENTS + i, f"127.0.0.1:{server.rest_port}")
+                      for i in range(REST_CLIENTS)])
+        for client in clients:
+            client.start()
+        for client in clients:
+            assert client.warm.wait(60), "a client got no first answer"
+        time.sleep(0.3)  # every client has a call queued in the server
+        # Signal mid-window: 100 ms after a batch is answered, every gRPC client
+        # has sent its next call (over REACHED_S ago) and waits for the next
+        # batch, which is 100 ms away.
+        grpc_clients = clients[:GRPC_CLIENTS]
+        answered, deadline = max(c.calls[-1][1] for c in grpc_clients), time.monotonic() + 10
+        while max(c.calls[-1][1] for c in grpc_clients) == answered:
+            assert time.monotonic() < deadline, "no batch was answered for 10 s"
+            time.sleep(0.001)
+        time.sleep(0.5 * BATCH_WINDOW_S)
+        sigterm_at = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(60)
+        for client in clients:
+            client.join(30)
+    finally:
+        server.stop()
+
+    logs = "\n".join(server.log_lines()[-20:])
+    assert exit_code == 0, logs
+    assert all(not client.is_alive() for client in clients), "a client was never refused"
+    calls = [(type(c).__name__, c.value, *call) for c in clients for call in c.calls]
+    bad = [call for call in calls if call[-1] != "OK" and not is_refusal(call[-1])]
+    assert not bad, bad  # no CANCELLED, no wrong rows, no connection cut mid-answer
+    reached = [call for call in calls if call[2] < sigterm_at - REACHED_S]
+    lost = [call for call in reached if call[-1] != "OK"]
+    assert not lost, lost
+    # Far more gRPC calls than worker threads were in flight at the stop (the
+    # others had just been answered and were sent again, too late to count).
+    in_flight = [call for call in reached if call[3] > sigterm_at]
+    assert sum(1 for call in in_flight if call[0] == "GrpcClient") >= 2 * GRPC_THREADS, in_flight
+    assert all(is_refusal(client.calls[-1][-1]) for client in clients)
+    assert "Traceback" not in "\n".join(server.log_lines())

@@ -1,0 +1,1 @@
+"""Artifacts: TF Serving version folders (export, layout), TFLite conversion, inspection."""

@@ -1,0 +1,103 @@
+"""`tfkit check`: every runtime against the reference, with the options `tfkit run` shares."""
+
+import click
+
+from toolkit.cli.group import cli
+
+
+def parity_options(command):
+    """Tolerance, input and server options shared by `check` and `run`."""
+    for decorator in reversed([
+        click.option("--atol", "atol", multiple=True, metavar="[OUTPUT=]VALUE",
+                     help="Absolute tolerance for float candidates, for all outputs or one (repeatable)."),
+        click.option("--rtol", "rtol", multiple=True, metavar="[OUTPUT=]VALUE",
+                     help="Relative tolerance for float candidates, for all outputs or one (repeatable)."),
+        click.option("--quantized-atol", type=float, default=0.05, show_default=True,
+                     help="Max score-output error allowed for quantized TFLite variants."),
+        click.option("--min-class-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+                     help="Share of rows whose class a quantized variant must keep (flips near the threshold excluded)."),
+        click.option("--max-ulps", type=click.IntRange(0), default=16, show_default=True,
+                     help="Bound on batch-1 vs batch-N differences within one runtime, in ULPs."),
+        click.option("--max-batch", type=click.IntRange(1), help="At most this many rows per request."),
+        click.option("--timeout", type=float, default=60.0, show_default=True,
+                     help="Seconds to wait for a server and its model to be AVAILABLE."),
+        click.option("--server-binary", metavar="PATH",
+                     help="Run the local server with this tensorflow_model_server instead of python -m serving."),
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="Address the local python -m serving listens on (the real binary: every interface)."),
+        click.option("--report", "report_dir", type=click.Path(file_okay=False),
+                     help="Write report.json, report.md and plots here "
+                          "[check: ./tfkit-report; run: OUT/report]."),
+        click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML file for CI."),
+    ]):
+        command = decorator(command)
+    return command
+
+
+def check_options(atol, rtol, quantized_atol, min_class_agreement, max_ulps, max_batch, timeout,
+                   server_binary, **fields):
+    from toolkit.parity.check import CheckOptions
+    from toolkit.parity.compare import parse_overrides
+
+    return CheckOptions(atol=parse_overrides(atol, "--atol"), rtol=parse_overrides(rtol, "--rtol"),
+                        quantized_atol=quantized_atol, min_class_agreement=min_class_agreement, max_ulps=max_ulps,
+                        max_batch=max_batch, timeout=timeout, server_binary=server_binary, **fields)
+
+
+def progress(message: str) -> None:
+    click.echo(f"tfkit: {message}", err=True)
+
+
+DEFAULT_CHECK_REPORT = "tfkit-report"
+
+
+def finish_check(ctx, result, report_dir, junit) -> None:
+    """Print the verdict, write the requested reports, exit 1 on a mismatch."""
+    from toolkit.parity import report
+
+    click.echo(report.summary(result))
+    paths = report.write_report(result, report_dir)
+    click.echo(f"report: {paths['markdown']} and {paths['json']} ({len(paths['plots'])} plots)")
+    if junit:
+        click.echo(f"junit: {report.write_junit(result, junit)}")
+    if not result.passed:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--tflite", "tflite", multiple=True, type=click.Path(), metavar="FILE",
+              help="TFLite file(s) to check (default: model*.tflite in the version, else convert).")
+@click.option("--no-convert", is_flag=True, help="Do not convert the SavedModel when it has no .tflite file.")
+@click.option("--target", "targets", multiple=True, metavar="HOST:PORT",
+              help="A running TF Serving's gRPC address (repeatable: each replica is checked).")
+@click.option("--rest-target", "rest_targets", multiple=True, metavar="URL",
+              help="A running TF Serving's REST address, e.g. http://host:8501 (repeatable).")
+@click.option("--no-server", is_flag=True, help="Do not start a local server when no --target is given.")
+@click.option("--model-name", help="Model name on the server (default: the model folder's name).")
+@click.option("--signature", default="serving_default", show_default=True,
+              help="Signature to call (the SavedModel's signature key).")
+@click.option("--inputs", type=click.Path(dir_okay=False), help=".npz with one array per input name.")
+@click.option("--samples", type=int, default=64, show_default=True, help="Generated rows (foreign models).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
+@click.option("--value-range", type=(float, float), default=(-1.0, 1.0), show_default=True,
+              metavar="LOW HIGH", help="Range of generated values.")
+@parity_options
+@click.pass_context
+def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, model_name, signature, inputs,
+          samples, seed, value_range, report_dir, junit, **tolerances):
+    """Prove eager TF, TF Serving (gRPC, REST) and TFLite agree on MODEL.
+
+    MODEL is a SavedModel version folder or a model folder of versions (the
+    latest is checked). Exit 0 all pass, 1 a mismatch, 2 usage or input error,
+    3 a server never became ready.
+    """
+    from toolkit.parity.check import check as run_check
+
+    report_dir = report_dir or DEFAULT_CHECK_REPORT
+    options = check_options(
+        **tolerances, signature=signature, tflite=list(tflite), convert=not no_convert, targets=list(targets),
+        rest_targets=list(rest_targets), local_server=not no_server, model_name=model_name, inputs=inputs,
+        samples=samples, seed=seed, value_range=value_range, work_dir=report_dir)
+    result = run_check(model, options, progress=progress)
+    finish_check(ctx, result, report_dir, junit)

@@ -1,0 +1,35 @@
+"""`tfkit run`: train -> export -> serve -> check, the main job."""
+
+from toolkit.cli.check import check_options, finish_check, parity_options, progress
+import click
+
+from toolkit.cli.group import cli
+
+
+@cli.command("run")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for everything made.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed (as tfkit train --seed).")
+@click.option("--quantize", default="dynamic,float16,int8", show_default=True, metavar="LIST",
+              help="TFLite variants to export and check besides float32.")
+@click.option("--force", is_flag=True, help="Overwrite a previous run in --out.")
+@parity_options
+@click.pass_context
+def run_cmd(ctx, out, seed, quantize, force, report_dir, junit, **tolerances):
+    """Train, export, serve on a free local port and check every runtime.
+
+    The report lands in OUT/report/ (override with --report).
+    """
+    from pathlib import Path
+
+    from toolkit.pipeline import run
+    from toolkit.artifacts.tflite import parse_quantize
+
+    options = check_options(**tolerances)
+    report_dir = report_dir or str(Path(out) / "report")
+    options.work_dir = report_dir
+    made = run(out, seed=seed, quantize=parse_quantize(quantize), options=options, force=force, progress=progress)
+    click.echo(f"trained:  {made.run_dir}")
+    click.echo(f"exported: {made.version_dir} "
+               f"({', '.join(sorted(p.name for p in made.version_dir.glob('*.tflite')))})")
+    click.echo(f"served:   gRPC {made.grpc_target}, REST {made.rest_url} (stopped)")
+    finish_check(ctx, made.check, report_dir, junit)

@@ -1,0 +1,1 @@
+"""Deploying to TF Serving fleets: the plan (models.config), manifests, label promotion."""

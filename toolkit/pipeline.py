@@ -1,0 +1,71 @@
+"""`tfkit run`: train -> export -> serve on an ephemeral local port -> check every runtime."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.errors import InputError
+from toolkit.parity.check import CheckOptions, CheckResult, check
+from toolkit.serve import BackgroundServer, find_server_binary
+from toolkit.tfenv import import_tf
+
+RUN_MODEL_NAME = "logreg"
+
+
+@dataclass
+class RunResult:
+    """What `run` made and where, plus the check's result."""
+
+    run_dir: Path
+    version_dir: Path
+    grpc_target: str
+    rest_url: str
+    check: CheckResult
+
+
+def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, force: bool = False,
+        progress=lambda msg: None) -> RunResult:
+    """Train -> export (with quantized variants) -> serve locally -> check everything.
+
+    The model server starts first, on a background thread, watching the still
+    empty model folder: its TensorFlow import overlaps training and export, and
+    it loads the version as soon as the export publishes it.
+    """
+    import_tf()
+    from toolkit.artifacts.export import export_model
+    from toolkit.artifacts.tflite import QUANTIZATIONS
+    from toolkit.training.rundir import load_run, train_to_dir
+
+
+    options = options or CheckOptions()
+    if options.server_binary:
+        find_server_binary(options.server_binary)  # a bad path fails before anything is written
+    out = Path(out).absolute()  # TF Serving accepts only absolute base paths
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    model_dir = out / "models" / RUN_MODEL_NAME
+    if model_dir.exists() and any(model_dir.iterdir()):
+        if not force:
+            raise InputError(f"--out {out}: already holds models; pass --force or choose another --out")
+        # The server must not load the old version 1: it would keep serving it
+        # after the export replaces the folder (TF Serving never reloads a version).
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    server = BackgroundServer([f"--model_name={RUN_MODEL_NAME}", f"--model_base_path={model_dir}",
+                               "--file_system_poll_wait_seconds=1"],
+                              binary=options.server_binary, timeout=options.timeout, host=options.host)
+    try:
+        run_dir = out / "run"
+        progress(f"training -> {run_dir}")
+        train_to_dir(run_dir, seed=seed, force=force)
+        progress(f"exporting -> {model_dir}")
+        version_dir = export_model(run_dir, out / "models", RUN_MODEL_NAME, version=1, force=force,
+                                   quantize=QUANTIZATIONS if quantize is None else quantize)
+        trained = load_run(run_dir).model
+        result = check(version_dir, options, progress=progress, in_memory=trained.serving_default, server=server)
+        local = server.server
+        return RunResult(run_dir, version_dir, local.grpc_target, local.rest_url, result)
+    finally:
+        server.stop()

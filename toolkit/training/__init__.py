@@ -1,0 +1,1 @@
+"""Training: the tutorial data, the tf.Module model, the train loop, the run folder, plots."""
