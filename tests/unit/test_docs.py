@@ -12,6 +12,7 @@ of our programs.
 import ast
 import contextlib
 import io
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -27,6 +28,7 @@ from toolkit.cli import cli
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 CLI_REFERENCE = ROOT / "docs" / "cli.md"
+ARTIFACTS = ROOT / "docs" / "artifacts.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_LINES = 250
 
@@ -309,3 +311,37 @@ def test_cli_reference_documents_every_option(path, command):
     undocumented = sorted(option for option in _click_options(command) - {"-h", "--help"}
                           if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", sections[name]))
     assert not undocumented, f"docs/cli.md, `{name}`: options not described: {undocumented}"
+
+
+@pytest.fixture(scope="module")
+def report_json(exported_version, tmp_path_factory):
+    """report.json of a real check of the tutorial export: in process, no server, the float TFLite file."""
+    from toolkit.parity.check import CheckOptions, check
+    from toolkit.parity.report import write_report
+
+    out = tmp_path_factory.mktemp("report")
+    options = CheckOptions(tflite=[str(exported_version / "model.tflite")], local_server=False, work_dir=str(out))
+    write_report(check(exported_version, options), out)
+    return json.loads((out / "report.json").read_text())
+
+
+def _schema_rows() -> dict[str, str]:
+    """docs/artifacts.md's report.json table: each field named in the first column -> its meaning."""
+    section = ARTIFACTS.read_text().split("\n## report.json\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            first, *_, meaning = line.strip("|").split(" | ")
+            rows.update(dict.fromkeys(INLINE.findall(first), meaning))
+    return rows
+
+
+def test_report_schema_documents_every_field(report_json):
+    rows = _schema_rows()
+    assert set(report_json) == set(rows), "docs/artifacts.md's report.json table and the real report differ"
+    undocumented = []
+    for field, value in report_json.items():
+        items = value.values() if field == "policies" else value if isinstance(value, list) else [value]
+        keys = {key for item in items if isinstance(item, dict) for key in item}
+        undocumented += [f"{field}.{key}" for key in sorted(keys) if f"`{key}`" not in rows[field]]
+    assert not undocumented, f"docs/artifacts.md, report.json: fields not described: {undocumented}"
