@@ -1,12 +1,14 @@
 """README.md and docs/ stay true: a short front door, links that resolve, and only commands, flags,
-source files and library names that exist.
+source files and library names that exist; docs/cli.md covers every option, docs/artifacts.md every
+report.json field.
 
 What counts as "mentioned": code, i.e. fenced blocks and `inline spans`. A command line is checked
 against the program it runs: `tfkit ...` (or `python -m toolkit ...`) against that command's click
 options, `python -m serving` / `tensorflow_model_server` against serving.flags, `python -m reliability`
 / `scripts/soak` and `python -m benchmarks` / `scripts/bench` against their --help. Lines running other
 programs (kubectl, docker, curl) are not checked. A span that starts with a flag must be a flag of one
-of our programs.
+of our programs. `toolkit.x.y` names are looked up in the source (parsed, not imported) and
+`toolkit/...`-style paths on disk.
 """
 
 import ast
@@ -114,8 +116,8 @@ SERVER_FLAGS = {f"--{name}" for name, *_ in FLAGS} | {"--help"}
 
 
 @cache
-def _reliability_flags(subcommand: str) -> frozenset:
-    return frozenset(_argparse_flags(reliability_main, [subcommand]))
+def _reliability_flags(*argv: str) -> frozenset:
+    return frozenset(_argparse_flags(reliability_main, list(argv)))
 
 
 @cache
@@ -173,8 +175,12 @@ def _command_problems(tokens: list[str]) -> list[str]:
         elif program == "server":
             allowed, what = SERVER_FLAGS, "a server flag"
         elif program == "reliability":
-            subcommand = "soak" if tokens[i] == "scripts/soak" else rest.pop(0)
-            allowed, what = _reliability_flags(subcommand), f"an option of reliability {subcommand}"
+            if tokens[i] == "scripts/soak":
+                argv = ["soak"]
+            else:  # python -m reliability SUBCOMMAND
+                argv = [word for word in rest[:1] if not word.startswith("-")]
+                rest = rest[len(argv):]
+            allowed, what = _reliability_flags(*argv), f"an option of reliability {' '.join(argv)}"
         elif program == "bench":
             allowed, what = _bench_flags(), "an option of scripts/bench"
         else:
@@ -203,9 +209,9 @@ def _defines(body, name: str):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                 return node
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
-                return node
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+                (alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
+            return node
     return None
 
 
@@ -216,7 +222,7 @@ def _library_name_exists(dotted_name: str) -> bool:
         module = _module_file(parts[:cut])
         if module is None:
             continue
-        node, scope = None, ast.parse(module.read_text()).body
+        scope = ast.parse(module.read_text()).body
         for attr in parts[cut:]:
             node = _defines(scope, attr)
             if node is None:
@@ -296,7 +302,7 @@ def _cli_sections() -> dict[str, str]:
     """docs/cli.md's text under each heading that names a command, e.g. '### `tfkit deploy config`'."""
     text, sections = CLI_REFERENCE.read_text(), {}
     starts = [(m.start(), re.search(r"`(tfkit[\w -]*)`", m.group(1))) for m in HEADING.finditer(text)]
-    for (start, name), (end, _) in zip(starts, [*starts[1:], (len(text), None)]):
+    for (start, name), (end, _) in zip(starts, [*starts[1:], (len(text), None)], strict=True):
         if name:
             sections[name.group(1).strip()] = text[start:end]
     return sections
