@@ -14,7 +14,7 @@ delegate, and its quantization kind (`tflite_facts`).
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +188,7 @@ def tflite_facts(path) -> dict:
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _names(enum_class) -> dict[int, str]:
     return {v: k for k, v in vars(enum_class).items() if not k.startswith("_") and isinstance(v, int)}
 

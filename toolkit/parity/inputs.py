@@ -273,8 +273,7 @@ def npz_feeds(path, signature: Signature) -> Inputs:
         hint = (f"; store strings as a bytes array (dtype 'S') or as NAME{BYTES_SUFFIX} + NAME{LENGTHS_SUFFIX}, "
                 "never as objects") if "pickle" in str(exc) else ""
         raise InputError(f"cannot read --inputs {path}: {exc}{hint}") from None
-    notes = []
-    feed = {}
+    feed, notes = {}, []
     for name, spec in signature.inputs.items():
         if name not in arrays and name + BYTES_SUFFIX in arrays and name + LENGTHS_SUFFIX in arrays:
             arrays[name] = _joined_bytes(arrays[name + BYTES_SUFFIX], arrays[name + LENGTHS_SUFFIX], path, name)
@@ -292,7 +291,8 @@ def npz_feeds(path, signature: Signature) -> Inputs:
             raise InputError(f"--inputs {path}: arrays {', '.join(rows)} must have rows along their first axis, "
                              f"and as many each (they have {[list(np.shape(feed[n])) for n in rows]})")
         return Inputs(f"npz:{path}", [Feed(path.name, [feed], row_inputs=rows)], notes=notes)
-    return Inputs(f"npz:{path}", [Feed(path.name, _sample_calls(feed, signature, path), batched=False)], notes=notes)
+    calls = _sample_calls(feed, signature, path)
+    return Inputs(f"npz:{path}", [Feed(path.name, calls, batched=False)], notes=notes)
 
 
 def _joined_bytes(data: np.ndarray, lengths: np.ndarray, path: Path, name: str) -> np.ndarray:
@@ -305,7 +305,7 @@ def _joined_bytes(data: np.ndarray, lengths: np.ndarray, path: Path, name: str) 
         raise InputError(f"{where}: the lengths add up to {int(lengths.sum())} bytes, the data holds {data.size}")
     ends = np.cumsum(lengths.ravel())
     blob = data.tobytes()
-    values = [blob[end - size:end] for end, size in zip(ends.tolist(), lengths.ravel().tolist())]
+    values = [blob[end - size:end] for end, size in zip(ends.tolist(), lengths.ravel().tolist(), strict=True)]
     return np.array(values, dtype=object).reshape(lengths.shape)
 
 
@@ -315,21 +315,28 @@ def _as_input(value: np.ndarray, spec: TensorSpec, path: Path, notes: list) -> n
         if value.dtype.kind == "U":
             return np.char.encode(value, "utf-8").astype(object)
         if value.dtype.kind == "S":
-            if _maybe_cut(value):
-                notes.append(f"--inputs {path}: array {spec.name} holds binary strings in a numpy 'S' array, which "
-                             "drops trailing zero bytes; if they are serialized protos, store them as "
-                             f"{spec.name}{BYTES_SUFFIX} + {spec.name}{LENGTHS_SUFFIX} or pass a PredictionLog TFRecord")
+            _check_zero_bytes(value, spec.name, path, notes)
             return value.astype(object)
     elif value.dtype != spec.dtype and value.dtype.kind in "fiub" and np.dtype(spec.dtype).kind in "fiub":
         return value.astype(spec.dtype)
     return value
 
 
-def _maybe_cut(value: np.ndarray) -> bool:
-    """True when an 'S' array holds binary values shorter than its width: their
-    trailing zero bytes, if any, are lost."""
-    binary = bytes(range(9)) + bytes(range(14, 32))
-    return any(len(x) < value.itemsize and any(c in binary for c in x) for x in value.ravel().tolist())
+def _check_zero_bytes(value: np.ndarray, name: str, path: Path, notes: list) -> None:
+    """numpy 'S' arrays drop trailing zero bytes. Refuse an array that surely lost some
+    (even its longest value is shorter than its width); note one of binary values that may have."""
+    fix = (f"store them losslessly as {name}{BYTES_SUFFIX} (uint8, the values' bytes concatenated) + "
+           f"{name}{LENGTHS_SUFFIX} (each value's length), or pass a TFRecord file of PredictionLogs")
+    values = value.ravel().tolist()
+    longest = max(map(len, values), default=value.itemsize)
+    if longest < value.itemsize:
+        # Cut protos fail to parse in every runtime with an unreadable message: say why first.
+        raise InputError(f"--inputs {path}: array {name} (dtype S{value.itemsize}, longest value {longest} "
+                         "bytes) lost trailing zero bytes, which numpy drops from 'S' arrays; " + fix)
+    control = bytes(range(9)) + bytes(range(14, 32))  # bytes that plain text does not hold
+    if any(len(x) < value.itemsize and any(c in control for c in x) for x in values):
+        notes.append(f"--inputs {path}: array {name} holds binary values (e.g. serialized tf.Example) in a numpy 'S' "
+                     "array, which drops trailing zero bytes; if a value ended in one, " + fix)
 
 
 def _sample_calls(feed: dict, signature: Signature, path: Path) -> list[dict]:
