@@ -67,11 +67,6 @@ class Signature:
         as a temperature, fixed shapes) go whole with every call."""
         return tuple(name for name, spec in self.inputs.items() if spec.batch_dynamic)
 
-    @property
-    def batch_dynamic(self) -> bool:
-        """True when calls carry rows, i.e. some input has a dynamic first dimension."""
-        return bool(self.row_inputs)
-
 
 def shape_from_dims(dims) -> tuple:
     """A TensorSpec shape from a list of sizes where -1 means dynamic."""
