@@ -23,14 +23,12 @@ from toolkit.artifacts.layout import resolve_model, sha256_file, version_number
 from toolkit.artifacts.tflite import convert
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
 from toolkit.serve import BackgroundServer, serve_version
-from toolkit.parity.inputs import Feed, Inputs, generated_feeds, heldout_path, npz_feeds, tfkit_feeds
-from toolkit.parity.runners.base import Runner
+from toolkit.parity.inputs import Feed, Inputs, file_feeds, generated_feeds, heldout_path, tfkit_feeds
+from toolkit.parity.runners.base import Runner, feed_rows, take_rows
 from toolkit.tfenv import import_tf
 
 #: rows of the first batched feed re-run one at a time for batch invariance
 INVARIANCE_ROWS = 16
-#: feeds outside the data distribution: quantized variants are reported, not judged, on them
-OUT_OF_DISTRIBUTION = ("edge: saturated", "edge: large magnitude")
 
 
 @dataclass
@@ -50,7 +48,7 @@ class CheckOptions:
     inputs: str | None = None
     samples: int = 64
     seed: int = 0
-    value_range: tuple = (-1.0, 1.0)
+    value_range: tuple | None = None  # None: a range per dtype (see inputs.generated_feeds)
     atol: dict = field(default_factory=dict)
     rtol: dict = field(default_factory=dict)
     quantized_atol: float = 0.05
@@ -286,10 +284,10 @@ def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, 
 
 
 def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
-    """--inputs .npz, else tfkit's held-out split with edge cases, else generated values."""
+    """--inputs FILE, else tfkit's held-out split with boundary cases, else generated values."""
     signature = reference.signature
     if options.inputs:
-        return npz_feeds(options.inputs, signature)
+        return file_feeds(options.inputs, signature, options.signature)
     heldout = heldout_path(version_dir)
     single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
     if heldout is not None and single is not None and single.batch_dynamic and np.dtype(single.dtype).kind == "f":
@@ -301,17 +299,18 @@ def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
 
 def uniform_calls(inputs: Inputs, runners: list, max_batch: int | None) -> list[tuple[Feed, dict]]:
     """Split every batchable call under the smallest limit of all runtimes, so each
-    runtime sees exactly the same batches (the precondition for bit-exactness)."""
+    runtime sees exactly the same batches (the precondition for bit-exactness).
+    Inputs without rows (a scalar) go whole with every part."""
     calls = []
     for feed in inputs.feeds:
         for call in feed.calls:
-            rows = len(next(iter(call.values()))) if feed.batched else None
+            rows = feed_rows(call, feed.row_inputs) if feed.batched else None
             limits = [r.max_rows(call) for r in runners] + [max_batch]
             limit = min((l for l in limits if l), default=None)
             if rows is None or limit is None or rows <= limit:
                 calls.append((feed, call))
             else:
-                calls += [(feed, {k: v[i:i + limit] for k, v in call.items()}) for i in range(0, rows, limit)]
+                calls += [(feed, take_rows(call, feed.row_inputs, i, i + limit)) for i in range(0, rows, limit)]
     return calls
 
 
@@ -337,7 +336,7 @@ def batch_invariance(runner, calls, counts, outputs: dict, bound: int, judged: b
     for (feed, call), rows in zip(calls, counts):
         if feed.batched and rows > 1:
             take = min(rows, INVARIANCE_ROWS)
-            alone, _ = run_calls(runner, [(feed, {k: v[i:i + 1] for k, v in call.items()}) for i in range(take)])
+            alone, _ = run_calls(runner, [(feed, take_rows(call, feed.row_inputs, i, i + 1)) for i in range(take)])
             batched = {k: v[offset:offset + take] for k, v in outputs.items()}
             return comparator.batch_invariance(runner.name, alone, batched, bound, judged)
         offset += rows
@@ -351,7 +350,7 @@ def _row_labels(calls, counts) -> tuple[list[str], np.ndarray]:
         start = counters.get(feed.name, 0)
         labels += [f"{feed.name}[{start + i}]" for i in range(rows)]
         counters[feed.name] = start + rows
-        in_dist += [not feed.name.startswith(OUT_OF_DISTRIBUTION)] * rows
+        in_dist += [feed.in_distribution] * rows
     return labels, np.array(in_dist, dtype=bool)
 
 
@@ -383,7 +382,7 @@ def _mark_informational(pair: PairComparison) -> None:
 def _first_batched(calls) -> dict | None:
     """The first multi-row call (for latency per row), else the first call."""
     for feed, call in calls:
-        if feed.batched and len(next(iter(call.values()))) > 1:
+        if feed.batched and (feed_rows(call, feed.row_inputs) or 0) > 1:
             return call
     return calls[0][1] if calls else None
 
