@@ -20,11 +20,11 @@ from toolkit import __version__
 from toolkit.parity.compare import (BatchInvariance, ClassifierSpec, Comparator, PairComparison, Policy,
                              SignatureConsistency, default_policies, signature_consistency)
 from toolkit.artifacts.layout import resolve_model, sha256_file, version_number
-from toolkit.artifacts.tflite import convert
+from toolkit.artifacts.tflite import ConversionError, convert
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
 from toolkit.serve import BackgroundServer, serve_version
 from toolkit.parity.inputs import Feed, Inputs, file_feeds, generated_feeds, heldout_path, tfkit_feeds
-from toolkit.parity.runners.base import Runner, feed_rows, take_rows
+from toolkit.parity.runners.base import DEFAULT_TAGS, Runner, feed_rows, take_rows
 from toolkit.tfenv import import_tf
 
 #: rows of the first batched feed re-run one at a time for batch invariance
@@ -36,6 +36,7 @@ class CheckOptions:
     """Everything `tfkit check` can be told; defaults suit a float32 model."""
 
     signature: str = "serving_default"
+    tags: tuple = DEFAULT_TAGS  # the SavedModel MetaGraph to load, as TF Serving's --saved_model_tags
     tflite: list = field(default_factory=list)
     convert: bool = True
     targets: list = field(default_factory=list)
@@ -76,6 +77,8 @@ class CheckResult:
     row_labels: list[str]
     outputs: dict[str, dict]  # runtime -> output -> all rows, for plots
     seconds: float = 0.0
+    #: runtimes tfkit added on its own that cannot run this model: {"runtime", "reason"}; the rest is judged
+    not_run: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -94,9 +97,12 @@ def model_name_of(version_dir: Path, explicit: str | None) -> str:
 
 
 # -- TFLite files ------------------------------------------------------------------
-def tflite_files(version_dir: Path, options: CheckOptions, note, stack) -> list[Path]:
+def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run: list) -> list[Path]:
     """--tflite files, else model*.tflite in the version, else a fresh conversion
-    (kept in options.work_dir, else in a temporary folder removed afterwards)."""
+    (kept in options.work_dir, else in a temporary folder removed afterwards).
+
+    A failed conversion goes to `not_run`: TFLite was not asked for, so the other runtimes are still judged.
+    """
     if options.tflite:
         return [Path(p) for p in options.tflite]
     found = sorted(version_dir.glob("model*.tflite"), key=lambda p: (p.name != "model.tflite", p.name))
@@ -108,7 +114,12 @@ def tflite_files(version_dir: Path, options: CheckOptions, note, stack) -> list[
     else:
         out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfkit-convert-")))
     target = out_dir / "converted.tflite"
-    target.write_bytes(convert(version_dir, [options.signature]))
+    try:
+        target.write_bytes(convert(version_dir, [options.signature], tags=options.tags))
+    except ConversionError as exc:
+        not_run.append({"runtime": f"tflite:{target.name}",
+                        "reason": f"{exc}; pass --tflite FILE to check a file converted your way"})
+        return []
     kept = f"to {target}" if options.work_dir else "(not kept: pass --report DIR to keep it)"
     note(f"no TFLite file in {version_dir}: converted signature {options.signature!r} {kept}")
     return [target]
@@ -141,23 +152,25 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     notes: list[str] = []
     errors: list[str] = []
     edge: list[dict] = []
+    not_run: list[dict] = []
 
     note = notes.append  # printed once, with the verdict (not also as progress)
 
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack, _also_not_run(not_run):
         if server is None and options.local_server and not options.targets and not options.rest_targets:
-            server = serve_version(version_dir, name, stack, binary=options.server_binary, timeout=options.timeout,
-                                   host=options.host)
+            flags = [] if options.tags == DEFAULT_TAGS else [f"--saved_model_tags={','.join(options.tags)}"]
+            server = serve_version(version_dir, name, stack, flags, binary=options.server_binary,
+                                   timeout=options.timeout, host=options.host)
         reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server,
-                                               progress, note, errors, edge)
+                                               progress, note, errors, edge, not_run)
         inputs = build_inputs(version_dir, reference, options)
         if not candidates and not errors:
-            raise InputError(f"nothing to compare {version_dir} with: no TFLite file has signature "
-                             f"{options.signature!r} and no server was asked for")
+            tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
+            raise InputError(f"nothing to compare {version_dir} with: {tflite} and no server was asked for")
         progress(f"running {inputs.rows} rows through {1 + len(candidates)} runtimes")
         runners = [reference] + [c.runner for c in candidates]
         calls = uniform_calls(inputs, runners, options.max_batch)
-        outputs, counts = _run_all(reference, runners, calls, errors)
+        outputs, counts = _run_all(reference, runners, calls, errors, inputs)
         row_labels, in_dist = _row_labels(calls, counts)
         comparator = Comparator(ClassifierSpec.detect(reference.signature.outputs))
         ran = [c for c in candidates if c.runner.name in outputs]
@@ -166,7 +179,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
             pairs += _compare_candidate(comparator, reference.name, outputs, c, policies[c.policy], in_dist)
 
         # Every runtime's view of the signature against the SignatureDef in saved_model.pb.
-        signature_def = saved_model_signature(version_dir, options.signature) or reference.signature
+        signature_def = saved_model_signature(version_dir, options.signature, options.tags) or reference.signature
         viewed = ([reference] if in_memory is not None else []) + [c.runner for c in candidates]
         signatures = [signature_consistency(r.name, signature_def, r.signature) for r in viewed]
 
@@ -192,15 +205,29 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
                "notes": notes},
         reference=reference.name, runtimes=runtimes, inputs=inputs, pairs=pairs, batch_invariance=invariance,
         signatures=signatures, edge=edge, errors=errors, reproducibility=repro, policies=policies,
-        row_labels=row_labels, outputs=outputs, seconds=time.monotonic() - started)
+        row_labels=row_labels, outputs=outputs, seconds=time.monotonic() - started, not_run=not_run)
+
+
+@contextlib.contextmanager
+def _also_not_run(not_run: list):
+    """A check that ends with an error also names the runtimes found unable to run, so every
+    problem is reported at once (not one per attempt)."""
+    try:
+        yield
+    except ToolkitError as exc:
+        if not not_run:
+            raise
+        also = "; ".join(f"{n['runtime']} not run: {n['reason']}" for n in not_run)
+        raise type(exc)(f"{exc} (also: {also})") from None
 
 
 def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, in_memory, server,
-                   progress, note, errors: list, edge: list) -> tuple[Runner, list[Candidate]]:
+                   progress, note, errors: list, edge: list, not_run: list) -> tuple[Runner, list[Candidate]]:
     """Start the reference and every candidate (SavedModel, TFLite files, servers).
 
-    A TFLite file that needs Flex ops cannot run in LiteRT: it goes to `errors`
-    and its facts to `edge`, so it is reported, not silently skipped.
+    A TFLite file that needs Flex ops cannot run in LiteRT: its facts go to
+    `edge`, and it goes to `errors` when the user named it (--tflite), else to
+    `not_run`, so it is reported, never silently skipped.
     """
     from toolkit.parity.device import model_facts
     from toolkit.parity.runners.eager import EagerRunner
@@ -212,12 +239,13 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
     candidates = []
     if in_memory is not None:
         reference = EagerRunner(in_memory, options.signature, name="eager")
-        candidates.append(Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel"), "exact"))
+        candidates.append(Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel",
+                                                options.tags), "exact"))
     else:
-        reference = EagerRunner(version_dir, options.signature, name="eager")
+        reference = EagerRunner(version_dir, options.signature, name="eager", tags=options.tags)
     # Load the SavedModel first: a bad model or signature is reported before any conversion.
     stack.enter_context(reference)
-    for path in tflite_files(version_dir, options, note, stack):
+    for path in tflite_files(version_dir, options, note, stack, not_run):
         runner = TFLiteRunner(path, options.signature)
         facts = model_facts(path)
         if facts["signatures"] and options.signature not in facts["signatures"] and not options.tflite:
@@ -226,8 +254,12 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
                  f"{', '.join(facts['signatures'])}): not compared")
             continue
         if facts["needs_flex"]:
-            errors.append(f"{runner.name} needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
-                          "which LiteRT and most edge runtimes lack")
+            reason = (f"needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
+                      "which LiteRT and most edge runtimes lack")
+            if options.tflite:
+                errors.append(f"{runner.name} {reason}")
+            else:
+                not_run.append({"runtime": runner.name, "reason": reason})
             edge.append({**facts, "latency": None, "policy": None})
             continue
         candidates.append(Candidate(runner, "float" if facts["quantization"] == "float32" else "quantized", facts))
@@ -250,7 +282,7 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
     return reference, candidates + remote
 
 
-def _run_all(reference: Runner, runners: list, calls, errors: list) -> tuple[dict, list[int]]:
+def _run_all(reference: Runner, runners: list, calls, errors: list, inputs: Inputs) -> tuple[dict, list[int]]:
     """Outputs of every runtime that could run the calls; the others go to `errors`.
 
     A failing reference or an unreachable server ends the check (exit 2 / 3).
@@ -261,10 +293,24 @@ def _run_all(reference: Runner, runners: list, calls, errors: list) -> tuple[dic
             outputs[runner.name], rows = run_calls(runner, calls)
             counts = counts or rows
         except ToolkitError as exc:
+            if runner is reference and inputs.source == "generated":
+                raise InputError(f"{exc}; {_generated_inputs_hint(inputs, reference.signature)}") from None
             if runner is reference or isinstance(exc, ServerNotReady):
                 raise
             errors.append(str(exc) if runner.name in str(exc) else f"{runner.name}: {exc}")
     return outputs, counts
+
+
+def _generated_inputs_hint(inputs: Inputs, signature) -> str:
+    """Why generated values may not suit a model, with the values' real span, and the fix."""
+    spans = []
+    for name, spec in signature.inputs.items():
+        values = [call[name] for feed in inputs.feeds for call in feed.calls if np.size(call.get(name, ()))]
+        if np.dtype(spec.dtype).kind in "iu" and values:
+            spans.append(f"{name} in [{min(v.min() for v in values)}, {max(v.max() for v in values)}]")
+    what = (f"the generated integer inputs span the --value-range ({', '.join(spans)})" if spans
+            else f"the inputs were generated ({'; '.join(inputs.notes)})")
+    return f"{what}; pass --value-range LOW HIGH or --inputs FILE.npz with values the model accepts"
 
 
 def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, policy: Policy,

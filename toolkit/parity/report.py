@@ -30,6 +30,7 @@ def to_json(result) -> dict:
             classes.append(pair.classes.to_json())
     return _finite({
         "schema_version": SCHEMA_VERSION,
+        "status": "pass" if result.passed else "fail",
         "passed": result.passed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(result.seconds, 3),
@@ -49,8 +50,16 @@ def to_json(result) -> dict:
         "signature_consistency": [s.to_json() for s in result.signatures],
         "edge": result.edge,
         "errors": result.errors,
+        "not_run": result.not_run,
         "reproducibility": result.reproducibility,
     })
+
+
+def error_json(error, model) -> dict:
+    """The report.json of a check that ended in an error (exit 2 or 3) before any verdict."""
+    return {"schema_version": SCHEMA_VERSION, "status": "error", "passed": False, "exit_code": error.exit_code,
+            "error": str(error), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": {"path": str(model)}}
 
 
 def _finite(value):
@@ -157,10 +166,11 @@ def summary(result) -> str:
     issues = problems(result)
     if result.passed:
         out.append(f"PASS: {len(result.runtimes) - 1} runtime(s) agree with {result.reference} "
-                   f"on {result.inputs.rows} rows")
+                   f"on {result.inputs.rows} rows" + (f"; {len(result.not_run)} not run" if result.not_run else ""))
     else:
         out.append(f"FAIL: {len(issues)} problem(s)")
         out += [f"  - {line}" for line in issues]
+    out += [f"  not run: {n['runtime']}, because {n['reason']}" for n in result.not_run]
     return "\n".join(out)
 
 
@@ -176,6 +186,16 @@ def write_report(result, directory) -> dict:
         (directory / "report.json").write_text(json.dumps(document, indent=2) + "\n")
         (directory / "report.md").write_text(markdown(result, document))
     return {"json": directory / "report.json", "markdown": directory / "report.md", "plots": plots}
+
+
+def write_error_report(directory, error, model) -> Path:
+    """Write report.json and report.md for a check that ended in `error` (exit 2 or 3); return the JSON path."""
+    directory = Path(directory)
+    with _writing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "report.json").write_text(json.dumps(error_json(error, model), indent=2) + "\n")
+        (directory / "report.md").write_text(f"# tfkit check: ERROR\n\nModel `{model}`.\n\n{error}\n")
+    return directory / "report.json"
 
 
 @contextlib.contextmanager
@@ -231,6 +251,8 @@ def markdown(result, document: dict) -> str:
     issues = problems(result)
     if issues:
         md += ["", "## Problems", ""] + [f"- {line}" for line in issues]
+    if result.not_run:
+        md += ["", "## Not run", ""] + [f"- {n['runtime']}, because {n['reason']}" for n in result.not_run]
     notes = result.model.get("notes", []) + result.inputs.notes
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
@@ -334,9 +356,13 @@ def write_junit(result, path) -> Path:
         case(f"signature.{s.runtime}", "consistency", None if s else "; ".join(s.problems))
     for error in result.errors:
         case("runtime", error.split(":")[0], error)
+    for entry in result.not_run:
+        case("runtime", entry["runtime"], None)
+        ET.SubElement(suite[-1], "skipped", message=entry["reason"])
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
+    suite.set("skipped", str(len(result.not_run)))
     suite.set("time", f"{result.seconds:.3f}")
     path = Path(path)
     with _writing(path):
