@@ -44,7 +44,11 @@ _TENSOR_TYPE = re.compile(r"tensor<(?:[\d?]+x)*([^<>]+(?:<[^<>]+>)?)>")
 
 
 class ConversionError(InputError):
-    """The TFLite converter could not convert a SavedModel; the message names the cause."""
+    """The TFLite converter could not convert a SavedModel; `cause` is the converter's reason alone."""
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
 
 
 def convert(
@@ -83,8 +87,9 @@ def convert(
             failure = exc
     # The exception holds the converter's diagnostics; the captured log repeats them (or is all there is).
     text = str(failure) if str(failure).strip() else "".join(log)
+    cause = conversion_cause(text) or type(failure).__name__
     raise ConversionError(f"cannot convert {saved_model_dir} signature(s) {', '.join(map(repr, signature_keys))} "
-                          f"to TFLite: {conversion_cause(text) or type(failure).__name__}")
+                          f"to TFLite: {cause}", cause)
 
 
 def conversion_cause(text: str) -> str:

@@ -97,17 +97,18 @@ def model_name_of(version_dir: Path, explicit: str | None) -> str:
 
 
 # -- TFLite files ------------------------------------------------------------------
-def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run: list) -> list[Path]:
+def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run: list) -> tuple[list[Path], bool]:
     """--tflite files, else model*.tflite in the version, else a fresh conversion
-    (kept in options.work_dir, else in a temporary folder removed afterwards).
+    (kept in options.work_dir, else in a temporary folder removed afterwards);
+    and whether the files are that conversion.
 
     A failed conversion goes to `not_run`: TFLite was not asked for, so the other runtimes are still judged.
     """
     if options.tflite:
-        return [Path(p) for p in options.tflite]
+        return [Path(p) for p in options.tflite], False
     found = sorted(version_dir.glob("model*.tflite"), key=lambda p: (p.name != "model.tflite", p.name))
     if found or not options.convert:
-        return found
+        return found, False
     if options.work_dir:
         out_dir = Path(options.work_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,11 +119,12 @@ def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run:
         target.write_bytes(convert(version_dir, [options.signature], tags=options.tags))
     except ConversionError as exc:
         not_run.append({"runtime": f"tflite:{target.name}",
-                        "reason": f"{exc}; pass --tflite FILE to check a file converted your way"})
-        return []
+                        "reason": f"the TFLite converter failed: {exc.cause}; pass --tflite FILE to check your own "
+                                  "conversion"})
+        return [], True
     kept = f"to {target}" if options.work_dir else "(not kept: pass --report DIR to keep it)"
     note(f"no TFLite file in {version_dir}: converted signature {options.signature!r} {kept}")
-    return [target]
+    return [target], True
 
 
 # -- the check ----------------------------------------------------------------------
@@ -131,6 +133,8 @@ class Candidate:
     runner: Runner
     policy: str
     edge: dict | None = None
+    #: tfkit's own on-the-fly conversion: if it cannot run, it is "not run", not a failure of the check
+    made_here: bool = False
 
 
 def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
@@ -168,9 +172,10 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
             tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
             raise InputError(f"nothing to compare {version_dir} with: {tflite} and no server was asked for")
         progress(f"running {inputs.rows} rows through {1 + len(candidates)} runtimes")
+        calls = uniform_calls(inputs, [reference] + [c.runner for c in candidates], options.max_batch)
+        outputs, counts = _run_all(reference, candidates, calls, inputs, errors, not_run)
+        candidates = _without_not_run(candidates, not_run)
         runners = [reference] + [c.runner for c in candidates]
-        calls = uniform_calls(inputs, runners, options.max_batch)
-        outputs, counts = _run_all(reference, runners, calls, errors, inputs)
         row_labels, in_dist = _row_labels(calls, counts)
         comparator = Comparator(ClassifierSpec.detect(reference.signature.outputs))
         ran = [c for c in candidates if c.runner.name in outputs]
@@ -245,7 +250,8 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
         reference = EagerRunner(version_dir, options.signature, name="eager", tags=options.tags)
     # Load the SavedModel first: a bad model or signature is reported before any conversion.
     stack.enter_context(reference)
-    for path in tflite_files(version_dir, options, note, stack, not_run):
+    paths, converted = tflite_files(version_dir, options, note, stack, not_run)
+    for path in paths:
         runner = TFLiteRunner(path, options.signature)
         facts = model_facts(path)
         if facts["signatures"] and options.signature not in facts["signatures"] and not options.tflite:
@@ -262,13 +268,20 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
                 not_run.append({"runtime": runner.name, "reason": reason})
             edge.append({**facts, "latency": None, "policy": None})
             continue
-        candidates.append(Candidate(runner, "float" if facts["quantization"] == "float32" else "quantized", facts))
+        candidates.append(Candidate(runner, "float" if facts["quantization"] == "float32" else "quantized", facts,
+                                    made_here=converted))
 
     timeout, batch, sig = options.timeout, options.max_batch, options.signature
     remote = [Candidate(GrpcRunner(t, name, sig, timeout, batch), "float") for t in options.targets]
     remote += [Candidate(RestRunner(t, name, sig, timeout, batch), "float") for t in options.rest_targets]
     for c in candidates:
-        stack.enter_context(c.runner)
+        try:
+            stack.enter_context(c.runner)
+        except ToolkitError as exc:
+            if not c.made_here:
+                raise
+            not_run.append({"runtime": c.runner.name, "reason": _without_name(exc, c.runner.name)})
+    candidates = _without_not_run(candidates, not_run)
     if server is not None:
         progress("waiting for the local model server")
         local = server.wait()
@@ -282,13 +295,15 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
     return reference, candidates + remote
 
 
-def _run_all(reference: Runner, runners: list, calls, errors: list, inputs: Inputs) -> tuple[dict, list[int]]:
-    """Outputs of every runtime that could run the calls; the others go to `errors`.
+def _run_all(reference: Runner, candidates: list, calls, inputs: Inputs, errors: list,
+             not_run: list) -> tuple[dict, list[int]]:
+    """Outputs of the reference and of every candidate that could run the calls.
 
-    A failing reference or an unreachable server ends the check (exit 2 / 3).
+    A failing reference or an unreachable server ends the check (exit 2 / 3); a
+    failing on-the-fly conversion goes to `not_run`, any other failing candidate to `errors`.
     """
     outputs, counts = {}, []
-    for runner in runners:
+    for runner, made_here in [(reference, False)] + [(c.runner, c.made_here) for c in candidates]:
         try:
             outputs[runner.name], rows = run_calls(runner, calls)
             counts = counts or rows
@@ -297,8 +312,21 @@ def _run_all(reference: Runner, runners: list, calls, errors: list, inputs: Inpu
                 raise InputError(f"{exc}; {_generated_inputs_hint(inputs, reference.signature)}") from None
             if runner is reference or isinstance(exc, ServerNotReady):
                 raise
-            errors.append(str(exc) if runner.name in str(exc) else f"{runner.name}: {exc}")
+            if made_here:
+                not_run.append({"runtime": runner.name, "reason": _without_name(exc, runner.name)})
+            else:
+                errors.append(str(exc) if runner.name in str(exc) else f"{runner.name}: {exc}")
     return outputs, counts
+
+
+def _without_name(exc: Exception, name: str) -> str:
+    """An error's message without the runtime name it starts with (reports put the name beside it)."""
+    return str(exc).removeprefix(name).lstrip(": ")
+
+
+def _without_not_run(candidates: list, not_run: list) -> list:
+    names = {n["runtime"] for n in not_run}
+    return [c for c in candidates if c.runner.name not in names]
 
 
 def _generated_inputs_hint(inputs: Inputs, signature) -> str:

@@ -170,7 +170,7 @@ def summary(result) -> str:
     else:
         out.append(f"FAIL: {len(issues)} problem(s)")
         out += [f"  - {line}" for line in issues]
-    out += [f"  not run: {n['runtime']}, because {n['reason']}" for n in result.not_run]
+    out += [f"  not run: {n['runtime']}: {n['reason']}" for n in result.not_run]
     return "\n".join(out)
 
 
@@ -252,7 +252,7 @@ def markdown(result, document: dict) -> str:
     if issues:
         md += ["", "## Problems", ""] + [f"- {line}" for line in issues]
     if result.not_run:
-        md += ["", "## Not run", ""] + [f"- {n['runtime']}, because {n['reason']}" for n in result.not_run]
+        md += ["", "## Not run", ""] + [f"- {n['runtime']}: {n['reason']}" for n in result.not_run]
     notes = result.model.get("notes", []) + result.inputs.notes
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
