@@ -29,7 +29,7 @@ _GLUED = re.compile(r"(?<=\S)(?=Node number \d+ \(|<unknown>:\d+: )")
 # MLIR locations: loc("x"), loc(callsite(fused[...] at ...)), nested parentheses and all.
 _LOCATION = re.compile(r"\bloc\(")
 _NODE = re.compile(r"\s*\[\[\{\{node ([^}]+)\}\}\]\]")
-_OP_TAG = re.compile(r"\s*\[Op:[^\]]*\]")
+_OP_TAG = re.compile(r"\s*\[Op:[^\]]*\]|\{\{function_node [^}]*\}\}\s*")
 _ROOT_ERROR = re.compile(r"^\(\d+\) [A-Z_]+: ")
 #: lines that only announce the real message, or number TF's stack
 _PREAMBLES = ("Graph execution error:", "Could not translate MLIR to FlatBuffer.", "<stack traces unavailable>",
