@@ -123,8 +123,7 @@ def error_report(report_dir, model):
         from toolkit.parity import report
 
         try:
-            path = report.write_error_report(report_dir, exc, model)
-            progress(f"report: {path} (status error)")
+            report.write_error_report(report_dir, exc, model)
         except ToolkitError:
             pass  # an unwritable report folder must not hide the error that ended the check
         raise

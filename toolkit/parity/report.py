@@ -188,14 +188,13 @@ def write_report(result, directory) -> dict:
     return {"json": directory / "report.json", "markdown": directory / "report.md", "plots": plots}
 
 
-def write_error_report(directory, error, model) -> Path:
-    """Write report.json and report.md for a check that ended in `error` (exit 2 or 3); return the JSON path."""
+def write_error_report(directory, error, model) -> None:
+    """Write report.json and report.md for a check that ended in `error` (exit 2 or 3)."""
     directory = Path(directory)
     with _writing(directory):
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "report.json").write_text(json.dumps(error_json(error, model), indent=2) + "\n")
         (directory / "report.md").write_text(f"# tfkit check: ERROR\n\nModel `{model}`.\n\n{error}\n")
-    return directory / "report.json"
 
 
 @contextlib.contextmanager
