@@ -330,15 +330,14 @@ def _without_not_run(candidates: list, not_run: list) -> list:
 
 
 def _generated_inputs_hint(inputs: Inputs, signature) -> str:
-    """Why generated values may not suit a model, with the values' real span, and the fix."""
+    """What the generated inputs held (their real span, so ids out of a table's range show) and the fix."""
     spans = []
     for name, spec in signature.inputs.items():
         values = [call[name] for feed in inputs.feeds for call in feed.calls if np.size(call.get(name, ()))]
-        if np.dtype(spec.dtype).kind in "iu" and values:
-            spans.append(f"{name} in [{min(v.min() for v in values)}, {max(v.max() for v in values)}]")
-    what = (f"the generated integer inputs span the --value-range ({', '.join(spans)})" if spans
-            else f"the inputs were generated ({'; '.join(inputs.notes)})")
-    return f"{what}; pass --value-range LOW HIGH or --inputs FILE.npz with values the model accepts"
+        if np.dtype(spec.dtype).kind in "iuf" and values:
+            spans.append(f"{name} in [{min(v.min() for v in values):g}, {max(v.max() for v in values):g}]")
+    held = f" held {', '.join(spans)}" if spans else ""
+    return f"the generated inputs{held}; pass --value-range LOW HIGH or --inputs FILE with values the model accepts"
 
 
 def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, policy: Policy,
