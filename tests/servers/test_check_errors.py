@@ -121,7 +121,7 @@ def test_every_problem_is_reported_at_once_and_an_error_leaves_a_report(models, 
     assert result.exit_code == 2, result.output
     line = error_line(result)
     assert line.startswith("Error: input s: string[?] is a string tensor"), line
-    assert "pass --inputs FILE.npz with an array named 's'" in line
+    assert "pass --inputs FILE (.npz with an array named 's'" in line
     assert "tflite:converted.tflite not run: the TFLite converter failed: it needs TF Select (Flex) op StringLength, " \
            "which LiteRT lacks" in line
     report = json.loads((tmp_path / "report.json").read_text())
