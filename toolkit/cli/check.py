@@ -122,8 +122,7 @@ def error_report(report_dir, model):
     except ToolkitError as exc:
         from toolkit.parity import report
 
-        try:
+        # An unwritable report folder must not hide the error that ended the check.
+        with contextlib.suppress(ToolkitError):
             report.write_error_report(report_dir, exc, model)
-        except ToolkitError:
-            pass  # an unwritable report folder must not hide the error that ended the check
         raise
