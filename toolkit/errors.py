@@ -44,8 +44,9 @@ def root_cause(error) -> str:
     """One line that keeps the root cause of a TensorFlow, LiteRT or TFLite-converter error whole.
 
     `error` is an exception or its text. Drops what only locates or announces the
-    cause (TF's "Graph execution error:" and its stack, `[[{{node X}}]]` and
-    `[Op:...]` tags, MLIR `loc(...)` locations, notes and IR dumps), splits
+    cause (TF's "Graph execution error:" and its stack, `[[{{node X}}]]`,
+    `{{function_node F}}` and `[Op:...]` tags, MLIR `loc(...)` locations, notes
+    and IR dumps), splits
     messages a runtime glued together, and joins what is left with "; ". The
     node a TF kernel failed in is kept as "(node X)". Nothing is cut short.
     """

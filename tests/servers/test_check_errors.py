@@ -131,6 +131,26 @@ def test_every_problem_is_reported_at_once_and_an_error_leaves_a_report(models, 
     assert "# tfkit check: ERROR" in (tmp_path / "report.md").read_text()
 
 
+def test_a_flex_file_in_the_version_folder_is_not_run(models, tmp_path):
+    import shutil
+
+    from toolkit.tfenv import captured_stderr, import_tf
+
+    t = import_tf()
+    version = tmp_path / "strings" / "1"
+    shutil.copytree(models / "strings" / "1", version)
+    converter = t.lite.TFLiteConverter.from_saved_model(str(version))
+    converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS, t.lite.OpsSet.SELECT_TF_OPS]
+    with captured_stderr():
+        (version / "model.tflite").write_bytes(converter.convert())
+    np.savez(tmp_path / "s.npz", s=np.array([b"a", b"bc"]))
+    result = tfkit("check", version, "--inputs", tmp_path / "s.npz", "--no-server", "--report", tmp_path / "r")
+    assert result.exit_code == 2, result.output
+    assert error_line(result) == (f"Error: nothing to compare {version} with: no TFLite runtime can run and no server "
+                                  "was asked for (also: tflite:model.tflite not run: needs the Flex delegate (ops "
+                                  "FlexStringLength), which LiteRT and most edge runtimes lack)")
+
+
 def test_a_kernel_error_on_generated_ids_says_what_was_fed_and_how_to_change_it(models, tmp_path):
     result = tfkit("check", models / "embed", "--no-server", "--value-range", "-5", "5", "--report", tmp_path)
     assert result.exit_code == 2, result.output
@@ -152,6 +172,10 @@ def test_a_model_with_two_tag_sets_is_checked_and_predicted(models, server, tmp_
     assert missing.exit_code == 2
     assert error_line(missing).endswith("has no MetaGraph tagged gpu (it has tag-sets: serve; train); pass --tags, "
                                         "as TF Serving's --saved_model_tags")
+
+    shown = json.loads(tfkit("inspect", model / "1", "--tags", "train", "--json").output)
+    assert [m["tags"] for m in shown["saved_model"]["meta_graphs"]] == [["train"]]
+    assert tfkit("inspect", model / "1", "--tags", "gpu").exit_code == 2
 
     against_server = tfkit("check", model, "--target", server.grpc_target, "--rest-target", server.rest_url,
                            "--report", tmp_path / "served")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.artifacts.layout import version_folders
-from toolkit.errors import InputError
+from toolkit.errors import InputError, root_cause
 from toolkit.tfenv import import_tf
 
 INIT_OP_KEY = "__saved_model_init_op"
@@ -110,7 +110,7 @@ def tflite_info(path: str | Path) -> dict:
     try:
         interpreter = Interpreter(model_path=str(path))
     except (ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: not a readable TFLite model ({str(exc).strip().splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable TFLite model ({root_cause(exc)})") from None
 
     def tensor(details):
         scale, zero_point = details["quantization"]

@@ -59,7 +59,7 @@ def serve(model, name, port, rest_port, host, server_binary, prefer_binary, serv
 def predict(source, target, rest_target, model_name, signature, tags, inputs, json_text, csv_text, timeout):
     """Send a few rows to a SavedModel, a .tflite file or a server; print the outputs as JSON.
 
-    A server gets only the inputs given: it fills those with defaults, and says if one is missing.
+    A server gets only the inputs given: it fills in those with a default and answers for the rest.
     """
     import json
 
