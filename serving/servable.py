@@ -32,13 +32,8 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 TFLITE_FILE = "model.tflite"
 
 
-class LoadError(Exception):
+class LoadError(ServingError):
     """A version failed to load; `code` is the canonical status code."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _status_from_tf_error(exc) -> ServingError:
