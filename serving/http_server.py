@@ -21,6 +21,8 @@ import time
 import zlib
 from typing import Protocol
 
+from serving.inflight import InFlight
+
 # Request bodies above this many bytes (after gzip decoding) are refused;
 # it is also TF Serving's cap on a gzip-decoded body (ZLib::kMaxUncompressedBytes).
 MAX_BODY_BYTES = 100 * 1024 * 1024
@@ -162,27 +164,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
 
-class _InFlight:
-    """Counts requests being handled, so a stop can wait for them."""
-
-    def __init__(self):
-        self._count = 0
-        self._idle = threading.Condition()
-
-    def __enter__(self):
-        with self._idle:
-            self._count += 1
-
-    def __exit__(self, *exc):
-        with self._idle:
-            self._count -= 1
-            self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._count == 0, timeout)
-
-
 class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -192,7 +173,7 @@ class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.address_family = family
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.tracker = _InFlight()
+        self.tracker = InFlight()
         self.stopping = False
         super().__init__(address, _Handler)
 
