@@ -36,10 +36,11 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import http_server, json_tensor, metrics
+from serving import drain, http_server, json_tensor, metrics
 from serving.config_protos import ConfigFileError, MonitoringConfig, parse_text_file
-from serving.errors import ServingError, invalid_argument
+from serving.errors import ServingError, invalid_argument, unavailable
 from serving.http_server import MAX_BODY_BYTES, Reply, libevent_error
+from serving.servable import DEFAULT_SIGNATURE
 
 log = logging.getLogger("serving")
 
@@ -213,7 +214,7 @@ class RestApi:
             try:
                 future = self.pool.submit(work)
             except RuntimeError:  # the pool is closed: a keep-alive request after stop()
-                raise ServingError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down") from None
+                raise unavailable(drain.SHUTTING_DOWN) from None
             try:
                 reply.body = future.result(timeout=self.timeout_s)
             except concurrent.futures.TimeoutError:
@@ -286,12 +287,10 @@ class RestApi:
         reply.signature = signature
         # Held for the whole request, so an unload waits for it (as a ServableHandle).
         with self.core.acquire(spec) as servable:
-            sig_key = signature or "serving_default"
-            signature_def = servable.signature_defs.get(sig_key)
-            if signature_def is None:
+            sig_key = signature or DEFAULT_SIGNATURE
+            if sig_key not in servable.signature_defs:
                 raise invalid_argument(f'Serving signature name: "{sig_key}" not found in signature def')
-            dtypes = {alias: info.dtype for alias, info in signature_def.inputs.items()}
-            inputs, fmt = json_tensor.predict_inputs(doc, dtypes, signature)
+            inputs, fmt = json_tensor.predict_inputs(doc, servable.plan(sig_key).dtypes, signature)
             outputs = servable.run(signature, inputs)
         return json_tensor.predict_response({k: np.asarray(v) for k, v in outputs.items()}, fmt)
 
