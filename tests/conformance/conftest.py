@@ -24,6 +24,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
+from support import free_port  # the suite uses portpicker for the same purpose
 from tf_serving_testdata import (  # noqa: F401  (re-exported to the tests)
     copy_model, COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
 
@@ -42,13 +43,6 @@ HANDLER_MODELS = [
     ("all_versions", TWO_VERSIONS, "    model_version_policy { all {} }\n"),
 ]
 READY_TIMEOUT = 240.0  # generous: a dozen servers load at once on a shared 2-core machine
-
-
-def free_port() -> int:
-    """A free TCP port (the suite uses portpicker for the same purpose)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def config_text(models) -> str:
@@ -262,7 +256,9 @@ def fleet(workdir):
                     extra_args=["--rest_api_enable_cors_support=true"]),
         "good_config": dict(model_config_file=good_config),
         "reload": dict(model_config_file=reload_config, model_config_file_poll_period=1),
-        "no_reload": dict(model_config_file=frozen_config, model_config_file_poll_period=0),
+        # Prometheus on: its poll counters show the server never re-reads the config.
+        "no_reload": dict(model_config_file=frozen_config, model_config_file_poll_period=0,
+                          monitoring_config_file=TESTDATA / "monitoring_config.txt"),
         # testGoodGrpcChannelArgs' arguments, on the batching server (one process less).
         "batching": dict(model_name="default", model_path=HALF_PLUS_TWO,
                          batching_parameters_file=TESTDATA / "batching_config.txt",

@@ -17,6 +17,7 @@ from reliability.traffic import TrafficClient
 from serving.tensors import TensorError, to_numpy
 
 from reliability_helpers import MODEL
+from support import unread_bytes, wait_for
 
 REQUIRED_GRPC = {"random bytes (unparseable)", "wrong dtype", "dims claiming billions of elements",
                  "negative dims", "tensor_content length mismatch", "string tensor for float input",
@@ -135,9 +136,13 @@ def test_rest_bodies_declared_large_but_not_sent_cost_no_memory(rel_server, refe
             f"Content-Length: {99 * 2**20}\r\n\r\n").encode()
     sockets = [socket.create_connection(("127.0.0.1", rel_server.rest_port), timeout=10) for _ in range(8)]
     try:
-        for sock in sockets:
-            sock.sendall(head + b'{"instance')
-        time.sleep(1.0)
+        # Head first, then the start of the body: once the server has read those
+        # bytes too, it is reading the body, past the point where it would have
+        # allocated room for all of it.
+        for part in (head, b'{"instance'):
+            for sock in sockets:
+                sock.sendall(part)
+            wait_for(lambda: all(unread_bytes(conn) == 0 for conn in sockets), what="the server to read what was sent")
         assert rss_bytes(pid) - rss_before < 50 * 2**20
     finally:
         for sock in sockets:

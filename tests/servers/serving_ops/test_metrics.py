@@ -4,9 +4,9 @@ import numpy as np
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.tensors import from_numpy
+from support import PROMETHEUS_PATH
 
 HALF = "half"
-PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # testdata/monitoring_config.txt
 
 def test_request_counts_and_latencies(rest, channel, scrape):
     before = scrape()
