@@ -60,7 +60,7 @@ class ModelServer:
     def __init__(self, workdir: Path, model_name=None, model_path=None, *, model_type="tf",
                  model_config_file=None, monitoring_config_file=None,
                  batching_parameters_file=None, grpc_channel_arguments="",
-                 model_config_file_poll_period=None, pipe_stderr=False, stale_socket=False,
+                 model_config_file_poll_period=None, stale_socket=False,
                  extra_args=()):
         self.port, self.rest_port = free_port(), free_port()
         self.socket_path = workdir / f"tf-serving-{self.port}.sock"
@@ -87,9 +87,8 @@ class ModelServer:
         self.args = args
         self.log_path = workdir / f"server-{self.port}.log"
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        stderr = subprocess.PIPE if pipe_stderr else self.log_path.open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "serving", *args], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=stderr)
+                                     stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"))
         self._ready = False
 
     @property

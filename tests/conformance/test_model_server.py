@@ -9,8 +9,7 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import (HALF_PLUS_THREE, RPC_TIMEOUT, TESTDATA, ModelServer,
-                      config_text)
+from conftest import HALF_PLUS_THREE, RPC_TIMEOUT, TESTDATA, config_text
 from support import poll_count, wait_for, wait_for_polls
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
@@ -158,14 +157,6 @@ def test_good_model_config(server, channel, specify_output):
     stub = prediction_stub(channel, server("good_config").grpc_address)
     verify_predict(stub, 3.0, model="half_plus_two", specify_output=specify_output)
     verify_predict(stub, 4.0, model="half_plus_three", specify_output=specify_output)
-
-
-def test_bad_model_config_fails_with_the_parse_error(workdir):
-    server = ModelServer(workdir, model_config_file=TESTDATA / "bad_model_config.txt",
-                         pipe_stderr=True)
-    _, stderr = server.proc.communicate(timeout=60)
-    assert b"Error parsing text-format tensorflow.serving.ModelServerConfig" in stderr
-    assert server.proc.returncode != 0
 
 
 def test_model_config_reload(server, channel, workdir):
