@@ -18,6 +18,7 @@ import re
 import time
 
 from tf_serving_testdata import TESTDATA
+
 from toolkit.serve import free_port  # noqa: F401  (the suite's one free_port, re-exported)
 
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # what MONITORING_CONFIG says

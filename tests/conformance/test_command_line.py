@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support import free_port
 from tf_serving_testdata import BAD, HALF_PLUS_TWO, TESTDATA
 
@@ -90,9 +89,8 @@ def test_labels_at_start_need_the_unavailable_models_flag(tmp_path):
     # TF Serving assigns labels before loading, so at start-up no version is
     # AVAILABLE yet and a labelled config is refused without the flag.
     config = tmp_path / "labels.config"
-    config.write_text('model_config_list { config { name: "m" base_path: "%s" '
-                      'model_platform: "tensorflow" version_labels { key: "stable" value: 123 } } }'
-                      % HALF_PLUS_TWO)
+    config.write_text(f'model_config_list {{ config {{ name: "m" base_path: "{HALF_PLUS_TWO}" '
+                      'model_platform: "tensorflow" version_labels { key: "stable" value: 123 } } }')
     result = run_server(f"--port={free_port()}", f"--model_config_file={config}")
     assert result.returncode == 255
     assert result.stdout.strip() == (

@@ -3,7 +3,6 @@ a broken rewrite is logged and ignored; SIGTERM then stops the server with exit 
 
 import numpy as np
 from serving_helpers import HALF_PLUS_THREE, HALF_PLUS_TWO, Client, model_entry, start, write_config
-
 from support import wait_for
 
 X = np.array([[2.0]], dtype=np.float32)

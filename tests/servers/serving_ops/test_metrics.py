@@ -1,10 +1,10 @@
 """The Prometheus page counts exactly the requests the test sends, by API and entrypoint."""
 
 import numpy as np
+from support import PROMETHEUS_PATH
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.tensors import from_numpy
-from support import PROMETHEUS_PATH
 
 HALF = "half"
 

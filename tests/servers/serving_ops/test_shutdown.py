@@ -12,12 +12,11 @@ import time
 import grpc
 import numpy as np
 import pytest
+from support import MONITORING_FLAG, grpc_calls_in_flight, grpc_calls_in_flight_at_shutdown, unread_bytes, wait_for
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving import rest
 from serving.tensors import from_numpy, to_numpy
-from support import (MONITORING_FLAG, grpc_calls_in_flight, grpc_calls_in_flight_at_shutdown, unread_bytes,
-                     wait_for)
 from toolkit.serve import LocalServer
 
 HALF = "half"
