@@ -16,7 +16,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -24,7 +23,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-from support import free_port  # the suite uses portpicker for the same purpose
+from support import free_port, wait_for  # free_port: the suite uses portpicker for the same purpose
 from tf_serving_testdata import (  # noqa: F401  (re-exported to the tests)
     copy_model, COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
 
@@ -112,20 +111,24 @@ class ModelServer:
 
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "intentionally_missing_model"
-        deadline = time.monotonic() + READY_TIMEOUT
+
+        def answers_like_a_ready_server(stub) -> bool:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                stub.Predict(request, 1.0)
+            except grpc.RpcError as error:
+                return "Servable" in (error.details() or "")
+            return False
+
         with grpc.insecure_channel(self.grpc_address) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"server exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-                try:
-                    stub.Predict(request, 1.0)
-                except grpc.RpcError as error:
-                    if "Servable" in (error.details() or ""):
-                        self._ready = True
-                        return self
-                time.sleep(0.1)
-        pytest.fail(f"server not ready in {READY_TIMEOUT:.0f} s:\n{self.log()[-3000:]}")
+            try:
+                wait_for(lambda: answers_like_a_ready_server(stub), READY_TIMEOUT, "the server to be ready", 0.1)
+            except AssertionError as timed_out:
+                pytest.fail(f"{timed_out}:\n{self.log()[-3000:]}")
+        self._ready = True
+        return self
 
     def stop(self):
         """SIGTERM (the caller may signal several servers before waiting)."""
