@@ -9,12 +9,19 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import HALF_PLUS_THREE, RPC_TIMEOUT, TESTDATA, config_text
+from conformance_helpers import HALF_PLUS_THREE, RPC_TIMEOUT, TESTDATA, config_text
 from support import poll_count, wait_for, wait_for_polls
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
-                                     get_model_status_pb2, inference_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 
 VERSION = 123  # the only version folder of every test model used here
 

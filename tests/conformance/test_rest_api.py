@@ -8,7 +8,7 @@ import http.client
 import json
 
 import pytest
-from conftest import HANDLER_MODELS, LABEL, TESTDATA
+from conformance_helpers import HANDLER_MODELS, LABEL, TESTDATA
 
 MODEL = HANDLER_MODELS[0][0]
 
