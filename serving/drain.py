@@ -103,10 +103,16 @@ class DrainingExecutor(futures.ThreadPoolExecutor):
                 if not self._admitted:
                     self._idle.notify_all()
 
-    def begin_drain(self) -> None:
-        """From now on, accepted calls are marked to be refused."""
+    def begin_drain(self) -> int:
+        """From now on, accepted calls are marked to be refused; how many
+        accepted calls are still unanswered at this moment."""
         with self._idle:
             self._draining = True
+            return self._admitted
+
+    def in_flight(self) -> int:
+        """Calls accepted and not yet answered (read without the lock: a gauge)."""
+        return self._admitted
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait until every call accepted before begin_drain() is answered and for

@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Optional
 
 import grpc
 
+from serving import metrics
 from serving.errors import ServingError, not_found
 from serving.servable import LoadError, Servable
 
@@ -144,6 +145,7 @@ class ModelManager:
                                 "forget to name your leaf directory as a number (eg. '/1/')?",
                                 name, config.base_path)
                 self._reconcile(name, on_disk, aspired)
+            metrics.record_poll("file_system")
 
     def wait_until_available(self, names: list, poll_wait: float) -> None:
         """Block until each model's latest aspired version is AVAILABLE or has failed.

@@ -23,6 +23,8 @@ __all__ = [
     "record_request",
     "record_load",
     "record_batch",
+    "record_poll",
+    "watch_grpc_calls_in_flight",
     "render",
     "reset",
 ]
@@ -92,6 +94,21 @@ class _Histogram(_Counter):
                 out.append(f'{prefix}le="{limit}"}} {cumulative}')
             out.append(f"{prom_name}_sum{{{label_text}}} {_number(total)}")
             out.append(f"{prom_name}_count{{{label_text}}} {cumulative}")
+
+
+class _Gauge(_Metric):
+    """A value read from its source when the page is rendered (no labels)."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str):
+        super().__init__(name, ())
+        self.source = None  # a callable returning the current value, once a server sets it
+
+    def lines(self, prom_name: str, out: list[str]) -> None:
+        if self.source is not None:
+            out.append(f"# TYPE {prom_name} gauge")
+            out.append(f"{prom_name}{{}} {self.source()}")
 
 
 def _number(x: float) -> str:
@@ -179,6 +196,13 @@ _signature_request_count = _register(
 _model_load_count = _register(
     _Counter("/tfkit/serving/model_load_count", ("model_name", "version", "status"))
 )
+# Completed polling passes, by source: "file_system" (the version folders of
+# every base path) or "config_file" (--model_config_file). A test waits until
+# two more passes than it saw before a change have run, so that at least one
+# began after the change, before asserting what the server made of it.
+_poll_count = _register(_Counter("/tfkit/serving/poll_count", ("source",)))
+# gRPC calls accepted and not yet answered (queued for a worker or a batch, or running).
+_grpc_calls_in_flight = _register(_Gauge("/tfkit/serving/grpc_calls_in_flight"))
 
 
 _GRPC_APIS_COUNTED = frozenset({"Predict", "Classify", "Regress"})
@@ -243,6 +267,18 @@ def record_batch(
             _input_batch_size.add((), size)
         for latency in queuing_latencies_s:
             _queuing_latency.add((thread_pool_name,), int(latency * 1e6))
+
+
+def record_poll(source: str) -> None:
+    """Count one completed polling pass of `source` ("file_system" or "config_file")."""
+    with _lock:
+        _poll_count.add((source,))
+
+
+def watch_grpc_calls_in_flight(source) -> None:
+    """Render the gRPC in-flight gauge from `source()` (an int), e.g. the worker pool's count."""
+    with _lock:
+        _grpc_calls_in_flight.source = source
 
 
 def render() -> str:

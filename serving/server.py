@@ -244,24 +244,32 @@ class ModelServer:
             self._start_rest()
 
     def _poll_config(self) -> None:
-        from serving.errors import ServingError
+        from serving import metrics
 
         while not self._stop.wait(self.options.model_config_file_poll_wait_seconds):
-            try:
-                config = model_server_config(self.options)
-            except StartError as exc:
-                log.error("Failed to read ModelServerConfig file: %s", exc)
-                continue
-            try:
-                self.core.reload_config(config)
-            except ServingError as exc:
-                log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc.message)
+            self._reload_config_file()
+            metrics.record_poll("config_file")
+
+    def _reload_config_file(self) -> None:
+        """One pass of the config poller: re-read the file and apply it; errors are logged."""
+        from serving.errors import ServingError
+
+        try:
+            config = model_server_config(self.options)
+        except StartError as exc:
+            log.error("Failed to read ModelServerConfig file: %s", exc)
+            return
+        try:
+            self.core.reload_config(config)
+        except ServingError as exc:
+            log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc.message)
 
     def _start_grpc(self) -> None:
-        from serving import grpc_service
+        from serving import grpc_service, metrics
 
         options = self.options
         self._grpc_pool = grpc_pool(options)
+        metrics.watch_grpc_calls_in_flight(self._grpc_pool.in_flight)
         server = self.grpc_server = grpc_server(options, self._grpc_pool)  # shutdown() stops it
         grpc_service.add_services(server, self.core, self._grpc_pool, server.loop)
         if options.enable_grpc_healthcheck_service:
@@ -350,11 +358,12 @@ class ModelServer:
         """
         self._stop.set()
         deadline = time.monotonic() + grace
-        log.info("Shutting down: draining requests for up to %gs", grace)
         if self.health is not None:
             self.health.enter_graceful_shutdown()
-        if self._grpc_pool is not None:
-            self._grpc_pool.begin_drain()
+        # Counted as refusals begin: the calls the drain must still answer (the
+        # drain tests read this line to prove their premise).
+        in_flight = self._grpc_pool.begin_drain() if self._grpc_pool is not None else 0
+        log.info("Shutting down: draining requests for up to %gs (%d gRPC calls in flight)", grace, in_flight)
         if self.http_server is not None:
             self.http_server.stop(grace)
         if self.grpc_server is not None:

@@ -7,12 +7,19 @@ import json
 
 import grpc
 import pytest
-from conftest import HANDLER_MODELS, LABEL, RPC_TIMEOUT, TESTDATA
+from conformance_helpers import HANDLER_MODELS, LABEL, RPC_TIMEOUT, TESTDATA
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
-                                     get_model_status_pb2, inference_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 
 TWO_VERSIONS_MODEL = HANDLER_MODELS[0][0]  # only version 123 aspired, labelled
 BOTH_VERSIONS_MODEL = HANDLER_MODELS[1][0]  # 123 and 124 aspired

@@ -11,7 +11,7 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import HALF_PLUS_TWO, RPC_TIMEOUT
+from conformance_helpers import HALF_PLUS_TWO, RPC_TIMEOUT
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 

@@ -5,11 +5,15 @@ model_type, and a swap that unloads the models left out."""
 
 import grpc
 import pytest
-from conftest import HALF_PLUS_THREE, HANDLER_MODELS, RPC_TIMEOUT, TWO_VERSIONS, config_text
+from conformance_helpers import HALF_PLUS_THREE, HANDLER_MODELS, RPC_TIMEOUT, TWO_VERSIONS, config_text
 from google.protobuf import text_format
-from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 MODEL = HANDLER_MODELS[0][0]
 SPECIFIC_123 = "    model_version_policy { specific { versions: 123 } }\n"

@@ -5,10 +5,14 @@ NOT_FOUND for versions the policy does not serve."""
 
 import grpc
 import pytest
-from conftest import RPC_TIMEOUT
+from conformance_helpers import RPC_TIMEOUT
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 

@@ -4,11 +4,17 @@ before the version is AVAILABLE, and a failing record fails the load."""
 
 import grpc
 import pytest
-from conftest import HALF_PLUS_TWO, HANDLER_MODELS, RPC_TIMEOUT, config_text, copy_model, \
-    predict_request, with_warmup
+from conformance_helpers import (
+    HALF_PLUS_TWO,
+    HANDLER_MODELS,
+    RPC_TIMEOUT,
+    config_text,
+    copy_model,
+    predict_request,
+    with_warmup,
+)
 from google.protobuf import text_format
-from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grpc,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
 
 def test_warmup_requests_ran_before_serving(server, channel):

@@ -48,12 +48,7 @@ def live_server(fleet_plan, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def stale_replica(exported_version, tmp_path_factory):
-    """A second replica that never received version 2 of logreg: it serves version 1."""
-    from toolkit.serve import LocalServer
-
-    base = tmp_path_factory.mktemp("stale_store")
-    shutil.copytree(exported_version, base / "logreg" / "1")
-    with LocalServer(["--model_name=logreg", f"--model_base_path={base / 'logreg'}"],
-                     timeout=120) as server:
-        yield server
+def stale_replica(logreg_server):
+    """A second replica that never received version 2 of logreg: it serves version 1
+    (the shared `logreg_server`)."""
+    return logreg_server

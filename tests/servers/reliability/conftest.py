@@ -1,7 +1,7 @@
 """Servers for the reliability tests, one per scenario, each started once.
 
-`rel_server` serves the root `exported_model` (read-only) with REST; the soak
-and fuzz tests share it. `fault_server` serves a writable copy whose versions
+The soak and fuzz tests use the shared `logreg_server` (tests/servers/conftest.py),
+which serves the root `exported_model` (read-only) with REST. `fault_server` serves a writable copy whose versions
 the fault tests add, break and delete; it runs without root's permission
 override so an unreadable folder is unreadable to it, and listens on every
 interface as the real binary does.
@@ -24,14 +24,6 @@ from reliability_helpers import MODEL
 def reference(exported_model):
     """Weights of logreg/1 of the shared export."""
     return ModelReference.from_model_dir(exported_model / MODEL)
-
-
-@pytest.fixture(scope="session")
-def rel_server(exported_model):
-    """python -m serving on the shared export, gRPC and REST on 127.0.0.1."""
-    args = [f"--model_name={MODEL}", f"--model_base_path={exported_model / MODEL}"]
-    with LocalServer(args, rest=True, timeout=120) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,5 @@
 """Names and small gRPC helpers shared by the reliability tests."""
 
-import time
-
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
@@ -9,18 +7,6 @@ from reliability.traffic import predict_outputs, predict_request
 
 # The model name the shared export (tests/conftest.py) and every server here use.
 MODEL = "logreg"
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    """Poll `condition()` until it returns something truthy; AssertionError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def model_status(target: str, name: str = MODEL) -> dict:

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from reliability_helpers import MODEL, predict, wait_for
+from reliability_helpers import MODEL, predict
+from support import wait_for
 from toolkit.artifacts.export import export_model
 from toolkit.serve import LocalServer
 
@@ -31,12 +32,16 @@ def test_config_edited_into_invalid_keeps_the_previous_one(exported_model, refer
     args = [f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1"]
     with LocalServer(args, timeout=120) as server:
         config.write_text(broken)
-        line = wait_for(lambda: next((ln for ln in server.log_lines() if log_marker in ln), None),
-                        what=f"{log_marker!r} in the server log")
+
+        def refusals():
+            return [ln for ln in server.log_lines() if log_marker in ln]
+
+        line = wait_for(refusals, what=f"{log_marker!r} in the server log")[0]
         assert " E " in line or "error" in line.lower()
         if "read" in log_marker:
             assert str(config) in line
-        time.sleep(1.5)  # another poll: still refused, still serving
+        # Every poll refuses the file again: a second refusal is a later poll.
+        wait_for(lambda: len(refusals()) >= 2, what=f"a second {log_marker!r} in the server log")
         version, outputs = predict(server.grpc_target, FEATURES[:, : reference.num_features])
         assert reference.mismatch(version, FEATURES[:, : reference.num_features], outputs) is None
         assert server.process.poll() is None
@@ -78,7 +83,7 @@ def test_export_killed_at_any_point_leaves_no_visible_version(trained_run, tmp_p
                     break
                 # A version folder must never be visible while the export runs.
                 assert _published(model_dir) == [], f"version visible before the export finished ({point})"
-                time.sleep(0.005)
+                time.sleep(0.005)  # pacing the watch on the export's staging folder
         finally:
             if proc.poll() is None:
                 proc.kill()

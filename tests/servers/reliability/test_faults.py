@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from reliability.faults import BROKEN_KINDS, publish_broken_version
-from reliability_helpers import MODEL, model_status, predict, wait_for
+from reliability_helpers import MODEL, model_status, predict
+from support import wait_for
 
 FEATURES = np.array([[1.5, -2.0], [-3.0, 0.25], [0.0, 0.0]], dtype=np.float32)
 

@@ -17,6 +17,7 @@ from reliability.traffic import TrafficClient
 from serving.tensors import TensorError, to_numpy
 
 from reliability_helpers import MODEL
+from support import unread_bytes, wait_for
 
 REQUIRED_GRPC = {"random bytes (unparseable)", "wrong dtype", "dims claiming billions of elements",
                  "negative dims", "tensor_content length mismatch", "string tensor for float input",
@@ -33,40 +34,40 @@ def _answers_correctly(server, reference):
         client.close()
 
 
-def test_grpc_fuzz_every_answer_right_and_server_still_correct(rel_server, reference):
-    pid = rel_server.process.pid
+def test_grpc_fuzz_every_answer_right_and_server_still_correct(logreg_server, reference):
+    pid = logreg_server.process.pid
     rss_before = rss_bytes(pid)
-    result = run_grpc_fuzz(rel_server.grpc_target, MODEL, reference, count=1200, seed=1)
+    result = run_grpc_fuzz(logreg_server.grpc_target, MODEL, reference, count=1200, seed=1)
     print(result.summary())
     assert result.cases >= 1000
     assert REQUIRED_GRPC <= set(result.per_category)
     assert result.failures == [], result.summary()
-    assert rel_server.process.poll() is None
-    assert _answers_correctly(rel_server, reference) == []
+    assert logreg_server.process.poll() is None
+    assert _answers_correctly(logreg_server, reference) == []
     assert rss_bytes(pid) - rss_before < 100 * 2**20
 
 
-def test_rest_fuzz_every_answer_right_and_server_still_correct(rel_server, reference):
-    result = run_rest_fuzz(rel_server.rest_url, MODEL, reference, seed=1)
+def test_rest_fuzz_every_answer_right_and_server_still_correct(logreg_server, reference):
+    result = run_rest_fuzz(logreg_server.rest_url, MODEL, reference, seed=1)
     print(result.summary())
     assert REQUIRED_REST <= set(result.per_category)
     assert result.failures == [], result.summary()
-    assert rel_server.process.poll() is None
-    assert _answers_correctly(rel_server, reference) == []
+    assert logreg_server.process.poll() is None
+    assert _answers_correctly(logreg_server, reference) == []
 
 
 @pytest.mark.parametrize("fields", [{"float_val": [1.0]}, {}, {"tensor_content": b"\0" * 8}],
                          ids=["one value", "no values", "8 bytes of content"])
-def test_shape_claiming_10_12_elements_fails_fast_with_small_rss(rel_server, reference, fields):
+def test_shape_claiming_10_12_elements_fails_fast_with_small_rss(logreg_server, reference, fields):
     """A request of a few bytes whose dims claim 10^12 floats: INVALID_ARGUMENT at once, no big allocation."""
     tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=500_000_000_000),
              tensor_shape_pb2.TensorShapeProto.Dim(size=reference.num_features)]), **fields)
     payload = _predict_bytes(MODEL, {"features": tensor})
     assert len(payload) < 100
-    pid = rel_server.process.pid
+    pid = logreg_server.process.pid
     rss_before = rss_bytes(pid)
-    with grpc.insecure_channel(rel_server.grpc_target) as channel:
+    with grpc.insecure_channel(logreg_server.grpc_target) as channel:
         call = channel.unary_unary(PREDICT, request_serializer=None, response_deserializer=None)
         started = time.perf_counter()
         with pytest.raises(grpc.RpcError) as err:
@@ -115,31 +116,35 @@ def test_fuzz_generators_are_deterministic_and_cover_every_category(reference):
     assert {c.category for c in rest_cases(MODEL, reference.num_features, 0)} >= REQUIRED_REST
 
 
-def test_fuzz_command_against_a_running_server(rel_server, exported_model):
+def test_fuzz_command_against_a_running_server(logreg_server, exported_model):
     done = subprocess.run(
-        [sys.executable, "-m", "reliability", "fuzz", "--count", "200", "--target", rel_server.grpc_target,
-         "--rest-url", rel_server.rest_url, "--model-base-path", str(exported_model)],
+        [sys.executable, "-m", "reliability", "fuzz", "--count", "200", "--target", logreg_server.grpc_target,
+         "--rest-url", logreg_server.rest_url, "--model-base-path", str(exported_model)],
         capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gRPC: 200 cases, 0 answered wrongly" in done.stdout
     assert "server still answers correctly" in done.stdout
 
 
-def test_rest_bodies_declared_large_but_not_sent_cost_no_memory(rel_server, reference):
+def test_rest_bodies_declared_large_but_not_sent_cost_no_memory(logreg_server, reference):
     """Eight connections each declaring a 99 MiB body (under the limit) and sending 10 bytes."""
     import socket
 
-    pid = rel_server.process.pid
+    pid = logreg_server.process.pid
     rss_before = rss_bytes(pid)
     head = (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {99 * 2**20}\r\n\r\n").encode()
-    sockets = [socket.create_connection(("127.0.0.1", rel_server.rest_port), timeout=10) for _ in range(8)]
+    sockets = [socket.create_connection(("127.0.0.1", logreg_server.rest_port), timeout=10) for _ in range(8)]
     try:
-        for sock in sockets:
-            sock.sendall(head + b'{"instance')
-        time.sleep(1.0)
+        # Head first, then the start of the body: once the server has read those
+        # bytes too, it is reading the body, past the point where it would have
+        # allocated room for all of it.
+        for part in (head, b'{"instance'):
+            for sock in sockets:
+                sock.sendall(part)
+            wait_for(lambda: all(unread_bytes(conn) == 0 for conn in sockets), what="the server to read what was sent")
         assert rss_bytes(pid) - rss_before < 50 * 2**20
     finally:
         for sock in sockets:
             sock.close()
-    assert _answers_correctly(rel_server, reference) == []
+    assert _answers_correctly(logreg_server, reference) == []

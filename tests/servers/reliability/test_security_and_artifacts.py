@@ -158,9 +158,9 @@ def test_python_m_serving_listens_on_all_interfaces_like_the_real_binary(fault_s
                for ln in fault_server.log_lines())
 
 
-def test_servers_tfkit_launches_listen_on_loopback_only(rel_server):
+def test_servers_tfkit_launches_listen_on_loopback_only(logreg_server):
     """LocalServer (behind tfkit check and run) keeps the server off other machines' reach."""
-    for port in (rel_server.grpc_port, rel_server.rest_port):
+    for port in (logreg_server.grpc_port, logreg_server.rest_port):
         assert _listening_addresses(port) == LOOPBACK, port
 
 

@@ -13,9 +13,9 @@ from reliability.traffic import KINDS
 from reliability_helpers import MODEL
 
 
-def test_short_soak_keeps_every_promise(rel_server, reference):
-    result = run_soak(rel_server.grpc_target, rel_server.rest_url, MODEL, reference,
-                      duration_s=10, clients=16, server_pid=rel_server.process.pid, warmup_s=3)
+def test_short_soak_keeps_every_promise(logreg_server, reference):
+    result = run_soak(logreg_server.grpc_target, logreg_server.rest_url, MODEL, reference,
+                      duration_s=10, clients=16, server_pid=logreg_server.process.pid, warmup_s=3)
     print(result.summary())
     assert result.broken() == [], result.summary()
     assert set(result.per_kind) == set(KINDS)
@@ -24,25 +24,25 @@ def test_short_soak_keeps_every_promise(rel_server, reference):
     assert result.rss_start and result.rss_end and result.p99_ms >= result.p50_ms > 0
 
 
-def test_soak_reports_wrong_answers(rel_server, reference):
+def test_soak_reports_wrong_answers(logreg_server, reference):
     """Clients told the wrong weights must count every answer as an error."""
     w, b = reference.expected(1, np.eye(reference.num_features, dtype=np.float32))["logits"][:, 0], 0.0
     wrong = ModelReference(reference.feature_names)
     wrong.add(1, -w, b)
-    result = run_soak(rel_server.grpc_target, rel_server.rest_url, MODEL, wrong, duration_s=2, clients=2)
+    result = run_soak(logreg_server.grpc_target, logreg_server.rest_url, MODEL, wrong, duration_s=2, clients=2)
     assert result.errors > 0
     assert any("failed or answered wrongly" in line for line in result.broken())
     # GetModelStatus answers carry no values to check; everything else is wrong.
     assert result.errors == result.requests - result.per_kind.get("grpc_status", [0])[0]
 
 
-def test_soak_command_against_a_running_server(rel_server, exported_model, tmp_path):
+def test_soak_command_against_a_running_server(logreg_server, exported_model, tmp_path):
     """`python -m reliability soak --target ...` from outside: figures printed, exit 0."""
     report = tmp_path / "soak.json"
     done = subprocess.run(
         [sys.executable, "-m", "reliability", "soak", "--duration", "3", "--clients", "4",
-         "--target", rel_server.grpc_target, "--rest-url", rel_server.rest_url,
-         "--model-base-path", str(exported_model), "--server-pid", str(rel_server.process.pid),
+         "--target", logreg_server.grpc_target, "--rest-url", logreg_server.rest_url,
+         "--model-base-path", str(exported_model), "--server-pid", str(logreg_server.process.pid),
          "--json", str(report)],
         capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -51,14 +51,14 @@ def test_soak_command_against_a_running_server(rel_server, exported_model, tmp_p
     assert report.read_text().count('"broken": []') == 1
 
 
-def test_soak_command_refuses_target_without_weights(rel_server):
-    done = subprocess.run([sys.executable, "-m", "reliability", "soak", "--target", rel_server.grpc_target],
+def test_soak_command_refuses_target_without_weights(logreg_server):
+    done = subprocess.run([sys.executable, "-m", "reliability", "soak", "--target", logreg_server.grpc_target],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--target needs --model-base-path" in done.stderr
 
 
-def test_soak_command_exits_1_when_answers_are_wrong(rel_server, tmp_path):
+def test_soak_command_exits_1_when_answers_are_wrong(logreg_server, tmp_path):
     """Told another model's weights (seed 3, not the served seed 0), the soak must break its promise."""
     from toolkit.artifacts.export import export_model
     from toolkit.training.rundir import train_to_dir
@@ -67,7 +67,7 @@ def test_soak_command_exits_1_when_answers_are_wrong(rel_server, tmp_path):
     export_model(tmp_path / "run", tmp_path / "models", MODEL)
     done = subprocess.run(
         [sys.executable, "-m", "reliability", "soak", "--duration", "2", "--clients", "2",
-         "--target", rel_server.grpc_target, "--model-base-path", str(tmp_path / "models")],
+         "--target", logreg_server.grpc_target, "--model-base-path", str(tmp_path / "models")],
         capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 1, done.stdout + done.stderr
     assert "BROKEN:" in done.stderr and "answered wrongly" in done.stderr

@@ -1,21 +1,11 @@
 """--model_config_file_poll_wait_seconds: the config file is re-read while serving;
 a broken rewrite is logged and ignored; SIGTERM then stops the server with exit 0."""
 
-import time
-
 import numpy as np
 from serving_helpers import HALF_PLUS_THREE, HALF_PLUS_TWO, Client, model_entry, start, write_config
+from support import wait_for
 
 X = np.array([[2.0]], dtype=np.float32)
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def test_config_file_is_polled_and_sigterm_exits_zero(tmp_path, client_of):

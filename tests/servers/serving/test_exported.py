@@ -8,23 +8,14 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from serving_helpers import Client, rpc_error, start
+from serving_helpers import Client, rpc_error
 
 from toolkit.training.model import make_example
 
 
 @pytest.fixture(scope="module")
-def served(exported_model, tmp_path_factory):
-    socket_path = tmp_path_factory.mktemp("sock") / "grpc.sock"
-    server = start(["--model_name=logreg", f"--model_base_path={exported_model / 'logreg'}",
-                    f"--grpc_socket_path={socket_path}"])
-    yield server, socket_path
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def client(served, client_of):
-    return client_of(served[0])
+def client(logreg_server, client_of):
+    return client_of(logreg_server)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +26,8 @@ def reference(exported_version):
     return loaded, heldout.astype(np.float32), names
 
 
-def test_warmup_requests_replayed_at_load(served):
-    lines = [line for line in served[0].log_lines() if "Finished reading warmup data" in line]
+def test_warmup_requests_replayed_at_load(logreg_server):
+    lines = [line for line in logreg_server.log_lines() if "Finished reading warmup data" in line]
     assert len(lines) == 1
     count = int(lines[0].split("Number of warmup records read: ")[1].split(".")[0])
     assert count > 0
@@ -74,9 +65,9 @@ def test_classify_and_regress_match_predict(client, reference):
     np.testing.assert_allclose([r.value for r in regressed], probabilities, rtol=1e-6)
 
 
-def test_unix_socket(served, reference):
+def test_unix_socket(logreg_server, logreg_socket, reference):
     _, heldout, _ = reference
-    with grpc.insecure_channel(f"unix:{served[1]}") as channel:
+    with grpc.insecure_channel(f"unix:{logreg_socket}") as channel:
         got = Client(channel).predict("logreg", {"features": heldout[:3]})
     assert got["probabilities"].shape == (3, 1)
 

@@ -6,13 +6,14 @@ server started from TF Serving's good_model_config.txt."""
 import os
 import shutil
 import threading
-import time
 
 import grpc
 import numpy as np
 import pytest
 from serving_helpers import (BAD, HALF_PLUS_THREE, HALF_PLUS_TWO, TESTDATA, Client, copy_model,
                              model_entry, rpc_error, start)
+
+from support import MONITORING_FLAG, poll_count, wait_for, wait_for_polls
 
 X = np.array([[1.0], [3.0]], dtype=np.float32)
 
@@ -30,8 +31,10 @@ def server(models):
     config = config.replace("${TEST_HALF_PLUS_THREE_DIR}", str(HALF_PLUS_THREE))
     path = models["root"] / "good_model_config.txt"
     path.write_text(config)
+    # REST and Prometheus: tests wait on the server's poll counter.
     server = start([f"--model_config_file={path}", "--file_system_poll_wait_seconds=1",
-                    "--max_num_load_retries=1", "--load_retry_interval_micros=100000"])
+                    "--max_num_load_retries=1", "--load_retry_interval_micros=100000", MONITORING_FLAG],
+                   rest=True)
     yield server
     server.stop()
 
@@ -46,16 +49,6 @@ def add_version(source_version_dir, base, version: int) -> None:
     staging = base.parent / f".staging-{base.name}-{version}"
     shutil.copytree(source_version_dir, staging)
     os.rename(staging, base / str(version))
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def failed_status(client, version):
@@ -148,9 +141,10 @@ def test_a_broken_version_fails_its_load(client, models, version, spoil, code, m
     shutil.rmtree(models["hp"] / str(version))
 
 
-def test_only_integer_version_folders_count(client, models):
+def test_only_integer_version_folders_count(server, client, models):
+    seen = poll_count(server.rest_url, "file_system")
     shutil.copytree(HALF_PLUS_TWO / "00000123", models["hp"] / "999x")
-    time.sleep(2.5)  # two poll periods
+    wait_for_polls(server.rest_url, "file_system", seen)
     assert 999 not in client.states("half_plus_two")
     assert client.predict_response("half_plus_two", {"x": X}).model_spec.version.value == 124
 

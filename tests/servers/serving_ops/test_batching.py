@@ -1,7 +1,6 @@
 """Batching: concurrent callers are merged into few model calls and each gets its own rows."""
 
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -13,7 +12,7 @@ from serving.batching import BatchScheduler
 from serving.config_protos import BatchingParameters
 from serving.errors import ServingError
 from serving.tensors import from_numpy, to_numpy
-from tf_serving_testdata import TESTDATA
+from support import MONITORING_FLAG, MetricsSnapshot, wait_for
 from toolkit.serve import LocalServer
 
 HALF = "half"
@@ -65,12 +64,12 @@ def test_concurrent_callers_get_their_own_rows_and_are_merged(rest, channel, scr
     assert 1 <= merged_calls < 24, f"{merged_calls} model calls for 24 requests: nothing was merged"
 
 
-def test_batched_grpc_calls_wait_without_holding_a_worker_thread(ops_models, half_base, metrics_of):
+def test_batched_grpc_calls_wait_without_holding_a_worker_thread(ops_models, half_base):
     # One gRPC worker thread: if a batched call held it while waiting for its
     # batch, the 16 calls would run one batch each.
     server = LocalServer([f"--model_name={HALF}", f"--model_base_path={half_base}", "--enable_batching",
                           f"--batching_parameters_file={ops_models['batching']}", "--grpc_max_threads=1",
-                          f"--monitoring_config_file={TESTDATA / 'monitoring_config.txt'}"], rest=True)
+                          MONITORING_FLAG], rest=True)
     callers = 16
     with server, grpc.insecure_channel(server.grpc_target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -92,7 +91,7 @@ def test_batched_grpc_calls_wait_without_holding_a_worker_thread(ops_models, hal
             t.start()
         for t in threads:
             t.join(60)
-        model_calls = metrics_of(server.rest_url).value(WRAPPED)
+        model_calls = MetricsSnapshot(server.rest_url).value(WRAPPED)
     assert not failures
     assert {i: float(y[0, 0]) for i, y in answers.items()} == {i: 0.5 * i + 2 for i in range(callers)}
     assert model_calls < callers / 2, f"{model_calls:g} model calls for {callers} batched calls"
@@ -141,9 +140,7 @@ def test_full_queue_answers_unavailable():
     started.wait(10)  # the only thread is busy; the queue holds one (open) batch
     waiting = threading.Thread(target=scheduler.run, args=("k", {"x": np.zeros((2, 1))}, slow))
     waiting.start()
-    deadline = time.monotonic() + 10
-    while not scheduler._queues.get("k") and time.monotonic() < deadline:
-        time.sleep(0.01)  # until the second request sits, full, in the queue
+    wait_for(lambda: scheduler._queues.get("k"), 10, "the second request to sit, full, in the queue")
     with pytest.raises(ServingError) as err:
         scheduler.run("k", {"x": np.zeros((1, 1))}, slow)
     assert err.value.code == grpc.StatusCode.UNAVAILABLE

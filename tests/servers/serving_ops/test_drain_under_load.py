@@ -2,11 +2,13 @@
 
 64 clients (48 gRPC, 16 REST, each on its own connection) keep one batch-1
 Predict in flight each against a server with 4 gRPC worker threads and a
-200 ms batching window, so many more gRPC calls than worker threads are in
-flight (waiting for their batch) when SIGTERM arrives. Every call the server took before the stop must be answered
-OK with the caller's own rows; calls that arrive after it may be refused as
-TF Serving refuses them (gRPC UNAVAILABLE, HTTP 503, or a refused connection),
-never cancelled or cut off half-way; the process exits 0.
+one-second batching window. SIGTERM is sent once the server reports every
+gRPC client's call accepted and waiting for its batch, and the server's own
+count of the calls in flight when its drain began proves the premise: more
+than its worker threads. Every call the server took before the stop must be
+answered OK with the caller's own rows; calls that arrive after it may be
+refused as TF Serving refuses them (gRPC UNAVAILABLE, HTTP 503, or a refused
+connection), never cancelled or cut off half-way; the process exits 0.
 """
 
 import http.client
@@ -17,6 +19,7 @@ import time
 
 import grpc
 import numpy as np
+from support import MONITORING_FLAG, grpc_calls_in_flight, grpc_calls_in_flight_at_shutdown, wait_for
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.tensors import from_numpy, to_numpy
@@ -26,12 +29,11 @@ HALF = "half"
 GRPC_CLIENTS = 48
 REST_CLIENTS = 16
 GRPC_THREADS = 4
-BATCH_WINDOW_S = 0.2
-BATCHING = ("batch_timeout_micros { value: 200000 } num_batch_threads { value: 1 } "
+# Batches run only when their window ends (they never fill: 64 > the callers'
+# 48 + 4 REST threads), so between two runs every gRPC client's next call
+# waits in the server for most of a second.
+BATCHING = ("batch_timeout_micros { value: 1000000 } num_batch_threads { value: 1 } "
             "max_batch_size { value: 64 } max_enqueued_batches { value: 1000 }")
-# A call sent this long before SIGTERM has certainly reached the server (it is
-# queued there: the server's loop takes a waiting call within a millisecond).
-REACHED_S = 0.05
 
 
 class Client(threading.Thread):
@@ -104,7 +106,7 @@ def test_sigterm_with_more_calls_in_flight_than_threads_answers_every_accepted_c
     server = LocalServer(
         [f"--model_name={HALF}", f"--model_base_path={half_base}", "--enable_batching",
          f"--batching_parameters_file={batching}", f"--grpc_max_threads={GRPC_THREADS}",
-         "--rest_api_num_threads=4"],
+         "--rest_api_num_threads=4", MONITORING_FLAG],
         rest=True, timeout=120)
     server.start()
     try:
@@ -115,16 +117,8 @@ def test_sigterm_with_more_calls_in_flight_than_threads_answers_every_accepted_c
             client.start()
         for client in clients:
             assert client.warm.wait(60), "a client got no first answer"
-        time.sleep(0.3)  # every client has a call queued in the server
-        # Signal mid-window: 100 ms after a batch is answered, every gRPC client
-        # has sent its next call (over REACHED_S ago) and waits for the next
-        # batch, which is 100 ms away.
-        grpc_clients = clients[:GRPC_CLIENTS]
-        answered, deadline = max(c.calls[-1][1] for c in grpc_clients), time.monotonic() + 10
-        while max(c.calls[-1][1] for c in grpc_clients) == answered:
-            assert time.monotonic() < deadline, "no batch was answered for 10 s"
-            time.sleep(0.001)
-        time.sleep(0.5 * BATCH_WINDOW_S)
+        wait_for(lambda: grpc_calls_in_flight(server.rest_url) >= GRPC_CLIENTS,
+                 what="every gRPC client's call waiting in the server")
         sigterm_at = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         exit_code = server.process.wait(60)
@@ -135,16 +129,14 @@ def test_sigterm_with_more_calls_in_flight_than_threads_answers_every_accepted_c
 
     logs = "\n".join(server.log_lines()[-20:])
     assert exit_code == 0, logs
+    in_flight = grpc_calls_in_flight_at_shutdown(server.log_lines())
+    assert in_flight > GRPC_THREADS, f"premise not met: {in_flight} gRPC calls in flight at SIGTERM"
     assert all(not client.is_alive() for client in clients), "a client was never refused"
     calls = [(type(c).__name__, c.value, *call) for c in clients for call in c.calls]
     bad = [call for call in calls if call[-1] != "OK" and not is_refusal(call[-1])]
     assert not bad, bad  # no CANCELLED, no wrong rows, no connection cut mid-answer
-    reached = [call for call in calls if call[2] < sigterm_at - REACHED_S]
-    lost = [call for call in reached if call[-1] != "OK"]
-    assert not lost, lost
-    # Far more gRPC calls than worker threads were in flight at the stop (the
-    # others had just been answered and were sent again, too late to count).
-    in_flight = [call for call in reached if call[3] > sigterm_at]
-    assert sum(1 for call in in_flight if call[0] == "GrpcClient") >= 2 * GRPC_THREADS, in_flight
+    # Every call in flight at the drain's start was answered OK (none refused or lost).
+    answered_after = [call for call in calls if call[0] == "GrpcClient" and call[3] > sigterm_at and call[-1] == "OK"]
+    assert len(answered_after) >= in_flight, (in_flight, answered_after)
     assert all(is_refusal(client.calls[-1][-1]) for client in clients)
     assert "Traceback" not in "\n".join(server.log_lines())

@@ -1,12 +1,12 @@
 """The Prometheus page counts exactly the requests the test sends, by API and entrypoint."""
 
 import numpy as np
+from support import PROMETHEUS_PATH
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.tensors import from_numpy
 
 HALF = "half"
-PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # testdata/monitoring_config.txt
 
 def test_request_counts_and_latencies(rest, channel, scrape):
     before = scrape()

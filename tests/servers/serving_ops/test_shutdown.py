@@ -12,6 +12,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from support import MONITORING_FLAG, grpc_calls_in_flight, grpc_calls_in_flight_at_shutdown, unread_bytes, wait_for
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving import rest_api as rest
@@ -21,9 +22,11 @@ from toolkit.serve import LocalServer
 HALF = "half"
 
 
-# A half-second batching window keeps gRPC requests inside the server (queued
-# for a batch) long enough to be certainly in flight when SIGTERM arrives.
-SLOW_BATCHING = "batch_timeout_micros { value: 500000 } num_batch_threads { value: 1 } max_batch_size { value: 64 }"
+# A one-second batching window keeps the test's gRPC calls queued in the
+# server (accepted, waiting for their batch) across SIGTERM; the server counts
+# them as in flight.
+SLOW_BATCHING = "batch_timeout_micros { value: 1000000 } num_batch_threads { value: 1 } max_batch_size { value: 64 }"
+CALLS = 5
 
 
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(half_base, tmp_path):
@@ -31,30 +34,32 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(half_base, tmp_path)
     batching.write_text(SLOW_BATCHING)
     server = LocalServer(
         [f"--model_name={HALF}", f"--model_base_path={half_base}", "--enable_batching",
-         f"--batching_parameters_file={batching}"],
+         f"--batching_parameters_file={batching}", MONITORING_FLAG],
         rest=True, timeout=120)
     server.start()
     try:
-        # A REST request whose body is still arriving when SIGTERM lands.
+        # A REST request whose body is still arriving when SIGTERM lands: the
+        # server has read its start (so it took the connection) before the signal.
         rows = [[float(i)] for i in range(40)]
         body = json.dumps({"instances": rows}).encode()
         upload = socket.create_connection(("127.0.0.1", server.rest_port), timeout=30)
         upload.sendall(
             f"POST /v1/models/{HALF}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
             + body[:10])
+        wait_for(lambda: unread_bytes(upload) == 0, what="the server to read the start of the upload")
 
         channel = grpc.insecure_channel(server.grpc_target)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         calls = []
-        for i in range(5):
+        for i in range(CALLS):
             request = predict_pb2.PredictRequest()
             request.model_spec.name = HALF
             x = np.full((i + 1, 1), i, np.float32)
             request.inputs["x"].CopyFrom(from_numpy(x))
             calls.append((x, stub.Predict.future(request, timeout=30)))
-        time.sleep(0.2)  # all five now wait in the batching queue
+        wait_for(lambda: grpc_calls_in_flight(server.rest_url) == CALLS, what=f"{CALLS} calls queued for a batch")
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+        wait_for(lambda: any("Shutting down" in line for line in server.log_lines()), what="the drain to begin")
         upload.sendall(body[10:])
         response = upload.makefile("rb").read()
         upload.close()
@@ -64,6 +69,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(half_base, tmp_path)
     finally:
         server.stop()
 
+    assert grpc_calls_in_flight_at_shutdown(server.log_lines()) == CALLS
     head, _, payload = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), response[:300]
     assert json.loads(payload)["predictions"] == [[0.5 * r[0] + 2] for r in rows]
@@ -100,8 +106,11 @@ def test_rest_port_in_use_is_reported_with_the_port():
 
 def test_rest_stop_waits_for_in_flight_requests_then_refuses_new_ones():
     class SlowCore:
+        started = threading.Event()
+
         def get_model_status(self, request):
-            time.sleep(0.5)
+            self.started.set()
+            time.sleep(0.5)  # the work the stop waits for
             from tensorflow_serving.apis import get_model_status_pb2
 
             return get_model_status_pb2.GetModelStatusResponse()
@@ -122,7 +131,7 @@ def test_rest_stop_waits_for_in_flight_requests_then_refuses_new_ones():
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.2)  # the request is being processed
+    assert SlowCore.started.wait(10)
     assert http_server.stop(grace_s=5) is True
     caller.join(10)
     assert result["status"] == 200 and json.loads(result["body"]) == {"model_version_status": []}
@@ -133,7 +142,7 @@ def test_rest_stop_waits_for_in_flight_requests_then_refuses_new_ones():
 def test_rest_timeout_answers_504():
     class StuckCore:
         def get_model_status(self, request):
-            time.sleep(1.0)
+            time.sleep(1.0)  # stuck beyond the 100 ms timeout
 
     class Options:
         rest_api_timeout_in_ms = 100
