@@ -8,11 +8,13 @@ Rule per element, numpy's isclose with a floor tied to the output's scale:
     |a - b| <= atol + rtol * |b| + ulps * eps * scale
 
 `b` is the reference, `eps` the machine epsilon of the output's dtype and
-`scale` the largest finite |b| of that output in the same call, so the last
-term reads "`ulps` ULPs of the output's scale". Rounding grows with the size
-of what was summed (a wide Dense, a graph rewritten by Grappler), not with the
-size of each result, so a value near zero is judged on its output's scale.
-Equal infinities, and NaN at the same place, agree.
+`scale` the output's scale: the larger of its largest finite |b| in the same
+call and its median |b| over every compared call. The last term reads "`ulps`
+ULPs of the output's scale". Rounding grows with the size of what was summed
+(a wide Dense, a graph rewritten by Grappler), not with the size of each
+result, so a value near zero, or a call whose values all sit near zero (rows
+on a decision boundary), is judged on its output's usual size. Equal
+infinities, and NaN at the same place, agree.
 
 An output that follows the batch (its first dimension is the call's row
 count) is compared row by row; any other output (a mean over the batch, a
@@ -385,8 +387,11 @@ class _Errors:
     ok: np.ndarray
 
     @classmethod
-    def of(cls, ref: np.ndarray, cand: np.ndarray, tol: Tolerance) -> "_Errors":
-        """Errors of `cand` against `ref` (same shape, numeric) under `tol`; no numpy warnings."""
+    def of(cls, ref: np.ndarray, cand: np.ndarray, tol: Tolerance, typical: float = 0.0) -> "_Errors":
+        """Errors of `cand` against `ref` (same shape, numeric) under `tol`; no numpy warnings.
+
+        `typical`: the output's median |value| over the whole comparison (see the module docstring).
+        """
         r, c = ref.astype(np.float64).ravel(), cand.astype(np.float64).ravel()
         with np.errstate(all="ignore"):
             same = (r == c) | (np.isnan(r) & np.isnan(c))  # equal infinities too
@@ -399,7 +404,7 @@ class _Errors:
             scale_ulps = None
             floor = 0.0
             if ref.dtype.kind == "f":
-                unit = float(np.finfo(ref.dtype).eps) * (float(magnitude.max()) if r.size else 0.0)
+                unit = float(np.finfo(ref.dtype).eps) * max(float(magnitude.max()) if r.size else 0.0, typical)
                 floor = tol.ulps * unit
                 scale_ulps = np.where(abs_err == 0, 0.0, abs_err / unit if unit > 0 else np.inf)
             # A non-finite reference must be matched exactly: rtol * inf would accept anything.
@@ -442,10 +447,18 @@ def _mismatch(a_ref: np.ndarray, a_cand: np.ndarray) -> str | None:
     return None
 
 
-def _errors(a_ref: np.ndarray, a_cand: np.ndarray, tol: Tolerance) -> _Errors:
+def _errors(a_ref: np.ndarray, a_cand: np.ndarray, tol: Tolerance, typical: float = 0.0) -> _Errors:
     if a_ref.dtype.kind in "SUOb" or a_cand.dtype.kind in "SUOb":
         return _Errors.equality(a_ref, a_cand)
-    return _Errors.of(a_ref, a_cand, tol)
+    return _Errors.of(a_ref, a_cand, tol, typical)
+
+
+def _typical_magnitude(arrays) -> float:
+    """Median finite |value| over the arrays (0 for non-float outputs): an output's usual size."""
+    values = [np.abs(np.ravel(a)).astype(np.float64) for a in arrays if np.asarray(a).dtype.kind == "f"]
+    values = np.concatenate(values) if values else np.zeros(0)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else 0.0
 
 
 def _f(x) -> float:
@@ -500,6 +513,7 @@ class Comparator:
         near_rule = (spec is not None and name in spec.class_outputs and unit == "row"
                      and spec.score_output in layout.batch_outputs)
         parts, numbers, worst, near_rows, exact = [], [], [], [], True
+        typical = _typical_magnitude(r[name] for r in ref_calls)
         for i, (ref_out, cand_out) in enumerate(zip(ref_calls, cand_calls)):
             a_ref = np.asarray(ref_out[name])
             if name not in cand_out:
@@ -511,7 +525,7 @@ class Comparator:
                 where = f" (call {layout.call_numbers[i]})" if len(ref_calls) > 1 else ""
                 result.error = problem + where
                 return result
-            errors = _errors(a_ref, a_cand, tol)
+            errors = _errors(a_ref, a_cand, tol, typical)
             number = _unit_numbers(a_ref, unit, layout.first_rows[i], layout.call_numbers[i])
             if near_rule:
                 near = spec.near_threshold(ref_out[spec.score_output], policy.tolerance(spec.score_output))

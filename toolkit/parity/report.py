@@ -117,7 +117,7 @@ def table(result) -> str:
             lines.append((pair.candidate, c.output, c.unit, c.policy, _num(c.max_abs_error), _num(c.max_rel_error),
                           _num(c.max_scale_ulp_error), str(c.failures), "ERROR" if c.error else _verdict(c)))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = [f"reference: {result.reference} (ulp@scale: error in ULPs of the output's largest |value| in its call)"]
+    text = [f"reference: {result.reference} (ulp@scale: error in ULPs of the output's scale, see docs/parity.md)"]
     text += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in lines]
     return "\n".join(text)
 
@@ -269,8 +269,8 @@ def markdown(result, document: dict) -> str:
           f"(feeds: {_feeds_text(result.inputs)}), "
           f"sha256 `{result.inputs.sha256()[:16]}…`.",
           "", "## Comparisons", "",
-          "Bound per element: |a - b| <= atol + rtol·|b| + ulps·eps·scale, where scale is the output's largest "
-          "finite |value| in the same call (see docs/parity.md).", "",
+          "Bound per element: |a - b| <= atol + rtol·|b| + ulps·eps·scale, where scale is the larger of the output's largest "
+          "finite |value| in the call and its median |value| over all calls (see docs/parity.md).", "",
           "| candidate | output | per | policy | atol | rtol | ulps | max abs | mean abs | p99 abs | max rel "
           "| ULP@scale | max ULP | failures | verdict |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
