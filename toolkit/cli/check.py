@@ -10,13 +10,17 @@ def parity_options(command):
     """Tolerance, input and server options shared by `check` and `run`."""
     for decorator in reversed([
         click.option("--atol", "atol", multiple=True, metavar="[OUTPUT=]VALUE",
-                     help="Absolute tolerance added for non-quantized candidates, for all outputs or one (repeatable)."),
+                     help="Absolute tolerance added for non-quantized candidates, for all outputs or one "
+                          "(repeatable)."),
         click.option("--rtol", "rtol", multiple=True, metavar="[OUTPUT=]VALUE",
-                     help="Relative tolerance added for non-quantized candidates, for all outputs or one (repeatable)."),
-        click.option("--session-ulps", type=click.FloatRange(0), metavar="N", default=bounds.SESSION_ULPS, show_default=True,
+                     help="Relative tolerance added for non-quantized candidates, for all outputs or one "
+                          "(repeatable)."),
+        click.option("--session-ulps", type=click.FloatRange(0), metavar="N", default=bounds.SESSION_ULPS,
+                     show_default=True,
                      help="Bound for our local server's gRPC/REST (a Session with Grappler), in ULPs of the "
                           "output's scale."),
-        click.option("--float-ulps", type=click.FloatRange(0), metavar="N", default=bounds.FLOAT_ULPS, show_default=True,
+        click.option("--float-ulps", type=click.FloatRange(0), metavar="N", default=bounds.FLOAT_ULPS,
+                     show_default=True,
                      help="Bound for TFLite float32 files and --target/--rest-target servers, in ULPs of the "
                           "output's scale."),
         click.option("--quantized-atol", type=float, default=bounds.QUANTIZED_ATOL, show_default=True,
@@ -25,7 +29,8 @@ def parity_options(command):
                      show_default=True,
                      help="Class agreement a quantized variant must plausibly reach: it fails when its flips "
                           "(near-threshold ones excluded) would be under 5% likely at this agreement."),
-        click.option("--max-ulps", type=click.FloatRange(0), metavar="N", default=bounds.INVARIANCE_ULPS, show_default=True,
+        click.option("--max-ulps", type=click.FloatRange(0), metavar="N", default=bounds.INVARIANCE_ULPS,
+                     show_default=True,
                      help="Bound on batch-1 vs batch-N differences, and on a repeated call, within one runtime, "
                           "in ULPs of the output's scale."),
         click.option("--max-batch", type=click.IntRange(1), help="At most this many rows per request."),

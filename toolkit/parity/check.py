@@ -97,6 +97,10 @@ class CheckResult:
     def calls(self) -> int:
         return len(self.call_labels)
 
+    def extent(self) -> str:
+        """What was run: `66 rows in 3 calls`, or `11 calls` without a batch dimension."""
+        return extent_text(self.rows, self.calls)
+
     def unstable_runtimes(self) -> list[str]:
         """Runtimes whose answers changed between identical calls."""
         return sorted({r.runtime for r in self.repeatability if not r})
@@ -106,6 +110,12 @@ class CheckResult:
 
     def runtime_names(self) -> list[str]:
         return [r["name"] for r in self.runtimes]
+
+
+def extent_text(rows: int | None, calls: int) -> str:
+    """`66 rows in 3 calls`, or `11 calls` when the signature has no batch dimension (rows None)."""
+    text = f"{calls} call{'' if calls == 1 else 's'}"
+    return text if rows is None else f"{rows} row{'' if rows == 1 else 's'} in {text}"
 
 
 # -- model resolution ---------------------------------------------------------------
@@ -175,9 +185,11 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         if not candidates and not errors:
             raise InputError(f"nothing to compare {version_dir} with: no TFLite file has signature "
                              f"{options.signature!r} and no server was asked for")
-        progress(f"running {inputs.rows} rows through {1 + len(candidates)} runtimes")
         runners = [reference] + [c.runner for c in candidates]
         calls = uniform_calls(inputs, runners, options.max_batch)
+        counted = [call_rows(reference.signature, call) for _, call in calls]
+        progress(f"running {extent_text(None if None in counted else sum(counted), len(calls))} "
+                 f"through {len(runners)} runtimes")
         outputs, counts = _run_all(reference, runners, calls, errors)
         layout = Layout.detect(outputs[reference.name], counts, _declared_batch_outputs(reference.signature))
         row_labels, _ = _row_labels(calls, [rows or 0 for rows in counts])
@@ -405,7 +417,8 @@ def batch_invariance(runner, calls, outputs: list[dict], layout: Layout, signatu
     return Comparator.within_runtime(runner.name, batched, alone, bound, layout.batch_outputs, judged)
 
 
-def repeatability(runner, calls, outputs: list[dict], layout: Layout, bound: float, errors: list) -> list[WithinRuntime]:
+def repeatability(runner, calls, outputs: list[dict], layout: Layout, bound: float,
+                  errors: list) -> list[WithinRuntime]:
     """Run one call again: answers that change between identical calls mean state or randomness."""
     if not calls:
         return []

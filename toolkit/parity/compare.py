@@ -143,7 +143,7 @@ class ClassifierSpec:
     threshold: float = 0.5
 
     @classmethod
-    def detect(cls, outputs: dict) -> "ClassifierSpec | None":
+    def detect(cls, outputs: dict) -> ClassifierSpec | None:
         """Find a probability output by name (prob*, scores) and integer class* outputs."""
         scores = [n for n, s in outputs.items() if np.dtype(s.dtype).kind == "f"
                   and ("prob" in n.lower() or n.lower() == "scores")]
@@ -190,7 +190,7 @@ class Layout:
     call_numbers: tuple
 
     @classmethod
-    def detect(cls, ref_calls: list[dict], call_rows: list, dynamic_outputs=frozenset()) -> "Layout":
+    def detect(cls, ref_calls: list[dict], call_rows: list, dynamic_outputs=frozenset()) -> Layout:
         """An output follows the batch when, in every call, its first dimension is the call's row
         count, and either calls of different sizes prove it or the signature declares it dynamic.
 
@@ -201,18 +201,18 @@ class Layout:
         if ref_calls and None not in sizes:
             for name in ref_calls[0]:
                 shapes = [np.shape(outputs[name]) for outputs in ref_calls]
-                if all(s and s[0] == rows for s, rows in zip(shapes, call_rows)) and (
+                if all(s and s[0] == rows for s, rows in zip(shapes, call_rows, strict=True)) and (
                         len(sizes) > 1 or name in dynamic_outputs):
                     batch.add(name)
         firsts = np.cumsum([0] + [rows or 0 for rows in call_rows])[:-1]
         return cls(frozenset(batch), tuple(int(f) for f in firsts), tuple(range(len(call_rows))))
 
     @classmethod
-    def single_call(cls, outputs: dict) -> "Layout":
+    def single_call(cls, outputs: dict) -> Layout:
         """One call whose outputs of rank >= 1 all follow the batch (hand-made arrays)."""
         return cls(frozenset(n for n, v in outputs.items() if np.ndim(v)), (0,), (0,))
 
-    def subset(self, indices) -> "Layout":
+    def subset(self, indices) -> Layout:
         """The layout of the calls at `indices` (numbers unchanged)."""
         return Layout(self.batch_outputs, tuple(self.first_rows[i] for i in indices),
                       tuple(self.call_numbers[i] for i in indices))
@@ -387,7 +387,7 @@ class _Errors:
     ok: np.ndarray
 
     @classmethod
-    def of(cls, ref: np.ndarray, cand: np.ndarray, tol: Tolerance, typical: float = 0.0) -> "_Errors":
+    def of(cls, ref: np.ndarray, cand: np.ndarray, tol: Tolerance, typical: float = 0.0) -> _Errors:
         """Errors of `cand` against `ref` (same shape, numeric) under `tol`; no numpy warnings.
 
         `typical`: the output's median |value| over the whole comparison (see the module docstring).
@@ -430,7 +430,7 @@ class _Errors:
         return stats
 
     @classmethod
-    def equality(cls, ref: np.ndarray, cand: np.ndarray) -> "_Errors":
+    def equality(cls, ref: np.ndarray, cand: np.ndarray) -> _Errors:
         """Strings and booleans: equal or not."""
         ok = (ref == cand).ravel()
         zeros = np.zeros(ok.shape)
@@ -514,7 +514,7 @@ class Comparator:
                      and spec.score_output in layout.batch_outputs)
         parts, numbers, worst, near_rows, exact = [], [], [], [], True
         typical = _typical_magnitude(r[name] for r in ref_calls)
-        for i, (ref_out, cand_out) in enumerate(zip(ref_calls, cand_calls)):
+        for i, (ref_out, cand_out) in enumerate(zip(ref_calls, cand_calls, strict=True)):
             a_ref = np.asarray(ref_out[name])
             if name not in cand_out:
                 result.error = f"{candidate} did not return output {name}"
@@ -559,7 +559,7 @@ class Comparator:
         s_ref = np.concatenate([_one_row_per_entry(c[score]) for c in ref_calls])
         s_cand = np.concatenate([_one_row_per_entry(c[score]) for c in cand_calls])
         rows = np.concatenate([np.arange(first, first + len(c[score]))
-                               for first, c in zip(layout.first_rows, ref_calls)]).astype(int)
+                               for first, c in zip(layout.first_rows, ref_calls, strict=True)]).astype(int)
         c_ref, c_cand = spec.classes(s_ref), spec.classes(s_cand)
         near = spec.near_threshold(s_ref, policy.tolerance(score))
         differ = c_ref != c_cand

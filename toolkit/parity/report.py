@@ -157,7 +157,8 @@ def _repeat_line(result) -> str | None:
     worst = max(changed, key=lambda r: r.max_abs_error)
     return (f"answers change between identical calls (state or randomness): "
             f"{', '.join(result.unstable_runtimes())} (e.g. {worst.runtime}, output {worst.output}: up to "
-            f"{_num(worst.max_abs_error)} apart when one call was repeated); their comparisons are reported, not judged")
+            f"{_num(worst.max_abs_error)} apart when one call was repeated); "
+            "their comparisons are reported, not judged")
 
 
 def problems(result) -> list[str]:
@@ -185,11 +186,6 @@ def _feeds_text(inputs) -> str:
     return ", ".join(f"{feed.name} ({_count(len(feed.calls), 'call')})" for feed in inputs.feeds)
 
 
-def _what_was_run(result) -> str:
-    calls = _count(result.calls, "call")
-    return f"{_count(result.rows, 'row')} in {calls}" if result.rows is not None else calls
-
-
 def summary(result) -> str:
     """Table, notes, flips near the threshold, what was not judged, and the verdict, for the terminal."""
     out = [table(result)]
@@ -202,9 +198,9 @@ def summary(result) -> str:
         cls = pair.classes
         if cls is not None and any(o.judged for o in pair.outputs) and pair.policy == "quantized":
             score = next(o for o in pair.outputs if o.output == cls.output)
-            out.append(f"{pair.candidate}: class agreement {cls.agreement:.4f} ({cls.flips} flip(s) in {cls.rows} rows, "
-                       f"{cls.allowed_flips} allowed at {cls.min_agreement:g}), max {cls.output} error "
-                       f"{_num(score.max_abs_error)} (atol {score.atol:g})")
+            out.append(f"{pair.candidate}: class agreement {cls.agreement:.4f} ({cls.flips} flip(s) in "
+                       f"{cls.rows} rows, {cls.allowed_flips} allowed at {cls.min_agreement:g}), "
+                       f"max {cls.output} error {_num(score.max_abs_error)} (atol {score.atol:g})")
     per_call = sorted(_per_call_outputs(result))
     if per_call:
         out.append(f"compared per call (not following the batch): {', '.join(per_call)}")
@@ -230,7 +226,7 @@ def summary(result) -> str:
     if result.passed:
         unjudged = f" ({_count(len(result.not_judged), 'item')} not judged, listed above)" if result.not_judged else ""
         out.append(f"PASS: {len(result.runtimes) - 1} runtime(s) agree with {result.reference} "
-                   f"on {_what_was_run(result)}{unjudged}")
+                   f"on {result.extent()}{unjudged}")
     else:
         out.append(f"FAIL: {len(issues)} problem(s)")
         out += [f"  - {line}" for line in issues]
@@ -265,19 +261,20 @@ def markdown(result, document: dict) -> str:
     md = [f"# tfkit check: {'PASS' if result.passed else 'FAIL'}", "",
           f"Model `{result.model['path']}` (name `{result.model['name']}`, version {result.model['version']}, "
           f"signature `{result.model['signature']}`); reference: **{result.reference}**.", "",
-          f"Inputs: {result.inputs.source}, {_what_was_run(result)} "
+          f"Inputs: {result.inputs.source}, {result.extent()} "
           f"(feeds: {_feeds_text(result.inputs)}), "
           f"sha256 `{result.inputs.sha256()[:16]}…`.",
           "", "## Comparisons", "",
-          "Bound per element: |a - b| <= atol + rtol·|b| + ulps·eps·scale, where scale is the larger of the output's largest "
-          "finite |value| in the call and its median |value| over all calls (see docs/parity.md).", "",
+          "Bound per element: |a - b| <= atol + rtol·|b| + ulps·eps·scale, where scale is the larger of the "
+          "output's largest finite |value| in the call and its median |value| over all calls (see docs/parity.md).",
+          "",
           "| candidate | output | per | policy | atol | rtol | ulps | max abs | mean abs | p99 abs | max rel "
           "| ULP@scale | max ULP | failures | verdict |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for pair in result.pairs:
         for c in pair.outputs:
-            md.append(f"| {pair.candidate} | {c.output} | {c.unit} | {c.policy} | {c.atol:g} | {c.rtol:g} | {c.ulps:g} | "
-                      f"{_num(c.max_abs_error)} | {_num(c.mean_abs_error)} | {_num(c.p99_abs_error)} | "
+            md.append(f"| {pair.candidate} | {c.output} | {c.unit} | {c.policy} | {c.atol:g} | {c.rtol:g} | "
+                      f"{c.ulps:g} | {_num(c.max_abs_error)} | {_num(c.mean_abs_error)} | {_num(c.p99_abs_error)} | "
                       f"{_num(c.max_rel_error)} | {_num(c.max_scale_ulp_error)} | "
                       f"{'-' if c.max_ulp_error is None else c.max_ulp_error} | {c.failures} | "
                       f"{'ERROR: ' + c.error if c.error else _verdict(c)} |")
@@ -286,8 +283,8 @@ def markdown(result, document: dict) -> str:
         md += ["", "## Class agreement", "",
                "| candidate | rows | agreement | min | flips | allowed flips | flips near threshold |",
                "|---|---|---|---|---|---|---|"]
-        md += [f"| {c.candidate} | {c.rows} | {c.agreement:.4f} | {c.min_agreement:g} | {c.flips} | {c.allowed_flips} | "
-               f"{len(c.near_threshold_rows)} |" for c in classes]
+        md += [f"| {c.candidate} | {c.rows} | {c.agreement:.4f} | {c.min_agreement:g} | {c.flips} | "
+               f"{c.allowed_flips} | {len(c.near_threshold_rows)} |" for c in classes]
     for title, results in (("Batch invariance (batch 1 vs batch N, same runtime)", result.batch_invariance),
                            ("Repeatability (one call run twice, same runtime)", result.repeatability)):
         if results:
@@ -383,7 +380,7 @@ def _finite_pairs(ref_calls: list[dict], cand_calls: list[dict], output: str):
     None when the candidate's shapes differ from the reference's."""
     if len(cand_calls) != len(ref_calls) or any(output not in c for c in cand_calls):
         return None
-    if any(np.shape(r[output]) != np.shape(c[output]) for r, c in zip(ref_calls, cand_calls)):
+    if any(np.shape(r[output]) != np.shape(c[output]) for r, c in zip(ref_calls, cand_calls, strict=True)):
         return None
     a = np.concatenate([np.ravel(r[output]) for r in ref_calls]).astype(np.float64)
     b = np.concatenate([np.ravel(c[output]) for c in cand_calls]).astype(np.float64)
