@@ -211,6 +211,14 @@ def test_within_runtime_judges_on_the_outputs_scale_and_reports_ulps():
     assert p.max_rel_error == pytest.approx(4e-5, rel=0.01)
 
 
+def test_within_runtime_names_a_shape_change_instead_of_skipping_it():
+    first = {"fixed": np.arange(4, dtype=np.float32), "y": np.zeros((4, 1), np.float32)}
+    (fixed, y) = Comparator.within_runtime("grpc", first, {"fixed": np.arange(16, dtype=np.float32)}, bound=64,
+                                           batch_outputs={"fixed", "y"})
+    assert not fixed and fixed.error == "shape [16] differs from the reference's [4]" and fixed.units_failed == 4
+    assert not y and y.error == "missing"
+
+
 def test_signature_drift_is_named():
     f = np.dtype(np.float32)
     ref = Signature({"x": TensorSpec("x", f, (None, 2))}, {"y": TensorSpec("y", f, (None, 1))})

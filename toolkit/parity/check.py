@@ -390,8 +390,9 @@ def call_rows(signature, call: dict) -> int | None:
 
 
 def _declared_batch_outputs(signature) -> frozenset:
-    """Outputs whose first dimension the signature declares dynamic."""
-    return frozenset(name for name, spec in signature.outputs.items() if spec.batch_dynamic)
+    """Outputs whose first dimension the signature declares dynamic, or leaves unknown (TF1 graphs):
+    with calls of one size, their shapes decide; batch invariance then names any wrong guess."""
+    return frozenset(name for name, spec in signature.outputs.items() if spec.shape is None or spec.batch_dynamic)
 
 
 def batch_invariance(runner, calls, outputs: list[dict], layout: Layout, signature, bound: float,

@@ -331,6 +331,7 @@ class WithinRuntime:
     bound: float
     judged: bool
     passed: bool
+    error: str | None = None  # the second run's output is missing or has another shape or dtype
 
     def __bool__(self):
         return self.passed or not self.judged
@@ -581,15 +582,19 @@ class Comparator:
         results = []
         for name in sorted(first):
             a, b = np.asarray(first[name]), second.get(name)
-            if b is None or _mismatch(a, np.asarray(b)):
+            unit = "row" if name in batch_outputs else "call"
+            units = len(a) if unit == "row" else 1
+            problem = "missing" if b is None else _mismatch(a, np.asarray(b))
+            if problem:
+                results.append(WithinRuntime(runtime, name, unit, units, False, None, None, 0.0, 0.0, units, bound,
+                                             judged, False, error=problem))
                 continue
             b = np.asarray(b)
             errors = _errors(a, b, Tolerance(ulps=bound))
-            unit = "row" if name in batch_outputs else "call"
             number = _unit_numbers(a, unit)
             stats = errors.summary()
             results.append(WithinRuntime(
-                runtime, name, unit, len(a) if unit == "row" else 1,
+                runtime, name, unit, units,
                 bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f")), stats.get("max_ulp_error"),
                 stats.get("max_scale_ulp_error"), stats.get("max_abs_error", 0.0), stats.get("max_rel_error", 0.0),
                 len(np.unique(number[~errors.ok])), bound, judged, bool(errors.ok.all())))

@@ -144,9 +144,12 @@ def _failure_line(result, pair, c) -> str:
 
 
 def _invariance_line(b) -> str:
-    return (f"{b.runtime}, output {b.output}: batch 1 and batch N differ by up to {_num(b.max_abs_error)} abs, "
-            f"{_num(b.max_rel_error)} rel ({_num(b.max_scale_ulps)} ULPs of the output's scale) on "
-            f"{b.units_failed} of {_count(b.units, 'row')}; bound {b.bound:g} ULPs of the output's scale (--max-ulps)")
+    where = f"{b.runtime}, output {b.output}: batch 1 and batch N"
+    if b.error:
+        return f"{where} disagree: {b.error}"
+    return (f"{where} differ by up to {_num(b.max_abs_error)} abs, {_num(b.max_rel_error)} rel "
+            f"({_num(b.max_scale_ulps)} ULPs of the output's scale) on {b.units_failed} of {_count(b.units, 'row')}; "
+            f"bound {b.bound:g} ULPs of the output's scale (--max-ulps)")
 
 
 def _repeat_line(result) -> str | None:
@@ -155,10 +158,10 @@ def _repeat_line(result) -> str | None:
     if not changed:
         return None
     worst = max(changed, key=lambda r: r.max_abs_error)
+    how = worst.error or f"up to {_num(worst.max_abs_error)} apart"
     return (f"answers change between identical calls (state or randomness): "
-            f"{', '.join(result.unstable_runtimes())} (e.g. {worst.runtime}, output {worst.output}: up to "
-            f"{_num(worst.max_abs_error)} apart when one call was repeated); "
-            "their comparisons are reported, not judged")
+            f"{', '.join(result.unstable_runtimes())} (e.g. {worst.runtime}, output {worst.output}: {how} "
+            "when one call was repeated); their comparisons are reported, not judged")
 
 
 def problems(result) -> list[str]:
