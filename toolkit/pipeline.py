@@ -26,8 +26,11 @@ class RunResult:
 
 
 def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, force: bool = False,
-        progress=lambda msg: None) -> RunResult:
+        progress=lambda msg: None, on_step=None, on_trained=lambda record: None) -> RunResult:
     """Train -> export (with quantized variants) -> serve locally -> check everything.
+
+    `on_step` receives each training step's metrics (as `tfkit train` prints
+    them); `on_trained` the run's training record, before the export.
 
     The model server starts first, on a background thread, watching the still
     empty model folder: its TensorFlow import overlaps training and export, and
@@ -59,7 +62,7 @@ def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, 
     try:
         run_dir = out / "run"
         progress(f"training -> {run_dir}")
-        train_to_dir(run_dir, seed=seed, force=force)
+        on_trained(train_to_dir(run_dir, seed=seed, force=force, on_step=on_step))
         progress(f"exporting -> {model_dir}")
         version_dir = export_model(run_dir, out / "models", RUN_MODEL_NAME, version=1, force=force,
                                    quantize=QUANTIZATIONS if quantize is None else quantize)

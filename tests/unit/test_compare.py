@@ -68,7 +68,7 @@ def test_per_output_override_adds_to_the_ulp_bound():
     assert policies["float"].tolerance("probabilities").ulps == 64
     assert policies["float"].tolerance("logits").atol == 0
     assert policies["session"].tolerance("probabilities").atol == 0.01
-    assert policies["quantized"].tolerance("probabilities").atol == 0.1  # --quantized-atol moves this one
+    assert policies["quantized"].tolerance("probabilities").atol == 0.15  # --quantized-atol moves this one
     everything = default_policies(rtol=parse_overrides(["1e-3"], "--rtol"), float_ulps=8)
     assert everything["float"].tolerance("anything").rtol == 1e-3 and everything["float"].default.ulps == 8
     with pytest.raises(InputError, match="--atol 'probabilities=x'"):
@@ -150,7 +150,7 @@ def test_quantized_policy_judges_score_and_agreement_only():
     logits = next(o for o in pair.outputs if o.output == "logits")
     assert not logits.judged and not logits.passed and bool(logits)
     assert pair and pair.classes.agreement == 1.0
-    worse = outputs([0.1, 0.9, 0.45], logits=[-2.2, 2.2, -0.85])
+    worse = outputs([0.1, 0.9, 0.49], logits=[-2.2, 2.2, -0.85])  # 0.19 off, beyond atol 0.15
     probs = next(o for o in compare(ref, worse, "quantized", classifier=classifier()).outputs
                  if o.output == "probabilities")
     assert probs.judged and not probs and probs.failed_units == [2]

@@ -89,11 +89,14 @@ def finish_check(ctx, result, report_dir, junit) -> None:
 @click.option("--model-name", help="Model name on the server (default: the model folder's name).")
 @click.option("--signature", default="serving_default", show_default=True,
               help="Signature to call (the SavedModel's signature key).")
-@click.option("--inputs", type=click.Path(dir_okay=False), help=".npz with one array per input name.")
+@click.option("--inputs", type=click.Path(dir_okay=False), metavar="FILE",
+              help=".npz with one array per input name (bytes kept whole as NAME.bytes uint8 + NAME.lengths), "
+                   "or a TFRecord file of PredictionLogs (a TF Serving warmup file or request log).")
 @click.option("--samples", type=int, default=64, show_default=True, help="Generated rows (foreign models).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
-@click.option("--value-range", type=(float, float), default=(-1.0, 1.0), show_default=True,
-              metavar="LOW HIGH", help="Range of generated values.")
+@click.option("--value-range", type=(float, float), default=None, metavar="LOW HIGH",
+              help="Range of every generated number (default per dtype: floats [-1, 1], 8/16-bit integers "
+                   "their whole range, wider integers [0, 9]).")
 @parity_options
 @click.pass_context
 def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, model_name, signature, inputs,

@@ -4,6 +4,7 @@ from toolkit.cli.check import check_options, finish_check, parity_options, progr
 import click
 
 from toolkit.cli.group import cli
+from toolkit.cli.train import heldout_line, step_line
 
 
 @cli.command("run")
@@ -27,7 +28,9 @@ def run_cmd(ctx, out, seed, quantize, force, report_dir, junit, **tolerances):
     options = check_options(**tolerances)
     report_dir = report_dir or str(Path(out) / "report")
     options.work_dir = report_dir
-    made = run(out, seed=seed, quantize=parse_quantize(quantize), options=options, force=force, progress=progress)
+    made = run(out, seed=seed, quantize=parse_quantize(quantize), options=options, force=force, progress=progress,
+               on_step=lambda m: click.echo(step_line(m.step, m.loss, m.accuracy)),
+               on_trained=lambda record: click.echo(heldout_line(record)))
     click.echo(f"trained:  {made.run_dir}")
     click.echo(f"exported: {made.version_dir} "
                f"({', '.join(sorted(p.name for p in made.version_dir.glob('*.tflite')))})")

@@ -11,8 +11,15 @@ from toolkit.cli.group import cli
 STEP_LINES_MAX = 50
 
 
-def _step_line(step: int, loss: float, accuracy: float) -> str:
+def step_line(step: int, loss: float, accuracy: float) -> str:
+    """The tutorial's per-step line."""
     return f"Loss at step {step}: {loss:.4f}, Accuracy: {accuracy:.4f}"
+
+
+def heldout_line(record: dict) -> str:
+    """The held-out result of a training record (training.json)."""
+    held = record["heldout"]
+    return f"Held-out ({held['samples']} samples): loss {held['loss']:.4f}, accuracy {held['accuracy']:.4f}"
 
 
 @cli.command()
@@ -43,13 +50,12 @@ def train(out, data_path, label_column, num_per_class, seed, steps, learning_rat
                    seed=seed, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
                    test_fraction=test_fraction, plots=plots, force=force)
     if steps <= STEP_LINES_MAX:
-        record = train_to_dir(**options, on_step=lambda m: click.echo(_step_line(m.step, m.loss, m.accuracy)))
+        record = train_to_dir(**options, on_step=lambda m: click.echo(step_line(m.step, m.loss, m.accuracy)))
     else:
         # The bar goes to stderr so stdout keeps only results.
         with click.progressbar(length=steps, label="Training", file=sys.stderr) as bar:
             record = train_to_dir(**options, on_step=lambda m: bar.update(1))
-        click.echo(_step_line(**record["steps"][-1]))
-    held = record["heldout"]
-    click.echo(f"Held-out ({held['samples']} samples): loss {held['loss']:.4f}, accuracy {held['accuracy']:.4f}")
+        click.echo(step_line(**record["steps"][-1]))
+    click.echo(heldout_line(record))
     made = ["training.json", "checkpoint/", "heldout.npz", "train.npz"] + sorted(record.get("plots", {}).values())
     click.echo(f"Wrote {out}: {', '.join(made)}")

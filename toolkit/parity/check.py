@@ -25,14 +25,12 @@ from toolkit.artifacts.layout import resolve_model, sha256_file, version_number
 from toolkit.artifacts.tflite import convert
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
 from toolkit.serve import BackgroundServer, serve_version
-from toolkit.parity.inputs import Feed, Inputs, generated_feeds, heldout_path, npz_feeds, tfkit_feeds
-from toolkit.parity.runners.base import Runner
+from toolkit.parity.inputs import Feed, Inputs, file_feeds, generated_feeds, heldout_path, tfkit_feeds
+from toolkit.parity.runners.base import Runner, feed_rows, take_rows
 from toolkit.tfenv import import_tf
 
 #: rows of the first batched feed re-run one at a time for batch invariance
 INVARIANCE_ROWS = 16
-#: feeds outside the data distribution: quantized variants are reported, not judged, on them
-OUT_OF_DISTRIBUTION = ("edge: saturated", "edge: large magnitude")
 
 
 @dataclass
@@ -52,7 +50,7 @@ class CheckOptions:
     inputs: str | None = None
     samples: int = 64
     seed: int = 0
-    value_range: tuple = (-1.0, 1.0)
+    value_range: tuple | None = None  # None: a range per dtype (see inputs.generated_feeds)
     atol: dict = field(default_factory=dict)
     rtol: dict = field(default_factory=dict)
     quantized_atol: float = bounds.QUANTIZED_ATOL
@@ -187,7 +185,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
                              f"{options.signature!r} and no server was asked for")
         runners = [reference] + [c.runner for c in candidates]
         calls = uniform_calls(inputs, runners, options.max_batch)
-        counted = [call_rows(reference.signature, call) for _, call in calls]
+        counted = [call_rows(feed, call) for feed, call in calls]
         progress(f"running {extent_text(None if None in counted else sum(counted), len(calls))} "
                  f"through {len(runners)} runtimes")
         outputs, counts = _run_all(reference, runners, calls, errors)
@@ -326,7 +324,7 @@ def _judge(reference: Runner, ran: list[Candidate], policies: dict, calls, count
         pairs += compared
     invariance = []
     for runner, judged in runners:
-        invariance += batch_invariance(runner, calls, outputs[runner.name], layout, reference.signature, max_ulps,
+        invariance += batch_invariance(runner, calls, outputs[runner.name], layout, max_ulps,
                                        judged=judged and runner.name not in unstable)
     return _Judgement(pairs, invariance, repeats, _not_judged(layout, reference.signature, counts, invariance,
                                                                unstable))
@@ -349,10 +347,10 @@ def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, 
 
 
 def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
-    """--inputs .npz, else tfkit's held-out split with edge cases, else generated values."""
+    """--inputs FILE, else tfkit's held-out split with boundary cases, else generated values."""
     signature = reference.signature
     if options.inputs:
-        return npz_feeds(options.inputs, signature)
+        return file_feeds(options.inputs, signature, options.signature)
     heldout = heldout_path(version_dir)
     single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
     if heldout is not None and single is not None and single.batch_dynamic and np.dtype(single.dtype).kind == "f":
@@ -364,29 +362,29 @@ def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
 
 def uniform_calls(inputs: Inputs, runners: list, max_batch: int | None) -> list[tuple[Feed, dict]]:
     """Split every batchable call under the smallest limit of all runtimes, so each
-    runtime sees exactly the same batches (the precondition for bit-exactness)."""
+    runtime sees exactly the same batches (the precondition for bit-exactness).
+    Inputs without rows (a scalar) go whole with every part."""
     calls = []
     for feed in inputs.feeds:
         for call in feed.calls:
-            rows = len(next(iter(call.values()))) if feed.batched else None
+            rows = feed_rows(call, feed.row_inputs) if feed.batched else None
             limits = [r.max_rows(call) for r in runners] + [max_batch]
             limit = min((l for l in limits if l), default=None)
             if rows is None or limit is None or rows <= limit:
                 calls.append((feed, call))
             else:
-                calls += [(feed, {k: v[i:i + limit] for k, v in call.items()}) for i in range(0, rows, limit)]
+                calls += [(feed, take_rows(call, feed.row_inputs, i, i + limit)) for i in range(0, rows, limit)]
     return calls
 
 
 def run_calls(runner: Runner, calls) -> tuple[list[dict], list[int | None]]:
     """Run every call: each call's outputs, and its row count (None: the signature has no batch dimension)."""
-    return [runner.infer(call) for _, call in calls], [call_rows(runner.signature, call) for _, call in calls]
+    return [runner.infer(call) for _, call in calls], [call_rows(feed, call) for feed, call in calls]
 
 
-def call_rows(signature, call: dict) -> int | None:
-    """Rows of one call: the first dimension of its batch-dynamic inputs (None if it has none)."""
-    sizes = {len(call[name]) for name, spec in signature.inputs.items() if spec.batch_dynamic and name in call}
-    return sizes.pop() if len(sizes) == 1 else None
+def call_rows(feed: Feed, call: dict) -> int | None:
+    """Rows of one call (None: its inputs carry no rows, each call is one sample)."""
+    return feed_rows(call, feed.row_inputs) if feed.row_inputs else None
 
 
 def _declared_batch_outputs(signature) -> frozenset:
@@ -395,24 +393,19 @@ def _declared_batch_outputs(signature) -> frozenset:
     return frozenset(name for name, spec in signature.outputs.items() if spec.shape is None or spec.batch_dynamic)
 
 
-def batch_invariance(runner, calls, outputs: list[dict], layout: Layout, signature, bound: float,
+def batch_invariance(runner, calls, outputs: list[dict], layout: Layout, bound: float,
                      judged: bool) -> list[WithinRuntime]:
-    """Re-run the first rows of the first batched call one at a time; compare every output that follows the batch.
-
-    `signature`: the reference's, which says which inputs carry the batch.
-    """
+    """Re-run the first rows of the first batched call one at a time; compare every output that follows the batch."""
     if not calls or not layout.batch_outputs:
         return []
     index = _first_batched(calls)
     feed, call = calls[index]
-    rows = call_rows(signature, call)
+    rows = call_rows(feed, call)
     if not feed.batched or not rows or rows < 2:
         return []
     take = min(rows, INVARIANCE_ROWS)
-    # Inputs without a batch dimension (a scalar beside the batch) stay whole.
-    singles = [{k: v[i:i + 1] if signature.inputs[k].batch_dynamic else v for k, v in call.items()}
-               for i in range(take)]
-    alone = [runner.infer(single) for single in singles]
+    # Inputs without rows (a scalar beside the batch) go whole with every row.
+    alone = [runner.infer(take_rows(call, feed.row_inputs, i, i + 1)) for i in range(take)]
     batched = {name: outputs[index][name][:take] for name in layout.batch_outputs}
     alone = {name: np.concatenate([a[name] for a in alone]) for name in layout.batch_outputs}
     return Comparator.within_runtime(runner.name, batched, alone, bound, layout.batch_outputs, judged)
@@ -459,7 +452,7 @@ def _row_labels(calls, counts) -> tuple[list[str], np.ndarray]:
         start = counters.get(feed.name, 0)
         labels += [f"{feed.name}[{start + i}]" for i in range(rows)]
         counters[feed.name] = start + rows
-        in_dist += [not feed.name.startswith(OUT_OF_DISTRIBUTION)] * rows
+        in_dist += [feed.in_distribution] * rows
     return labels, np.array(in_dist, dtype=bool)
 
 
@@ -472,14 +465,14 @@ def _call_labels(calls) -> tuple[list[str], list[bool]]:
     for feed, _ in calls:
         seen[feed.name] = seen.get(feed.name, 0) + 1
         labels.append(feed.name if per_feed[feed.name] == 1 else f"{feed.name} #{seen[feed.name]}")
-        in_dist.append(not feed.name.startswith(OUT_OF_DISTRIBUTION))
+        in_dist.append(feed.in_distribution)
     return labels, in_dist
 
 
 def _first_batched(calls) -> int:
     """Index of the first multi-row call (for latency per row and repeats), else 0."""
     for i, (feed, call) in enumerate(calls):
-        if feed.batched and max((len(v) for v in call.values() if np.ndim(v)), default=0) > 1:
+        if feed.batched and (call_rows(feed, call) or 0) > 1:
             return i
     return 0
 

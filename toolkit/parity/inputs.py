@@ -4,40 +4,56 @@ A `Feed` is a named group of calls; each call is one `{input: ndarray}` dict
 passed to `Runner.infer`, and every runtime receives exactly the same calls,
 so batch composition (and with it bit-exactness) is identical everywhere.
 Signatures with a dynamic batch dimension get one call per feed (the check
-may split it under transport limits, identically for all runtimes); fully
-static signatures get one call per sample.
+may split it under transport limits, identically for all runtimes): only the
+inputs with a dynamic first dimension carry rows, the others (a scalar
+temperature, a fixed-shape table) go whole with every call. Fully static
+signatures get one call per sample.
 
-Sources: the held-out split exported next to a tfkit model plus edge cases
-derived from it; values generated from the signature's dtypes and shapes; or
-a user's `.npz` file with one array per input.
+Sources: the held-out split exported next to a tfkit model plus boundary and
+extreme cases derived from it; values generated from the signature's dtypes
+and shapes; or a user's `--inputs` file: an `.npz` with one array per input
+(bytes kept losslessly as `NAME.bytes` + `NAME.lengths`), or a TFRecord file
+of PredictionLogs (TF Serving's warmup and request-log format).
 """
 
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.parity.runners.base import Signature, TensorSpec
+from toolkit.parity.runners.base import Signature, TensorSpec, feed_rows
 
 HELDOUT_FILE = "assets.extra/heldout.npz"
+#: suffixes of the two arrays that carry one string input's bytes losslessly in an .npz
+BYTES_SUFFIX, LENGTHS_SUFFIX = ".bytes", ".lengths"
+#: integer inputs wider than 16 bits are usually ids, indices or counts
+WIDE_INT_RANGE = (0, 9)
+FLOAT_RANGE = (-1.0, 1.0)
 
 
 @dataclass
 class Feed:
-    """Calls that belong together, e.g. "heldout" or "edge: on the boundary"."""
+    """Calls that belong together, e.g. "heldout" or "on the decision boundary"."""
 
     name: str
     calls: list[dict]
     #: True when the calls may be split further into smaller batches
     batched: bool = True
+    #: False for rows deliberately outside the data (quantized variants are reported, not judged, on them)
+    in_distribution: bool = True
+    #: inputs that carry rows (dynamic first dimension); empty: each call is one sample
+    row_inputs: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
-        return sum(_call_rows(call) for call in self.calls)
+        if not self.row_inputs:
+            return len(self.calls)
+        return sum(feed_rows(call, self.row_inputs) or 0 for call in self.calls)
 
 
 @dataclass
@@ -67,13 +83,9 @@ class Inputs:
 
     def to_json(self) -> dict:
         return {"source": self.source, "seed": self.seed, "rows": self.rows, "sha256": self.sha256(),
-                "feeds": [{"name": f.name, "rows": f.rows, "calls": len(f.calls)} for f in self.feeds],
+                "feeds": [{"name": f.name, "rows": f.rows, "calls": len(f.calls), "in_distribution": f.in_distribution}
+                          for f in self.feeds],
                 "notes": self.notes}
-
-
-def _call_rows(call: dict) -> int:
-    first = next(iter(call.values()))
-    return int(first.shape[0]) if first.ndim else 1
 
 
 def heldout_path(version_dir: Path) -> Path | None:
@@ -82,22 +94,25 @@ def heldout_path(version_dir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
+# -- tfkit's own model: held-out rows plus boundary and extreme cases -----------------
 def tfkit_feeds(features: np.ndarray, signature: Signature, reference) -> Inputs:
-    """Held-out rows plus edge cases for a one-input classifier like tfkit's.
+    """Held-out rows plus boundary and extreme cases for a one-input classifier like tfkit's.
 
     `reference` is a started Runner; its logits (or probabilities) locate the
-    decision boundary, so the edge cases fit whatever model was trained.
+    decision boundary, so the cases fit whatever model was trained.
     """
     (name, spec), = signature.inputs.items()
     features = np.asarray(features, dtype=spec.dtype)
     if spec.shape is not None and (len(spec.shape) != 2 or spec.shape[1] not in (None, features.shape[1])):
         raise InputError(f"held-out features of shape {list(features.shape)} do not fit input {spec.describe()}")
-    cases = _edge_cases(features, lambda x: _logit(reference.infer({name: x})))
-    feeds = [Feed("heldout", [{name: features}])]
-    feeds += [Feed(f"edge: {label}", [{name: rows.astype(spec.dtype)}]) for label, rows in cases]
-    feeds.append(Feed("batch of 1", [{name: features[:1]}], batched=False))
-    feeds.append(Feed("empty batch", [{name: features[:0]}], batched=False))
-    return Inputs("heldout+edge", feeds)
+    rows = (name,)
+    cases = _boundary_cases(features, lambda x: _logit(reference.infer({name: x})))
+    feeds = [Feed("heldout", [{name: features}], row_inputs=rows)]
+    feeds += [Feed(label, [{name: values.astype(spec.dtype)}], in_distribution=inside, row_inputs=rows)
+              for label, values, inside in cases]
+    feeds.append(Feed("batch of 1", [{name: features[:1]}], batched=False, row_inputs=rows))
+    feeds.append(Feed("empty batch", [{name: features[:0]}], batched=False, row_inputs=rows))
+    return Inputs("heldout+boundary", feeds)
 
 
 def _logit(outputs: dict) -> np.ndarray:
@@ -108,14 +123,15 @@ def _logit(outputs: dict) -> np.ndarray:
             p = np.clip(np.asarray(value, np.float64).reshape(len(value), -1)[:, -1], 1e-12, 1 - 1e-12)
             return np.log(p / (1 - p))
     raise InputError(f"cannot find a logits or probabilities output among {', '.join(outputs)} "
-                     "to place edge cases; pass --inputs FILE.npz")
+                     "to place boundary cases; pass --inputs FILE")
 
 
-def _edge_cases(x: np.ndarray, logit, pairs: int = 8) -> list[tuple[str, np.ndarray]]:
-    """On the decision boundary, far from it on both sides, zeros, huge magnitudes."""
-    cases = [("zeros", np.zeros((1, x.shape[1]), x.dtype)),
-             ("large magnitude x1e3", x[:pairs] * 1e3),
-             ("large magnitude x1e6", x[:pairs] * 1e6)]
+def _boundary_cases(x: np.ndarray, logit, pairs: int = 8) -> list[tuple[str, np.ndarray, bool]]:
+    """(label, rows, in distribution): on the decision boundary and zeros (inside the
+    data's range), saturated far from the boundary and huge magnitudes (outside it)."""
+    cases = [("zeros", np.zeros((1, x.shape[1]), x.dtype), True),
+             ("large magnitude x1e3", x[:pairs] * 1e3, False),
+             ("large magnitude x1e6", x[:pairs] * 1e6, False)]
     scores = logit(x)
     pos, neg = x[scores > 0][:pairs], x[scores <= 0][:pairs]
     n = min(len(pos), len(neg))
@@ -135,53 +151,90 @@ def _edge_cases(x: np.ndarray, logit, pairs: int = 8) -> list[tuple[str, np.ndar
         b, a = np.where(left, mid, b), np.where(left, a, mid)
         lb, la = np.where(left[:, 0], lm, lb), np.where(left[:, 0], la, lm)
     boundary = mid
-    cases.insert(0, ("on the decision boundary", boundary))
+    cases.insert(0, ("on the decision boundary", boundary, True))
     cases.insert(1, ("saturated (logit ~ +/-40)", np.concatenate([boundary + scale * direction,
-                                                                    boundary - scale * direction])))
+                                                                    boundary - scale * direction]), False))
     return cases
 
 
+# -- generated from the signature -----------------------------------------------------
 def generated_feeds(signature: Signature, samples: int = 64, seed: int = 0,
-                    value_range: tuple[float, float] = (-1.0, 1.0)) -> Inputs:
-    """Random values from each input's dtype and shape, plus zeros and a batch of 1."""
+                    value_range: tuple[float, float] | None = None) -> Inputs:
+    """Random values from each input's dtype and shape, plus zeros and a batch of 1.
+
+    Each dtype gets its own range (`value_range` overrides it for every numeric
+    input): floats [-1, 1]; 8- and 16-bit integers their whole range (pixels,
+    audio, quantized data); wider integers [0, 9] (ids, indices, counts); bools
+    both values. Inputs without a batch dimension get one value per call.
+    """
     if samples < 1:
         raise InputError(f"--samples must be at least 1, got {samples}")
-    low, high = value_range
-    if not low < high:
-        raise InputError(f"--value-range {low:g} {high:g}: LOW must be below HIGH")
-    for spec in signature.inputs.values():
+    if value_range is not None and not value_range[0] < value_range[1]:
+        raise InputError(f"--value-range {value_range[0]:g} {value_range[1]:g}: LOW must be below HIGH")
+    specs = list(signature.inputs.values())
+    for spec in specs:
         _check_generatable(spec)
+    ranges = {spec.name: _generated_range(spec, value_range) for spec in specs}
     rng = np.random.default_rng(seed)
 
-    def draw(spec: TensorSpec, rows: int) -> np.ndarray:
-        inner = tuple(spec.shape[1:]) if signature.batch_dynamic else tuple(spec.shape)
-        shape = (rows, *inner) if signature.batch_dynamic else inner
-        kind = np.dtype(spec.dtype).kind
-        if kind == "f":
-            return rng.uniform(low, high, shape).astype(spec.dtype)
-        if kind == "b":
-            return rng.integers(0, 2, shape).astype(bool)
-        info = np.iinfo(spec.dtype)
-        lo, hi = max(info.min, int(np.ceil(low))), min(info.max, int(np.floor(high)))
-        if lo > hi:
-            raise InputError(f"--value-range {low:g} {high:g} holds no {np.dtype(spec.dtype).name} value")
-        return rng.integers(lo, hi + 1, shape, dtype=spec.dtype)
+    def call(rows: int, fill) -> dict:
+        return {s.name: fill(s, (rows, *s.shape[1:]) if s.batch_dynamic else tuple(s.shape)) for s in specs}
 
-    specs = signature.inputs.values()
-    if signature.batch_dynamic:
-        feeds = [Feed("generated", [{s.name: draw(s, samples) for s in specs}]),
-                 Feed("zeros", [{s.name: np.zeros((1, *s.shape[1:]), s.dtype) for s in specs}]),
-                 Feed("batch of 1", [{s.name: draw(s, 1) for s in specs}], batched=False)]
+    def draw(spec: TensorSpec, shape: tuple) -> np.ndarray:
+        low, high = ranges[spec.name]
+        if np.dtype(spec.dtype).kind == "f":
+            return np.asarray(rng.uniform(low, high, shape), spec.dtype)
+        return np.asarray(rng.integers(low, high, shape, endpoint=True), spec.dtype)
+
+    def zeros(spec: TensorSpec, shape: tuple) -> np.ndarray:
+        return np.zeros(shape, spec.dtype)
+
+    rows = signature.row_inputs
+    if rows:
+        feeds = [Feed("generated", [call(samples, draw)], row_inputs=rows),
+                 Feed("zeros", [call(1, zeros)], row_inputs=rows),
+                 Feed("batch of 1", [call(1, draw)], batched=False, row_inputs=rows)]
     else:
         # A fully static signature takes exactly one shape: one call per sample.
-        feeds = [Feed("generated", [{s.name: draw(s, 0) for s in specs} for _ in range(samples)], batched=False),
-                 Feed("zeros", [{s.name: np.zeros(s.shape, s.dtype) for s in specs}], batched=False)]
-    return Inputs("generated", feeds, seed=seed,
-                  notes=[f"uniform values in [{low:g}, {high:g}] from seed {seed}"])
+        feeds = [Feed("generated", [call(0, draw) for _ in range(samples)], batched=False),
+                 Feed("zeros", [call(0, zeros)], batched=False)]
+    return Inputs("generated", feeds, seed=seed, notes=[_generated_note(specs, ranges, seed)])
+
+
+def _generated_range(spec: TensorSpec, value_range: tuple[float, float] | None) -> tuple:
+    """The (low, high) values of one input, both included for integers."""
+    dtype = np.dtype(spec.dtype)
+    if dtype.kind == "b":
+        return False, True
+    if dtype.kind == "f":
+        return value_range or FLOAT_RANGE
+    info = np.iinfo(dtype)
+    if value_range is None:
+        return (int(info.min), int(info.max)) if dtype.itemsize <= 2 else WIDE_INT_RANGE
+    low, high = max(info.min, int(np.ceil(value_range[0]))), min(info.max, int(np.floor(value_range[1])))
+    if low > high:
+        raise InputError(f"--value-range {value_range[0]:g} {value_range[1]:g} holds no {dtype.name} value "
+                         f"for input {spec.name}")
+    return low, high
+
+
+def _generated_note(specs, ranges: dict, seed: int) -> str:
+    """Which values each input got, and how to change them when they do not fit."""
+    parts = []
+    for spec in specs:
+        low, high = ranges[spec.name]
+        kind = np.dtype(spec.dtype).kind
+        what = "False/True" if kind == "b" else f"{'uniform' if kind == 'f' else 'integers'} in [{low:g}, {high:g}]"
+        parts.append(f"{spec.name} {np.dtype(spec.dtype).name} {what}")
+    note = f"generated from seed {seed}: {', '.join(parts)}"
+    if any(np.dtype(s.dtype).kind in "iu" for s in specs):
+        note += ("; integer inputs are often ids or indices: if these ranges do not fit the model, "
+                 "pass --value-range LOW HIGH or --inputs FILE")
+    return note
 
 
 def _check_generatable(spec: TensorSpec) -> None:
-    hint = f"pass --inputs FILE.npz with an array named {spec.name!r}"
+    hint = f"pass --inputs FILE (.npz with an array named {spec.name!r}, or a PredictionLog TFRecord)"
     if np.dtype(spec.dtype).kind in "SUO":
         raise InputError(f"input {spec.describe()} is a string tensor (e.g. serialized tf.Example) that "
                          f"cannot be generated from its signature; {hint}")
@@ -189,44 +242,172 @@ def _check_generatable(spec: TensorSpec) -> None:
         raise InputError(f"cannot generate values for input {spec.describe()}; {hint}")
     if spec.shape is None:
         raise InputError(f"input {spec.name} has an unknown rank, so no shape can be generated; {hint}")
-    if any(d is None for d in spec.shape[1:]):
+    if any(d is None for d in (spec.shape[1:] if spec.batch_dynamic else spec.shape)):
         raise InputError(f"input {spec.describe()} has dynamic inner dimensions; {hint}")
 
 
+# -- a user's file ------------------------------------------------------------------------
+def file_feeds(path, signature: Signature, signature_name: str = "serving_default") -> Inputs:
+    """`--inputs FILE`: an .npz (a zip file), else a TFRecord file of PredictionLogs."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--inputs {path}: no such file")
+    if zipfile.is_zipfile(path):
+        return npz_feeds(path, signature)
+    return prediction_log_feeds(path, signature, signature_name)
+
+
 def npz_feeds(path, signature: Signature) -> Inputs:
-    """A user's .npz with one array per input name (rows along the first axis)."""
+    """A user's .npz with one array per input name (rows along the first axis).
+
+    A string input may be stored losslessly as two arrays: `NAME.bytes` (uint8,
+    every value's bytes concatenated in C order) and `NAME.lengths` (integers,
+    the input's shape, each value's length). numpy's 'S' arrays drop trailing
+    zero bytes, which cuts serialized protos such as tf.Example.
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        hint = "; store strings as a bytes array (dtype 'S'), never as objects" if "pickle" in str(exc) else ""
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        hint = (f"; store strings as a bytes array (dtype 'S') or as NAME{BYTES_SUFFIX} + NAME{LENGTHS_SUFFIX}, "
+                "never as objects") if "pickle" in str(exc) else ""
         raise InputError(f"cannot read --inputs {path}: {exc}{hint}") from None
-    missing = sorted(set(signature.inputs) - set(arrays))
+    feed, notes = {}, []
+    for name, spec in signature.inputs.items():
+        if name not in arrays and name + BYTES_SUFFIX in arrays and name + LENGTHS_SUFFIX in arrays:
+            arrays[name] = _joined_bytes(arrays[name + BYTES_SUFFIX], arrays[name + LENGTHS_SUFFIX], path, name)
+        if name in arrays:
+            feed[name] = _as_input(arrays[name], spec, path, notes)
+    missing = sorted(set(signature.inputs) - set(feed))
     if missing:
         raise InputError(f"--inputs {path} lacks array(s) {', '.join(missing)} "
                          f"(it has: {', '.join(sorted(arrays)) or 'none'}; the signature needs "
                          f"{', '.join(s.describe() for s in signature.inputs.values())})")
-    feed = {}
-    for name, spec in signature.inputs.items():
-        value = arrays[name]
-        if value.dtype.kind == "U" and np.dtype(spec.dtype) == np.dtype(object):
-            value = np.char.encode(value, "utf-8").astype(object)
-        elif value.dtype != spec.dtype and value.dtype.kind in "fiub" and np.dtype(spec.dtype).kind in "fiub":
-            value = value.astype(spec.dtype)
-        feed[name] = value
-    if signature.batch_dynamic:
-        rows = {v.shape[0] for v in feed.values() if v.ndim}
-        if len(rows) != 1:
-            raise InputError(f"--inputs {path}: arrays disagree on the number of rows ({sorted(rows)})")
-        return Inputs(f"npz:{path}", [Feed(path.name, [feed])])
-    # Static signature: either exactly its shape, or samples stacked on a new first axis.
-    first = next(iter(signature.inputs.values()))
-    if feed[first.name].shape == tuple(first.shape):
-        return Inputs(f"npz:{path}", [Feed(path.name, [feed], batched=False)])
-    count = len(feed[first.name])
-    return Inputs(f"npz:{path}", [Feed(path.name, [{k: v[i] for k, v in feed.items()} for i in range(count)],
-                                       batched=False)])
+    rows = signature.row_inputs
+    if rows:
+        counts = {np.shape(feed[n])[0] if np.ndim(feed[n]) else None for n in rows}
+        if len(counts) != 1 or None in counts:
+            raise InputError(f"--inputs {path}: arrays {', '.join(rows)} must have rows along their first axis, "
+                             f"and as many each (they have {[list(np.shape(feed[n])) for n in rows]})")
+        return Inputs(f"npz:{path}", [Feed(path.name, [feed], row_inputs=rows)], notes=notes)
+    calls = _sample_calls(feed, signature, path)
+    return Inputs(f"npz:{path}", [Feed(path.name, calls, batched=False)], notes=notes)
+
+
+def _joined_bytes(data: np.ndarray, lengths: np.ndarray, path: Path, name: str) -> np.ndarray:
+    """The object array of bytes that NAME.bytes + NAME.lengths store."""
+    where = f"--inputs {path}: {name}{BYTES_SUFFIX} + {name}{LENGTHS_SUFFIX}"
+    if data.dtype != np.uint8 or data.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths < 0).any():
+        raise InputError(f"{where}: expected a 1-D uint8 array and non-negative integer lengths "
+                         f"(got {data.dtype}{list(data.shape)} and {lengths.dtype})")
+    if int(lengths.sum()) != data.size:
+        raise InputError(f"{where}: the lengths add up to {int(lengths.sum())} bytes, the data holds {data.size}")
+    ends = np.cumsum(lengths.ravel())
+    blob = data.tobytes()
+    values = [blob[end - size:end] for end, size in zip(ends.tolist(), lengths.ravel().tolist(), strict=True)]
+    return np.array(values, dtype=object).reshape(lengths.shape)
+
+
+def _as_input(value: np.ndarray, spec: TensorSpec, path: Path, notes: list) -> np.ndarray:
+    """`value` in the input's dtype: numbers cast, text encoded, bytes as objects."""
+    if np.dtype(spec.dtype) == np.dtype(object):
+        if value.dtype.kind == "U":
+            return np.char.encode(value, "utf-8").astype(object)
+        if value.dtype.kind == "S":
+            _check_zero_bytes(value, spec.name, path, notes)
+            return value.astype(object)
+    elif value.dtype != spec.dtype and value.dtype.kind in "fiub" and np.dtype(spec.dtype).kind in "fiub":
+        return value.astype(spec.dtype)
+    return value
+
+
+def _check_zero_bytes(value: np.ndarray, name: str, path: Path, notes: list) -> None:
+    """numpy 'S' arrays drop trailing zero bytes. Refuse an array that surely lost some
+    (even its longest value is shorter than its width); note one of binary values that may have."""
+    fix = (f"store them losslessly as {name}{BYTES_SUFFIX} (uint8, the values' bytes concatenated) + "
+           f"{name}{LENGTHS_SUFFIX} (each value's length), or pass a TFRecord file of PredictionLogs")
+    values = value.ravel().tolist()
+    longest = max(map(len, values), default=value.itemsize)
+    if longest < value.itemsize:
+        # Cut protos fail to parse in every runtime with an unreadable message: say why first.
+        raise InputError(f"--inputs {path}: array {name} (dtype S{value.itemsize}, longest value {longest} "
+                         "bytes) lost trailing zero bytes, which numpy drops from 'S' arrays; " + fix)
+    control = bytes(range(9)) + bytes(range(14, 32))  # bytes that plain text does not hold
+    if any(len(x) < value.itemsize and any(c in control for c in x) for x in values):
+        notes.append(f"--inputs {path}: array {name} holds binary values (e.g. serialized tf.Example) in a numpy 'S' "
+                     "array, which drops trailing zero bytes; if a value ended in one, " + fix)
+
+
+def _sample_calls(feed: dict, signature: Signature, path: Path) -> list[dict]:
+    """Calls of a fixed-shape signature: an array shaped like its input goes whole
+    with every call; arrays with one more leading axis hold one sample per call."""
+    stacked = {n for n, s in signature.inputs.items() if s.shape is not None and np.shape(feed[n]) != tuple(s.shape)}
+    counts = {len(feed[n]) for n in stacked if np.ndim(feed[n])}
+    if not stacked:
+        return [feed]
+    if len(counts) != 1 or any(np.shape(feed[n])[1:] != tuple(signature.inputs[n].shape) for n in stacked):
+        raise InputError(f"--inputs {path}: arrays {', '.join(sorted(stacked))} fit neither their input's shape "
+                         "nor a stack of samples of it "
+                         f"(the signature needs {', '.join(s.describe() for s in signature.inputs.values())})")
+    return [{n: v[i] if n in stacked else v for n, v in feed.items()} for i in range(counts.pop())]
+
+
+def prediction_log_feeds(path, signature: Signature, signature_name: str) -> Inputs:
+    """One call per logged PredictRequest of `signature_name` (a warmup file or a request log)."""
+    path = Path(path)
+    calls, skipped = predict_log_requests(path, signature_name)
+    if not calls:
+        raise InputError(f"--inputs {path}: no PredictionLog with a Predict request for signature "
+                         f"{signature_name!r} ({'; '.join(skipped) or 'the file holds no records'})")
+    for i, call in enumerate(calls):
+        missing = sorted(set(signature.inputs) - set(call))
+        if missing:
+            raise InputError(f"--inputs {path}: Predict request {i} lacks input(s) {', '.join(missing)} "
+                             f"(it has: {', '.join(sorted(call)) or 'none'})")
+    notes = [f"--inputs {path}: skipped {'; '.join(skipped)}"] if skipped else []
+    rows = signature.row_inputs
+    return Inputs(f"predictionlog:{path}", [Feed(path.name, calls, batched=bool(rows), row_inputs=rows)],
+                  notes=notes)
+
+
+def predict_log_requests(path: Path, signature_name: str) -> tuple[list[dict], list[str]]:
+    """The inputs of every PredictLog request for `signature_name` in a TFRecord file
+    of PredictionLogs, and what was skipped (other log kinds, other signatures)."""
+    from google.protobuf.message import DecodeError
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from toolkit.parity.runners.protos import from_tensor_proto
+
+    calls, skipped = [], {}
+    for i, record in enumerate(_tfrecords(path)):
+        try:
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+        except DecodeError:
+            raise InputError(f"--inputs {path}: record {i} is not a PredictionLog") from None
+        kind = log.WhichOneof("log_type")
+        request = log.predict_log.request
+        if kind != "predict_log":
+            reason = f"{kind or 'empty'} records"
+        elif (request.model_spec.signature_name or "serving_default") != signature_name:
+            reason = f"requests for signature {request.model_spec.signature_name!r}"
+        else:
+            calls.append({name: from_tensor_proto(tensor) for name, tensor in request.inputs.items()})
+            continue
+        skipped[reason] = skipped.get(reason, 0) + 1
+    return calls, [f"{count} {reason}" for reason, count in skipped.items()]
+
+
+def _tfrecords(path: Path):
+    """The records of a TFRecord file (length- and CRC-checked by TensorFlow)."""
+    from toolkit.tfenv import import_tf
+
+    tf = import_tf()
+    try:
+        yield from (record.numpy() for record in tf.data.TFRecordDataset(str(path)))
+    except tf.errors.OpError as exc:
+        raise InputError(f"--inputs {path}: neither an .npz nor a TFRecord file of PredictionLogs "
+                         f"({exc.message.strip().splitlines()[0]})") from None
 
 
 def literal_feed(signature: Signature, json_text: str | None = None, csv_text: str | None = None) -> dict:

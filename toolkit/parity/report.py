@@ -222,7 +222,7 @@ def summary(result) -> str:
                    f"{'NEEDS FLEX ' + ','.join(e['flex_ops']) if e['needs_flex'] else 'builtin ops only'}"
                    + (f", {lat['us_per_row_batched']:.3g} us/row batched, {lat['us_single_row']:.3g} us single row"
                       if lat else ""))
-    for n in result.model.get("notes", []):
+    for n in result.model.get("notes", []) + result.inputs.notes:
         out.append(f"note: {n}")
     out += [f"not judged: {item}" for item in result.not_judged]
     issues = problems(result)
@@ -315,8 +315,9 @@ def markdown(result, document: dict) -> str:
     issues = problems(result)
     if issues:
         md += ["", "## Problems", ""] + [f"- {line}" for line in issues]
-    if result.model.get("notes"):
-        md += ["", "## Notes", ""] + [f"- {n}" for n in result.model["notes"]]
+    notes = result.model.get("notes", []) + result.inputs.notes
+    if notes:
+        md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     versions = result.reproducibility["versions"]
     md += ["", "## Reproducibility", "", f"- versions: {', '.join(f'{k} {v}' for k, v in versions.items())}",
            f"- seed: {result.reproducibility['seed']}", f"- input sha256: `{result.reproducibility['input_sha256']}`",

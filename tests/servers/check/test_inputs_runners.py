@@ -1,4 +1,4 @@
-"""Feeds (generated, .npz, literals, tfkit's held-out split with edge cases)
+"""Feeds (generated, .npz, literals, tfkit's held-out split with boundary cases)
 and the runners' shared validation and request chunking."""
 
 import numpy as np
@@ -32,7 +32,7 @@ def test_static_signature_gets_one_call_per_sample():
 
 
 @pytest.mark.parametrize("spec, message", [
-    (("object", (None,)), "string tensor .* pass --inputs FILE.npz with an array named 'x'"),
+    (("object", (None,)), "string tensor .* pass --inputs FILE \\(.npz with an array named 'x'"),
     (("float32", None), "unknown rank"),
     (("float32", (None, None)), "dynamic inner dimensions"),
 ])
@@ -59,7 +59,7 @@ def test_literal_feed():
         literal_feed(signature, json_text='{"x": [[1, 2]]}')
 
 
-def test_tfkit_feeds_place_edge_cases_on_the_trained_model(exported_version):
+def test_tfkit_feeds_place_boundary_cases_on_the_trained_model(exported_version):
     from toolkit.parity.runners.eager import EagerRunner
 
     with EagerRunner(exported_version) as reference:
@@ -67,12 +67,14 @@ def test_tfkit_feeds_place_edge_cases_on_the_trained_model(exported_version):
         inputs = tfkit_feeds(features, reference.signature, reference)
         feeds = {f.name: f.calls[0]["features"] for f in inputs.feeds}
         assert feeds["heldout"].shape == features.shape
-        boundary = reference.infer({"features": feeds["edge: on the decision boundary"]})["logits"]
-        saturated = reference.infer({"features": feeds["edge: saturated (logit ~ +/-40)"]})["probabilities"]
+        boundary = reference.infer({"features": feeds["on the decision boundary"]})["logits"]
+        saturated = reference.infer({"features": feeds["saturated (logit ~ +/-40)"]})["probabilities"]
     assert np.abs(boundary).max() < 1e-4
     assert set(np.round(saturated.ravel(), 6)) == {0.0, 1.0}
-    assert feeds["batch of 1"].shape == (1, 2) and not feeds["edge: zeros"].any()
+    assert feeds["batch of 1"].shape == (1, 2) and not feeds["zeros"].any()
     assert feeds["empty batch"].shape == (0, 2)
+    outside = {f.name for f in inputs.feeds if not f.in_distribution}
+    assert outside == {"saturated (logit ~ +/-40)", "large magnitude x1e3", "large magnitude x1e6"}
 
 
 def test_every_runtime_rejects_a_bad_feed_the_same_way(exported_version, foreign_models, server):

@@ -62,9 +62,10 @@ class Signature:
     extra: dict = field(default_factory=dict)
 
     @property
-    def batch_dynamic(self) -> bool:
-        """True when every input has a dynamic first dimension."""
-        return bool(self.inputs) and all(s.batch_dynamic for s in self.inputs.values())
+    def row_inputs(self) -> tuple[str, ...]:
+        """Inputs that carry rows (dynamic first dimension); the others (scalars such
+        as a temperature, fixed shapes) go whole with every call."""
+        return tuple(name for name, spec in self.inputs.items() if spec.batch_dynamic)
 
 
 def shape_from_dims(dims) -> tuple:
@@ -76,6 +77,17 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (runtimes' errors can be pages long)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def feed_rows(feed: dict, row_inputs) -> int | None:
+    """Rows a call carries in its `row_inputs`, or None when it has none or they disagree."""
+    sizes = {feed[name].shape[0] for name in row_inputs if name in feed and np.ndim(feed[name]) > 0}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def take_rows(feed: dict, row_inputs, start: int, stop: int) -> dict:
+    """Rows `start:stop` of the `row_inputs`; every other input of the call stays whole."""
+    return {name: value[start:stop] if name in row_inputs else value for name, value in feed.items()}
 
 
 def validate_feed(feed: dict, specs: dict[str, TensorSpec], where: str) -> None:
@@ -163,10 +175,11 @@ class Runner(abc.ABC):
         """
         validate_feed(feed, self.signature.inputs, self.name)
         limit = self.max_rows(feed)
-        rows = _rows(feed)
-        if limit is None or rows is None or rows <= limit or not self.signature.batch_dynamic:
+        row_inputs = self.signature.row_inputs
+        rows = feed_rows(feed, row_inputs)
+        if limit is None or rows is None or rows <= limit:
             return self._infer(feed)
-        parts = [self._infer({k: v[i:i + limit] for k, v in feed.items()}) for i in range(0, rows, limit)]
+        parts = [self._infer(take_rows(feed, row_inputs, i, i + limit)) for i in range(0, rows, limit)]
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
     @abc.abstractmethod
@@ -179,8 +192,3 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def _infer(self, feed: dict) -> dict:
         """Run one validated feed."""
-
-
-def _rows(feed: dict) -> int | None:
-    sizes = {v.shape[0] for v in feed.values() if getattr(v, "ndim", 0) > 0}
-    return sizes.pop() if len(sizes) == 1 else None

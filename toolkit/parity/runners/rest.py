@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.parity.runners.base import Signature
+from toolkit.parity.runners.base import Signature, feed_rows
 from toolkit.parity.runners.remote import RemoteRunner, raise_not_ready
 
 
@@ -85,7 +85,7 @@ class RestRunner(RemoteRunner):
         return signature_from_def(defs.signature_def[self.signature_name])
 
     def _infer(self, feed: dict) -> dict:
-        if self.signature.batch_dynamic and any(len(v) == 0 for v in feed.values()):
+        if feed_rows(feed, self.signature.row_inputs) == 0:
             # JSON's [] cannot carry a [0, D] shape (TF Serving reads it as [0]); zero
             # rows in means zero rows out, shaped by the signature.
             return {name: np.zeros((0, *[d or 0 for d in (spec.shape or (None,))[1:]]), spec.dtype)

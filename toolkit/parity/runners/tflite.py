@@ -3,7 +3,9 @@
 Integer-quantized inputs and outputs (int8/uint8/int16 with a scale) are
 presented as float32 and (de)quantized here with the tensor's own scale and
 zero point, so a fully quantized variant is fed and compared like the float
-model it was converted from.
+model it was converted from. An integer input or output without a scale (a
+uint8 image input that a float model casts itself) holds raw values: it keeps
+its dtype and is passed through as is.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class TFLiteRunner(Runner):
 
 
 def _quantized(detail: dict) -> bool:
+    """An integer tensor with a non-zero scale (without one, its values are raw)."""
     scales = detail.get("quantization_parameters", {}).get("scales", [])
     return np.dtype(detail["dtype"]).kind in "iu" and len(scales) > 0 and float(np.max(scales)) > 0
 
