@@ -185,7 +185,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
                              f"{options.signature!r} and no server was asked for")
         runners = [reference] + [c.runner for c in candidates]
         calls = uniform_calls(inputs, runners, options.max_batch)
-        counted = [call_rows(feed, call) for feed, call in calls]
+        counted = [feed_rows(call, feed.row_inputs) for feed, call in calls]
         progress(f"running {extent_text(None if None in counted else sum(counted), len(calls))} "
                  f"through {len(runners)} runtimes")
         outputs, counts = _run_all(reference, runners, calls, errors)
@@ -379,12 +379,7 @@ def uniform_calls(inputs: Inputs, runners: list, max_batch: int | None) -> list[
 
 def run_calls(runner: Runner, calls) -> tuple[list[dict], list[int | None]]:
     """Run every call: each call's outputs, and its row count (None: the signature has no batch dimension)."""
-    return [runner.infer(call) for _, call in calls], [call_rows(feed, call) for feed, call in calls]
-
-
-def call_rows(feed: Feed, call: dict) -> int | None:
-    """Rows of one call (None: its inputs carry no rows, each call is one sample)."""
-    return feed_rows(call, feed.row_inputs) if feed.row_inputs else None
+    return [runner.infer(call) for _, call in calls], [feed_rows(call, feed.row_inputs) for feed, call in calls]
 
 
 def _declared_batch_outputs(signature) -> frozenset:
@@ -400,7 +395,7 @@ def batch_invariance(runner, calls, outputs: list[dict], layout: Layout, bound: 
         return []
     index = _first_batched(calls)
     feed, call = calls[index]
-    rows = call_rows(feed, call)
+    rows = feed_rows(call, feed.row_inputs)
     if not feed.batched or not rows or rows < 2:
         return []
     take = min(rows, INVARIANCE_ROWS)
@@ -472,7 +467,7 @@ def _call_labels(calls) -> tuple[list[str], list[bool]]:
 def _first_batched(calls) -> int:
     """Index of the first multi-row call (for latency per row and repeats), else 0."""
     for i, (feed, call) in enumerate(calls):
-        if feed.batched and (call_rows(feed, call) or 0) > 1:
+        if feed.batched and (feed_rows(call, feed.row_inputs) or 0) > 1:
             return i
     return 0
 
