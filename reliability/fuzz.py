@@ -55,7 +55,7 @@ CLIENT_ERRORS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT
                            grpc.StatusCode.FAILED_PRECONDITION})
 INVALID = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 CALL_TIMEOUT_S = 10.0
-# The REST API's body limit (serving.rest.MAX_BODY_BYTES, TF Serving's gzip cap).
+# The REST API's body limit (serving.http_server.MAX_BODY_BYTES, TF Serving's gzip cap).
 REST_BODY_LIMIT = 100 * 1024 * 1024
 
 

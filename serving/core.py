@@ -4,8 +4,8 @@ The gRPC servicers and the REST layer both call this object. Proto-level
 methods (`predict`, `classify`, `regress`, `multi_inference`,
 `get_model_metadata`, `get_model_status`, `reload_config`) take and return
 tensorflow_serving.apis messages and raise `serving.errors.ServingError`.
-`resolve(name, version, label)` returns the servable the numpy-level REST path
-runs (`.run(signature, inputs, output_filter)`).
+`acquire(model_spec)` holds the servable the numpy-level REST predict path
+runs (`.run(signature, inputs)`) for the length of a request.
 """
 
 import contextlib
@@ -194,12 +194,6 @@ class ServerCore:
         """Hold the servable a ModelSpec addresses for the length of a request."""
         with self.manager.acquire(model_spec.name, self._spec_version(model_spec)) as servable:
             yield servable
-
-    def resolve(self, name: str, version: Optional[int] = None,
-                label: Optional[str] = None) -> Servable:
-        """The servable for name + version or label (latest when neither)."""
-        with self.manager.acquire(name, self._version_for(name, version, label)) as servable:
-            return servable
 
     # -- PredictionService --------------------------------------------------------
     def take(self, model_spec) -> Servable:

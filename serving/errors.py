@@ -12,7 +12,7 @@ class ServingError(Exception):
         self.message = message
 
     def __repr__(self):
-        return f"ServingError({self.code.name}, {self.message!r})"
+        return f"{type(self).__name__}({self.code.name}, {self.message!r})"
 
 
 def invalid_argument(message: str) -> ServingError:

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 from serving import drain, inference, metrics
 from serving.batching import Done
 from serving.core import ServerCore
-from serving.errors import ServingError
+from serving.errors import ServingError, unavailable
 
 log = logging.getLogger("serving")
 
@@ -95,7 +95,7 @@ class _Call:
 
 
 def _shutting_down() -> ServingError:
-    return ServingError(grpc.StatusCode.UNAVAILABLE, drain.SHUTTING_DOWN)
+    return unavailable(drain.SHUTTING_DOWN)
 
 
 def _served(core_method, core: ServerCore, request, api: str, model_of=_model,

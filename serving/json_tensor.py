@@ -1,13 +1,11 @@
 """JSON <-> tensors for the REST API, as TF Serving's util/json_tensor.cc.
 
 Requests: the row ("instances") and columnar ("inputs") predict formats,
-{"b64": ...} binary strings, the NaN/Infinity/-Infinity (and Inf) tokens, type
-checks against the signature's dtypes, classify/regress "examples" with an
-optional "context". Responses: "predictions"/"outputs" (the output name
-dropped when there is only one), "results", {"error": ...}, laid out byte for
-byte like TF Serving's RapidJSON PrettyWriter, with floats printed the way
-TF Serving prints them (six significant digits unless that does not round-trip,
-then max_digits10).
+{"b64": ...} binary strings, type checks against the signature's dtypes,
+classify/regress "examples" with an optional "context". Responses:
+"predictions"/"outputs" (the output name dropped when there is only one),
+"results", {"error": ...}. Reading the body is serving.json_reader's job and
+laying out the text, byte for byte as TF Serving does, serving.json_writer's.
 
 Every failure is a ServingError carrying TF Serving's own message. Shapes are
 always the lengths of lists actually received, never a number a client wrote,
@@ -19,189 +17,23 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
-import math
-import re
-from decimal import Decimal
 
 import grpc
 import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 
+from serving import json_reader
 from serving.errors import ServingError, invalid_argument
+from serving.json_writer import Writer, debug_string, decimals, quote
 from serving.tensors import data_type_of, dtype_name
 
 ROW = "row"
 COLUMNAR = "columnar"
 
-_DEBUG_LIMIT = 256  # TF Serving truncates JSON quoted in messages to ~256 bytes.
 _MAX_RANK = 64  # numpy's limit; TensorFlow's own (254) is never reached by real models.
-_INT_MIN, _UINT64_END = -(2**63), 2**64
 
 DT = types_pb2
-
-
-class _WriterStop(Exception):
-    """RapidJSON's writer refusing a value (NaN in a debug string) or the limit."""
-
-
-class _Writer:
-    """RapidJSON's PrettyWriter (4-space indent), as TF Serving drives it.
-
-    `single_line` is kFormatSingleLineArray: array elements on one line. The
-    output is text; raw bytes of non-UTF-8 strings travel as surrogates and
-    come back out unchanged in `bytes()`.
-    """
-
-    def __init__(self, limit: int | None = None):
-        self.out: list[str] = []
-        self.size = 0
-        self.stack: list[list] = []  # [in_array, value_count] per open container
-        self.single_line = False
-        self.limit = limit
-
-    def _put(self, text: str) -> None:
-        self.out.append(text)
-        self.size += len(text)
-
-    def _check_limit(self) -> None:
-        if self.limit is not None and self.size >= self.limit:
-            raise _WriterStop
-
-    def _indent(self) -> str:
-        return " " * (4 * len(self.stack))
-
-    def _prefix(self) -> None:
-        self._check_limit()
-        if not self.stack:
-            return
-        level = self.stack[-1]
-        if level[0]:
-            if level[1] > 0:
-                self._put(", " if self.single_line else ",")
-            if not self.single_line:
-                self._put("\n" + self._indent())
-        else:
-            if level[1] > 0:
-                self._put(",\n" if level[1] % 2 == 0 else ": ")
-            else:
-                self._put("\n")
-            if level[1] % 2 == 0:
-                self._put(self._indent())
-        level[1] += 1
-
-    def raw(self, text: str) -> None:
-        self._prefix()
-        self._put(text)
-
-    def string(self, text: str) -> None:
-        self.raw(_quote(text))
-
-    key = string
-
-    def start(self, in_array: bool) -> None:
-        self._prefix()
-        self._put("[" if in_array else "{")
-        self.stack.append([in_array, 0])
-
-    def end(self) -> None:
-        self._check_limit()
-        in_array, count = self.stack.pop()
-        if count and not (in_array and self.single_line):
-            self._put("\n" + self._indent())
-        self._put("]" if in_array else "}")
-
-    def scalars(self, items: list[str]) -> None:
-        """A whole array of pre-rendered scalars: start, values, end at once."""
-        self.start(True)
-        if items:
-            if self.single_line:
-                self._put(", ".join(items))
-            else:
-                sep = "\n" + self._indent()
-                self._put(sep + ("," + sep).join(items))
-            self.stack[-1][1] = len(items)
-        self.end()
-
-    def bytes(self) -> bytes:
-        return "".join(self.out).encode("utf-8", "surrogateescape")
-
-
-_ESCAPE_RE = re.compile(r'[\x00-\x1f"\\]')
-_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
-
-
-def _quote(text: str) -> str:
-    # RapidJSON escapes only control characters (\u00XX, upper-case hex),
-    # the quote and the backslash; everything else passes through as is.
-    return '"' + _ESCAPE_RE.sub(
-        lambda m: _SHORT_ESCAPES.get(m.group(), "\\u%04X" % ord(m.group())), text
-    ) + '"'
-
-
-def _rapidjson_double(x: float) -> str:
-    """A double as RapidJSON's Writer::Double prints it (Grisu + Prettify)."""
-    if not math.isfinite(x):
-        raise _WriterStop  # the writer rejects NaN/Inf without kWriteNanAndInfFlag
-    if x == 0:
-        return "-0.0" if math.copysign(1, x) < 0 else "0.0"
-    # repr() gives the same shortest round-tripping digits as Grisu.
-    _, digit_tuple, k = Decimal(repr(abs(x))).as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    stripped = digits.rstrip("0")
-    k += len(digits) - len(stripped)
-    digits = stripped
-    n = len(digits)
-    kk = n + k  # 10^(kk-1) <= |x| < 10^kk
-    if 0 <= k and kk <= 21:
-        text = digits + "0" * k + ".0"
-    elif 0 < kk <= 21:
-        text = digits[:kk] + "." + digits[kk:]
-    elif -6 < kk <= 0:
-        text = "0." + "0" * -kk + digits
-    elif n == 1:
-        text = f"{digits}e{kk - 1}"
-    else:
-        text = f"{digits[0]}.{digits[1:]}e{kk - 1}"
-    return ("-" if x < 0 else "") + text
-
-
-def _write_value(w: _Writer, value) -> None:
-    """A parsed JSON value through the writer (for messages that quote JSON)."""
-    if value is None:
-        w.raw("null")
-    elif value is True or value is False:
-        w.raw("true" if value else "false")
-    elif type(value) is int:
-        w.raw(str(value))
-    elif type(value) is float:
-        w._prefix()
-        w._put(_rapidjson_double(value))
-    elif type(value) is str:
-        w.string(value)
-    elif type(value) is list:
-        w.start(True)
-        for item in value:
-            _write_value(w, item)
-        w.end()
-    else:
-        w.start(False)
-        for k, v in value.items():
-            w.key(k)
-            _write_value(w, v)
-        w.end()
-
-
-def debug_string(value) -> str:
-    """A JSON value as TF Serving quotes it in error messages (truncated)."""
-    w = _Writer(limit=_DEBUG_LIMIT)
-    w.single_line = True
-    try:
-        _write_value(w, value)
-    except _WriterStop:
-        pass
-    return "".join(w.out)
 
 
 def _json_type(value) -> str:
@@ -220,115 +52,9 @@ def _json_type(value) -> str:
 # Parsing
 
 
-class _NumberTooBig(Exception):
-    def __init__(self, literal: str):
-        self.literal = literal
-
-
-def _parse_int(literal: str):
-    # RapidJSON keeps integers that fit int64/uint64 and reads others as
-    # doubles; checking the length first keeps Python from converting a
-    # million-digit literal.
-    if len(literal) <= 20:
-        value = int(literal)
-        if _INT_MIN <= value < _UINT64_END:
-            return value
-    return _parse_float(literal)
-
-
-def _parse_float(literal: str) -> float:
-    value = float(literal)
-    if math.isinf(value):
-        raise _NumberTooBig(literal)
-    return value
-
-
-_decoder = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float)
-_JSON_SPACE = " \t\n\r"
-# RapidJSON also reads Inf/-Inf and -NaN (kParseNanAndInfFlag); Python does not.
-_NONSTANDARD_RE = re.compile(r'"(?:[^"\\]|\\.)*"|-?Inf(?:inity)?|-NaN')
-_PY_TO_RAPIDJSON_ERRORS = {
-    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
-    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
-    "Unterminated string starting at": "Missing a closing quotation mark in string.",
-    "Invalid control character at": "Invalid encoding in string.",
-    "Invalid \\escape": "Invalid escape character in string.",
-    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-}
-
-
-def _standardize(match: re.Match) -> str:
-    token = match.group()
-    if token.startswith('"'):
-        return token
-    if token == "-NaN":
-        return "NaN"
-    return "-Infinity" if token.startswith("-") else "Infinity"
-
-
-def _innermost_container(text: str, pos: int) -> str:
-    """'[' or '{': the container open at `pos` (strings skipped)."""
-    stack = []
-    in_string = escaped = False
-    for ch in text[:pos]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else "["
-
-
-def _parse_error(text: str, err: json.JSONDecodeError) -> ServingError:
-    if err.msg == "Expecting ',' delimiter":
-        message = (
-            "Missing a comma or '}' after an object member."
-            if _innermost_container(text, err.pos) == "{"
-            else "Missing a comma or ']' after an array element."
-        )
-    else:
-        message = _PY_TO_RAPIDJSON_ERRORS.get(err.msg, "Invalid value.")
-    return invalid_argument(f"JSON Parse error: {message} at offset: {err.pos}")
-
-
-def parse_json(body: bytes):
-    """Parse a request body like TF Serving: the first JSON value, which must be an object.
-
-    Like RapidJSON with kParseStopWhenDoneFlag, anything after the first
-    value is ignored.
-    """
-    if not body:
-        raise invalid_argument("JSON Parse error: The document is empty")
-    text = body.decode("utf-8", "surrogateescape")
-    start = len(text) - len(text.lstrip(_JSON_SPACE))
-    if start == len(text):
-        raise invalid_argument(f"JSON Parse error: The document is empty. at offset: {start}")
-    try:
-        try:
-            doc, _ = _decoder.raw_decode(text, start)
-        except json.JSONDecodeError as err:
-            fixed = _NONSTANDARD_RE.sub(_standardize, text)
-            if fixed == text:
-                raise _parse_error(text, err) from None
-            try:
-                doc, _ = _decoder.raw_decode(fixed, start)
-            except json.JSONDecodeError:
-                raise _parse_error(text, err) from None
-    except _NumberTooBig as err:
-        offset = max(text.find(err.literal), 0)
-        raise invalid_argument(
-            f"JSON Parse error: Number too big to be stored in double. at offset: {offset}"
-        ) from None
-    except RecursionError:
-        raise invalid_argument("JSON Parse error: document nested too deeply") from None
+def parse_json(body: bytes) -> dict:
+    """Parse a request body like TF Serving: the first JSON value, which must be an object."""
+    doc = json_reader.parse(body)
     if type(doc) is not dict:
         raise _format_error(doc, "Is not object")
     return doc
@@ -399,9 +125,9 @@ _NUMERIC = {
     DT.DT_INT16: (np.int16, (int,), _INT32),
     DT.DT_INT8: (np.int8, (int,), _INT32),
     DT.DT_UINT8: (np.uint8, (int,), _INT32),
-    DT.DT_INT64: (np.int64, (int,), (_INT_MIN, 2**63 - 1)),
+    DT.DT_INT64: (np.int64, (int,), (-(2**63), 2**63 - 1)),
     DT.DT_UINT32: (np.uint32, (int,), (0, 2**32 - 1)),
-    DT.DT_UINT64: (np.uint64, (int,), (0, _UINT64_END - 1)),
+    DT.DT_UINT64: (np.uint64, (int,), (0, 2**64 - 1)),
     DT.DT_BOOL: (np.bool_, (bool,), None),
 }
 
@@ -686,25 +412,6 @@ def fill_input(doc: dict, request) -> None:
 # Tensors -> JSON
 
 
-_NON_FINITE = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def _decimals(values: np.ndarray, fmt_digits: int, np_type) -> list[str]:
-    """TF Serving's WriteDecimal for a float array: %g, else max_digits10."""
-    flat = values.ravel()
-    as_double = flat.astype(np.float64).tolist()
-    out = ["%g" % x for x in as_double]
-    if out:
-        # Which six-digit forms do not read back as the same value? (float()
-        # then a cast to the output's type, all at C speed.)
-        with np.errstate(all="ignore"):
-            reparsed = np.array([float(t) for t in out]).astype(np_type)
-        for i in np.flatnonzero(np.isfinite(flat) & (reparsed != flat)).tolist():
-            out[i] = "%.*g" % (fmt_digits, as_double[i])
-    # Whole numbers get ".0"; NaN and infinities are RapidJSON's tokens.
-    return [t if ("." in t or "e" in t) else _NON_FINITE.get(t, t + ".0") for t in out]
-
-
 def _single_line_items(scalars: list[str], shape: tuple) -> list[str]:
     """The single-line JSON texts of a tensor's sub-tensors along dimension 0."""
     items = scalars
@@ -719,19 +426,19 @@ def _scalar_strings(array: np.ndarray) -> list[str]:
     """Each element rendered as TF Serving writes it (AddSingleValueAndAdvance)."""
     kind = array.dtype
     if kind == np.float32:
-        return _decimals(array, 9, np.float32)
+        return decimals(array, 9, np.float32)
     if kind == np.float64:
-        return _decimals(array, 17, np.float64)
+        return decimals(array, 17, np.float64)
     if kind == np.bool_:
         return ["true" if v else "false" for v in array.ravel().tolist()]
     if kind in (np.int8, np.int16, np.int32, np.uint8, np.int64, np.uint32, np.uint64):
         return [str(v) for v in array.ravel().tolist()]
-    if kind == object:
-        return [_quote(v.decode("utf-8", "surrogateescape")) for v in array.ravel().tolist()]
+    if kind == np.object_:
+        return [quote(v.decode("utf-8", "surrogateescape")) for v in array.ravel().tolist()]
     raise invalid_argument(f"Failed to write JSON value for tensor type: {dtype_name(data_type_of(array))}")
 
 
-def _write_tensor(w: _Writer, scalars: list[str], shape: tuple, dim: int, offset: int) -> int:
+def _write_tensor(w: Writer, scalars: list[str], shape: tuple, dim: int, offset: int) -> int:
     """AddTensorValues: nested arrays from dimension `dim` on; returns the new offset."""
     if dim >= len(shape):
         w.raw(scalars[offset])
@@ -746,7 +453,7 @@ def _write_tensor(w: _Writer, scalars: list[str], shape: tuple, dim: int, offset
     return offset
 
 
-def _write_bytes_tensor(w: _Writer, array: np.ndarray, dim: int, offset_box: list) -> None:
+def _write_bytes_tensor(w: Writer, array: np.ndarray, dim: int, offset_box: list) -> None:
     """Like _write_tensor, for `*_bytes` outputs written as {"b64": ...} objects."""
     flat = array.ravel()
     shape = array.shape
@@ -776,7 +483,7 @@ def predict_response(outputs: dict[str, np.ndarray], fmt: str) -> bytes:
         raise invalid_argument("Cannot convert empty tensor map to JSON")
     names = sorted(outputs)
     multiple = len(names) > 1
-    w = _Writer()
+    w = Writer()
     w.start(False)
     if fmt == ROW:
         batch = -1
@@ -827,9 +534,9 @@ def _row_response_fast(outputs: dict[str, np.ndarray], names: list[str], batch: 
     if len(names) == 1:
         body = ", ".join(rows[names[0]])
     else:
-        keys = [_quote(n) for n in names]
+        keyed = [(quote(n), rows[n]) for n in names]
         body = ",".join(
-            "\n        {" + ",".join(f"\n            {k}: {rows[n][i]}" for k, n in zip(keys, names)) + "\n        }"
+            "\n        {" + ",".join(f"\n            {key}: {items[i]}" for key, items in keyed) + "\n        }"
             for i in range(batch)
         )
     text = '{\n    "predictions": [' + body + ("\n    ]" if batch else "]") + "\n}"
@@ -861,15 +568,15 @@ def classification_response(result) -> bytes:
     """The :classify response body from a ClassificationResult."""
     if not result.classifications:
         raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
-    w = _Writer()
+    w = Writer()
     w.start(False)
     w.key("results")
     w.start(True)
     for classifications in result.classifications:
         w.single_line = True
         w.start(True)
-        scores = _decimals(np.array([c.score for c in classifications.classes], dtype=np.float32), 9, np.float32)
-        for cls, score in zip(classifications.classes, scores):
+        scores = decimals(np.array([c.score for c in classifications.classes], dtype=np.float32), 9, np.float32)
+        for cls, score in zip(classifications.classes, scores, strict=True):
             w.start(True)
             w.string(cls.label)
             w.raw(score)
@@ -885,11 +592,11 @@ def regression_response(result) -> bytes:
     """The :regress response body from a RegressionResult."""
     if not result.regressions:
         raise invalid_argument("Cannot convert empty RegressionResults to JSON")
-    w = _Writer()
+    w = Writer()
     w.start(False)
     w.key("results")
     w.single_line = True
-    w.scalars(_decimals(np.array([r.value for r in result.regressions], dtype=np.float32), 9, np.float32))
+    w.scalars(decimals(np.array([r.value for r in result.regressions], dtype=np.float32), 9, np.float32))
     w.single_line = False
     w.end()
     return w.bytes()
@@ -897,7 +604,7 @@ def regression_response(result) -> bytes:
 
 def error_response(message: str) -> bytes:
     """{"error": message} as TF Serving writes it."""
-    w = _Writer()
+    w = Writer()
     w.start(False)
     w.key("error")
     w.string(message)

@@ -23,6 +23,7 @@ from tensorflow.core.protobuf import config_pb2
 
 from serving.batching import Done
 from serving.errors import ServingError, failed_precondition, invalid_argument
+from serving.inflight import InFlight
 from serving.tensors import data_type_of, dtype_name
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -32,13 +33,8 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 TFLITE_FILE = "model.tflite"
 
 
-class LoadError(Exception):
+class LoadError(ServingError):
     """A version failed to load; `code` is the canonical status code."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _status_from_tf_error(exc) -> ServingError:
@@ -79,22 +75,17 @@ class Servable:
         self.signature_defs = signature_defs
         self.batcher = None
         self.method_name_check = False  # --enable_signature_method_name_check
-        self._in_flight = 0
-        self._idle = threading.Condition(threading.Lock())
+        self._users = InFlight()
         self._plans: dict = {}  # signature name -> _Plan, built on first use
 
     def take(self) -> "Servable":
         """Mark a request as using this version (unload waits for it) until release()."""
-        with self._idle:
-            self._in_flight += 1
+        self._users.add()
         return self
 
     def release(self) -> None:
         """End a take()."""
-        with self._idle:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.notify_all()
+        self._users.done()
 
     @contextlib.contextmanager
     def hold(self):
@@ -107,8 +98,7 @@ class Servable:
 
     def wait_idle(self) -> None:
         """Block until no request uses this version."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0)
+        self._users.wait_idle()
 
     # -- the Predict path (also what REST and batching use) --------------------
     def signature(self, signature_name: str):

@@ -314,7 +314,7 @@ class ModelServer:
             log.error("server_options.http_port cannot be same as grpc_port. Please use a different "
                       "port for HTTP/REST API. Skipped exporting HTTP/REST API.")
             return
-        from serving import rest
+        from serving import rest_api as rest
 
         if options.monitoring_config_file:
             # A bad monitoring config fails the start, as in the binary (not just REST).

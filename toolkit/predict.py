@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from toolkit.artifacts.layout import resolve_model
 from toolkit.errors import InputError
-from toolkit.parity.runners.base import Runner
+from toolkit.parity.runners.base import DEFAULT_TAGS, Runner
 from toolkit.tfenv import import_tf
 
 
 def predict_runner(source=None, target: str | None = None, rest_target: str | None = None,
-                   model_name: str | None = None, signature: str = "serving_default", timeout: float = 30.0) -> Runner:
-    """The runner `tfkit predict` sends rows to: a SavedModel, a .tflite file, or a server."""
+                   model_name: str | None = None, signature: str = "serving_default", timeout: float = 30.0,
+                   tags=DEFAULT_TAGS) -> Runner:
+    """The runner `tfkit predict` sends rows to: a SavedModel (its MetaGraph tagged `tags`), a .tflite
+    file, or a server."""
     from toolkit.parity.runners.eager import EagerRunner
     from toolkit.parity.runners.grpc import GrpcRunner
     from toolkit.parity.runners.rest import RestRunner
@@ -30,4 +32,4 @@ def predict_runner(source=None, target: str | None = None, rest_target: str | No
         return TFLiteRunner(source, signature)
     version_dir = resolve_model(source)
     # Named by its path: errors then say which model, not "eager".
-    return EagerRunner(version_dir, signature, name=str(version_dir))
+    return EagerRunner(version_dir, signature, name=str(version_dir), tags=tags)

@@ -311,15 +311,16 @@ class BackgroundServer:
         self.server.stop()
 
 
-def serve_version(version_dir: Path, name: str, stack, **server_options) -> BackgroundServer:
+def serve_version(version_dir: Path, name: str, stack, flags: Iterable[str] = (), **server_options) -> BackgroundServer:
     """Serve exactly `version_dir` (a private base path links to it) in the background.
 
-    `server_options` go to `BackgroundServer` (binary, timeout, host).
+    `flags`: further server flags (e.g. --saved_model_tags); `server_options` go to
+    `BackgroundServer` (binary, timeout, host).
     """
     base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfkit-serve-")))
     (base / name).mkdir()
     (base / name / version_dir.name).symlink_to(version_dir.resolve(), target_is_directory=True)
-    server = BackgroundServer([f"--model_name={name}", f"--model_base_path={base / name}"], **server_options)
+    server = BackgroundServer([f"--model_name={name}", f"--model_base_path={base / name}", *flags], **server_options)
     stack.callback(server.stop)
     return server
 

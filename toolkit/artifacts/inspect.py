@@ -20,14 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.artifacts.layout import version_folders
-from toolkit.errors import InputError
+from toolkit.errors import InputError, root_cause
 from toolkit.tfenv import import_tf
 
 INIT_OP_KEY = "__saved_model_init_op"
 
 
-def inspect_path(path: str | Path) -> dict:
-    """Describe a SavedModel folder (plus any *.tflite beside it) or a .tflite file."""
+def inspect_path(path: str | Path, tags=None) -> dict:
+    """Describe a SavedModel folder (plus any *.tflite beside it) or a .tflite file.
+
+    `tags`: describe only the SavedModel MetaGraph with this tag-set (default: all).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
@@ -45,13 +48,14 @@ def inspect_path(path: str | Path) -> dict:
         raise InputError(f"{path}: no saved_model.pb or .tflite file in this folder{hint}")
     return {
         "path": str(path),
-        "saved_model": saved_model_info(path),
+        "saved_model": saved_model_info(path, tags),
         "tflite": [tflite_info(p) for p in tflite_files],
     }
 
 
-def saved_model_info(model_dir: str | Path) -> dict:
-    """{'meta_graphs': [{'tags': [...], 'signatures': {name: {...}}}]} from saved_model.pb."""
+def saved_model_info(model_dir: str | Path, tags=None) -> dict:
+    """{'meta_graphs': [{'tags': [...], 'signatures': {name: {...}}}]} from saved_model.pb,
+    only the MetaGraph tagged exactly `tags` if given."""
     import_tf()  # the protos import TensorFlow; import_tf() does it first, hiding its start-up banner
     from tensorflow.core.protobuf import saved_model_pb2
     from google.protobuf.message import DecodeError
@@ -70,6 +74,12 @@ def saved_model_info(model_dir: str | Path) -> dict:
         signatures = {key: _signature_def_info(sig) for key, sig in sorted(meta_graph.signature_def.items())
                       if key != INIT_OP_KEY}
         meta_graphs.append({"tags": sorted(meta_graph.meta_info_def.tags), "signatures": signatures})
+    if tags is not None:
+        chosen = [m for m in meta_graphs if set(m["tags"]) == {t.strip() for t in tags if t.strip()}]
+        if not chosen:
+            raise InputError(f"{pb_path}: no MetaGraph tagged {','.join(tags)} (it has tag-sets: "
+                             f"{'; '.join(','.join(m['tags']) for m in meta_graphs)}); pass --tags with one of them")
+        meta_graphs = chosen
     return {"meta_graphs": meta_graphs}
 
 
@@ -100,7 +110,7 @@ def tflite_info(path: str | Path) -> dict:
     try:
         interpreter = Interpreter(model_path=str(path))
     except (ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: not a readable TFLite model ({str(exc).strip().splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable TFLite model ({root_cause(exc)})") from None
 
     def tensor(details):
         scale, zero_point = details["quantization"]

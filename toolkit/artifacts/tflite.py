@@ -3,16 +3,17 @@ on-the-fly conversion `tfkit check` makes when a version has no .tflite file.
 
 `convert` wraps `tf.lite.TFLiteConverter.from_saved_model`. The converter's
 native log (MLIR dumps, calibration progress) is captured; on failure its
-error lines become one `InputError` that names the cause.
+diagnostics become one `ConversionError` that names the root cause.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
-from toolkit.errors import InputError
+from toolkit.errors import InputError, root_cause
 from toolkit.tfenv import captured_stderr, import_tf
 
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -36,19 +37,36 @@ def parse_quantize(value: str | Iterable[str] | None) -> tuple[str, ...]:
     return names
 
 
+#: MLIR element types no TFLite builtin kernel takes, with the dtype users know them by
+UNSUPPORTED_TYPES = {"f64": "float64", "f16": "float16", "bf16": "bfloat16", "complex<f32>": "complex64",
+                     "complex<f64>": "complex128"}
+_TENSOR_TYPE = re.compile(r"tensor<(?:[\d?]+x)*([^<>]+(?:<[^<>]+>)?)>")
+
+
+class ConversionError(InputError):
+    """The TFLite converter could not convert a SavedModel; `cause` is the converter's reason alone."""
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
+
+
 def convert(
     saved_model_dir: str | Path,
     signature_keys: list[str],
     quantization: str | None = None,
     representative_dataset: Callable | None = None,
+    tags: Iterable[str] = ("serve",),
 ) -> bytes:
-    """Convert signatures of a SavedModel to a TFLite flatbuffer.
+    """Convert signatures of the MetaGraph tagged `tags` of a SavedModel to a TFLite flatbuffer.
 
     `quantization`: None (float32), "dynamic", "float16" or "int8" (full
     integer, int8 input and output, calibrated on `representative_dataset`).
+    Raises ConversionError with the converter's root cause.
     """
     tf = import_tf()
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=signature_keys,
+                                                         tags=set(tags))
     if quantization is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
@@ -67,17 +85,62 @@ def convert(
             return converter.convert()
         except Exception as exc:  # ConverterError and friends
             failure = exc
-    raise InputError(
-        f"cannot convert {saved_model_dir} signature(s) {', '.join(map(repr, signature_keys))} to TFLite: "
-        f"{_conversion_cause(failure, log)}; pass --tflite FILE or --no-convert"
-    )
+    # The exception holds the converter's diagnostics; the captured log repeats them (or is all there is).
+    text = str(failure) if str(failure).strip() else "".join(log)
+    cause = conversion_cause(text) or type(failure).__name__
+    raise ConversionError(f"cannot convert {saved_model_dir} signature(s) {', '.join(map(repr, signature_keys))} "
+                          f"to TFLite: {cause}", cause)
 
 
-def _conversion_cause(failure: BaseException, log: list[str]) -> str:
-    """The converter's reason for failing, from its exception and captured log."""
-    text = (str(failure) + "\n" + "".join(log)).splitlines()
-    flex = [line.split(":", 1)[1].strip() for line in text if line.strip().startswith("TF Select ops:")]
-    errors = [line.strip() for line in text if "error" in line.lower()]
+def conversion_cause(text: str) -> str:
+    """The converter's reason for failing, as one line a user can act on.
+
+    Ops the converter lists as TF Select or custom ops are named, and when they
+    compute in a dtype TFLite's builtin kernels lack (float64, float16, ...) that
+    dtype is the cause, not the ops. Otherwise the first error is the root cause.
+    """
+    select, custom = _listed_ops(text, "TF Select ops:"), _listed_ops(text, "Custom ops:")
+    if not select and not custom:
+        errors = root_cause(text).split("; ")
+        cause = errors[0]
+        if any("Select TF ops" in e for e in errors[1:]):
+            cause += " (the converter would need TF Select (Flex) ops, which LiteRT lacks)"
+        return cause
+    types = _op_types(text)
+    by_dtype: dict[str, list[str]] = {}
+    for op in select + custom:
+        for mlir_type, dtype in UNSUPPORTED_TYPES.items():
+            if mlir_type in types.get(op, ()):
+                by_dtype.setdefault(dtype, []).append(op)
+    typed = {op for ops in by_dtype.values() for op in ops}
+    parts = [f"it computes in {dtype} ({_ops(ops)}), which TFLite's builtin ops do not support"
+             for dtype, ops in by_dtype.items()]
+    flex, missing = [op for op in select if op not in typed], [op for op in custom if op not in typed]
     if flex:
-        return f"it needs TF Select (Flex) ops {flex[0]}, which LiteRT lacks"
-    return (errors[0] if errors else type(failure).__name__)[:300]
+        parts.append(f"it needs TF Select (Flex) {_ops(flex)}, which LiteRT lacks")
+    if missing:
+        parts.append(f"{_ops(missing)} {'has' if len(missing) == 1 else 'have'} no TFLite kernel, "
+                     "neither builtin nor Flex")
+    return "; ".join(parts)
+
+
+def _ops(names: list[str]) -> str:
+    return ("op " if len(names) == 1 else "ops ") + ", ".join(names)
+
+
+def _listed_ops(text: str, label: str) -> list[str]:
+    """Op names on the converter's "TF Select ops: A, B" / "Custom ops: C" line."""
+    for line in text.splitlines():
+        if line.strip().startswith(label):
+            return [op.strip() for op in line.split(":", 1)[1].split(",") if op.strip()]
+    return []
+
+
+def _op_types(text: str) -> dict[str, set[str]]:
+    """Element types of each op in the converter's "Details:" rows (`tf.Sin(tensor<?x4xf64>) -> ...`)."""
+    types: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        match = re.match(r"\s+tf\.(\w+)\((.*)", line)
+        if match:
+            types.setdefault(match.group(1), set()).update(_TENSOR_TYPE.findall(match.group(2).split(" : ")[0]))
+    return types

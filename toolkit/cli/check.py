@@ -1,8 +1,11 @@
 """`tfkit check`: every runtime against the reference, with the options `tfkit run` shares."""
 
+import contextlib
+
 import click
 
-from toolkit.cli.group import cli
+from toolkit.cli.group import cli, tags_option
+from toolkit.errors import ToolkitError
 from toolkit.parity import bounds
 
 
@@ -89,6 +92,7 @@ def finish_check(ctx, result, report_dir, junit) -> None:
 @click.option("--model-name", help="Model name on the server (default: the model folder's name).")
 @click.option("--signature", default="serving_default", show_default=True,
               help="Signature to call (the SavedModel's signature key).")
+@tags_option
 @click.option("--inputs", type=click.Path(dir_okay=False), metavar="FILE",
               help=".npz with one array per input name (bytes kept whole as NAME.bytes uint8 + NAME.lengths), "
                    "or a TFRecord file of PredictionLogs (a TF Serving warmup file or request log).")
@@ -99,20 +103,38 @@ def finish_check(ctx, result, report_dir, junit) -> None:
                    "their whole range, wider integers [0, 9]).")
 @parity_options
 @click.pass_context
-def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, model_name, signature, inputs,
+def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, model_name, signature, tags, inputs,
           samples, seed, value_range, report_dir, junit, **tolerances):
     """Prove eager TF, TF Serving (gRPC, REST) and TFLite agree on MODEL.
 
     MODEL is a SavedModel version folder or a model folder of versions (the
-    latest is checked). Exit 0 all pass, 1 a mismatch, 2 usage or input error,
-    3 a server never became ready.
+    latest is checked). Exit 0 all judged runtimes pass (a runtime tfkit added
+    on its own that cannot run this model, such as an on-the-fly TFLite
+    conversion, is named "not run"), 1 a mismatch, 2 usage or input error,
+    3 a server never became ready or has no such model. Every run writes
+    report.json, also one that ends in an error.
     """
     from toolkit.parity.check import check as run_check
 
     report_dir = report_dir or DEFAULT_CHECK_REPORT
-    options = check_options(
-        **tolerances, signature=signature, tflite=list(tflite), convert=not no_convert, targets=list(targets),
-        rest_targets=list(rest_targets), local_server=not no_server, model_name=model_name, inputs=inputs,
-        samples=samples, seed=seed, value_range=value_range, work_dir=report_dir)
-    result = run_check(model, options, progress=progress)
+    with error_report(report_dir, model):
+        options = check_options(
+            **tolerances, signature=signature, tags=tags, tflite=list(tflite), convert=not no_convert,
+            targets=list(targets), rest_targets=list(rest_targets), local_server=not no_server, model_name=model_name,
+            inputs=inputs, samples=samples, seed=seed, value_range=value_range, work_dir=report_dir)
+        result = run_check(model, options, progress=progress)
     finish_check(ctx, result, report_dir, junit)
+
+
+@contextlib.contextmanager
+def error_report(report_dir, model):
+    """Write report.json/report.md with the error when the check ends in one (exit 2 or 3), then re-raise."""
+    try:
+        yield
+    except ToolkitError as exc:
+        from toolkit.parity import report
+
+        # An unwritable report folder must not hide the error that ended the check.
+        with contextlib.suppress(ToolkitError):
+            report.write_error_report(report_dir, exc, model)
+        raise

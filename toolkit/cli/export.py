@@ -28,11 +28,13 @@ def export(run_dir, model_base_path, name, version, force, quantize):
 @cli.command("inspect")
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def inspect_cmd(path, as_json):
+@click.option("--tags", metavar="TAG[,TAG...]",
+              help="Show only the SavedModel MetaGraph with this tag-set (default: every tag-set).")
+def inspect_cmd(path, as_json, tags):
     """Show the signatures of a SavedModel folder (and the .tflite files in it) or a .tflite file."""
     from toolkit.artifacts import inspect as inspect_model
 
-    info = inspect_model.inspect_path(path)
+    info = inspect_model.inspect_path(path, tags.split(",") if tags else None)
     if as_json:
         click.echo(inspect_model.to_json(info))
     else:

@@ -1,6 +1,5 @@
-"""The `tfkit` command group and the one place library errors become exit codes."""
-
-
+"""The `tfkit` command group, the one place library errors become exit codes, and options
+several command groups share."""
 
 import click
 
@@ -44,3 +43,17 @@ class ToolkitGroup(click.Group):
 def cli():
     """tfkit: train a TensorFlow model, export it for TF Serving and TFLite,
     serve it, and prove every runtime gives the same answers."""
+
+
+def tags_option(command):
+    """--tags: which MetaGraph of a SavedModel to load, as TF Serving's --saved_model_tags."""
+    return click.option("--tags", default="serve", show_default=True, metavar="TAG[,TAG...]", callback=_parse_tags,
+                        help="Tag-set of the SavedModel MetaGraph to load, comma-separated "
+                             "(TF Serving's --saved_model_tags).")(command)
+
+
+def _parse_tags(ctx, param, value: str) -> tuple:
+    tags = tuple(sorted({tag.strip() for tag in value.split(",") if tag.strip()}))
+    if not tags:
+        raise click.BadParameter("give at least one tag, e.g. serve")
+    return tags

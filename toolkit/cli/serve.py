@@ -2,7 +2,7 @@
 
 import click
 
-from toolkit.cli.group import cli
+from toolkit.cli.group import cli, tags_option
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -50,13 +50,17 @@ def serve(model, name, port, rest_port, host, server_binary, prefer_binary, serv
 @click.option("--model-name", help="Model name on the server (required with --target/--rest-target).")
 @click.option("--signature", default="serving_default", show_default=True,
               help="Signature to call (the SavedModel's signature key).")
+@tags_option
 @click.option("--inputs", type=click.Path(dir_okay=False), help=".npz with one array per input name.")
 @click.option("--json", "json_text", metavar="JSON", help='e.g. \'{"features": [[1.0, 2.0]]}\' or \'[[1.0, 2.0]]\'.')
 @click.option("--csv", "csv_text", metavar="ROWS", help="One input's rows, e.g. '1,2;3,4'.")
 @click.option("--timeout", type=float, default=30.0, show_default=True,
               help="Seconds to wait for the server to connect and for each answer.")
-def predict(source, target, rest_target, model_name, signature, inputs, json_text, csv_text, timeout):
-    """Send a few rows to a SavedModel, a .tflite file or a server; print the outputs as JSON."""
+def predict(source, target, rest_target, model_name, signature, tags, inputs, json_text, csv_text, timeout):
+    """Send a few rows to a SavedModel, a .tflite file or a server; print the outputs as JSON.
+
+    A server gets only the inputs given: it fills in those with a default and answers for the rest.
+    """
     import json
 
     import numpy as np
@@ -67,7 +71,7 @@ def predict(source, target, rest_target, model_name, signature, inputs, json_tex
 
     if sum(x is not None for x in (inputs, json_text, csv_text)) != 1:
         raise InputError("give exactly one of --inputs, --json or --csv")
-    with predict_runner(source, target, rest_target, model_name, signature, timeout) as runner:
+    with predict_runner(source, target, rest_target, model_name, signature, timeout, tags) as runner:
         if inputs:
             feeds = npz_feeds(inputs, runner.signature).feeds[0].calls
         else:

@@ -22,11 +22,11 @@ from toolkit.parity import bounds
 from toolkit.parity.compare import (ClassifierSpec, Comparator, Layout, PairComparison, Policy, SignatureConsistency,
                                     WithinRuntime, default_policies, signature_consistency)
 from toolkit.artifacts.layout import resolve_model, sha256_file, version_number
-from toolkit.artifacts.tflite import convert
+from toolkit.artifacts.tflite import ConversionError, convert
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
 from toolkit.serve import BackgroundServer, serve_version
 from toolkit.parity.inputs import Feed, Inputs, file_feeds, generated_feeds, heldout_path, tfkit_feeds
-from toolkit.parity.runners.base import Runner, feed_rows, take_rows
+from toolkit.parity.runners.base import DEFAULT_TAGS, Runner, feed_rows, take_rows
 from toolkit.tfenv import import_tf
 
 #: rows of the first batched feed re-run one at a time for batch invariance
@@ -38,6 +38,7 @@ class CheckOptions:
     """Everything `tfkit check` can be told; defaults suit a float32 model."""
 
     signature: str = "serving_default"
+    tags: tuple = DEFAULT_TAGS  # the SavedModel MetaGraph to load, as TF Serving's --saved_model_tags
     tflite: list = field(default_factory=list)
     convert: bool = True
     targets: list = field(default_factory=list)
@@ -85,6 +86,8 @@ class CheckResult:
     outputs: dict[str, list]  # runtime -> each call's {output: array}, for plots
     not_judged: list[str] = field(default_factory=list)  # what the verdict does not cover, and why
     seconds: float = 0.0
+    #: runtimes tfkit added on its own that cannot run this model: {"runtime", "reason"}; the rest is judged
+    not_run: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -122,24 +125,34 @@ def model_name_of(version_dir: Path, explicit: str | None) -> str:
 
 
 # -- TFLite files ------------------------------------------------------------------
-def tflite_files(version_dir: Path, options: CheckOptions, note, stack) -> list[Path]:
+def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run: list) -> tuple[list[Path], bool]:
     """--tflite files, else model*.tflite in the version, else a fresh conversion
-    (kept in options.work_dir, else in a temporary folder removed afterwards)."""
+    (kept in options.work_dir, else in a temporary folder removed afterwards);
+    and whether the files are that conversion.
+
+    A failed conversion goes to `not_run`: TFLite was not asked for, so the other runtimes are still judged.
+    """
     if options.tflite:
-        return [Path(p) for p in options.tflite]
+        return [Path(p) for p in options.tflite], False
     found = sorted(version_dir.glob("model*.tflite"), key=lambda p: (p.name != "model.tflite", p.name))
     if found or not options.convert:
-        return found
+        return found, False
     if options.work_dir:
         out_dir = Path(options.work_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
     else:
         out_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfkit-convert-")))
     target = out_dir / "converted.tflite"
-    target.write_bytes(convert(version_dir, [options.signature]))
+    try:
+        target.write_bytes(convert(version_dir, [options.signature], tags=options.tags))
+    except ConversionError as exc:
+        not_run.append({"runtime": f"tflite:{target.name}",
+                        "reason": f"the TFLite converter failed: {exc.cause}; pass --tflite FILE to check your own "
+                                  "conversion"})
+        return [], True
     kept = f"to {target}" if options.work_dir else "(not kept: pass --report DIR to keep it)"
     note(f"no TFLite file in {version_dir}: converted signature {options.signature!r} {kept}")
-    return [target]
+    return [target], True
 
 
 # -- the check ----------------------------------------------------------------------
@@ -148,6 +161,8 @@ class Candidate:
     runner: Runner
     policy: str
     edge: dict | None = None
+    #: tfkit's own on-the-fly conversion: if it cannot run, it is "not run", not a failure of the check
+    made_here: bool = False
 
 
 def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
@@ -170,25 +185,28 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     notes: list[str] = []
     errors: list[str] = []
     edge: list[dict] = []
+    not_run: list[dict] = []
 
     note = notes.append  # printed once, with the verdict (not also as progress)
 
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack, _also_not_run(not_run):
         if server is None and options.local_server and not options.targets and not options.rest_targets:
-            server = serve_version(version_dir, name, stack, binary=options.server_binary, timeout=options.timeout,
-                                   host=options.host)
+            flags = [] if options.tags == DEFAULT_TAGS else [f"--saved_model_tags={','.join(options.tags)}"]
+            server = serve_version(version_dir, name, stack, flags, binary=options.server_binary,
+                                   timeout=options.timeout, host=options.host)
         reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server,
-                                               progress, note, errors, edge)
+                                               progress, note, errors, edge, not_run)
         inputs = build_inputs(version_dir, reference, options)
         if not candidates and not errors:
-            raise InputError(f"nothing to compare {version_dir} with: no TFLite file has signature "
-                             f"{options.signature!r} and no server was asked for")
-        runners = [reference] + [c.runner for c in candidates]
-        calls = uniform_calls(inputs, runners, options.max_batch)
+            tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
+            raise InputError(f"nothing to compare {version_dir} with: {tflite} and no server was asked for")
+        calls = uniform_calls(inputs, [reference] + [c.runner for c in candidates], options.max_batch)
         counted = [feed_rows(call, feed.row_inputs) for feed, call in calls]
         progress(f"running {extent_text(None if None in counted else sum(counted), len(calls))} "
-                 f"through {len(runners)} runtimes")
-        outputs, counts = _run_all(reference, runners, calls, errors)
+                 f"through {1 + len(candidates)} runtimes")
+        outputs, counts = _run_all(reference, candidates, calls, inputs, errors, not_run)
+        candidates = _without_not_run(candidates, not_run)
+        runners = [reference] + [c.runner for c in candidates]
         layout = Layout.detect(outputs[reference.name], counts, _declared_batch_outputs(reference.signature))
         row_labels, _ = _row_labels(calls, [rows or 0 for rows in counts])
         call_labels, in_dist = _call_labels(calls)
@@ -196,7 +214,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         judged = _judge(reference, ran, policies, calls, counts, outputs, layout, in_dist, options.max_ulps, errors)
 
         # Every runtime's view of the signature against the SignatureDef in saved_model.pb.
-        signature_def = saved_model_signature(version_dir, options.signature) or reference.signature
+        signature_def = saved_model_signature(version_dir, options.signature, options.tags) or reference.signature
         viewed = ([reference] if in_memory is not None else []) + [c.runner for c in candidates]
         signatures = [signature_consistency(r.name, signature_def, r.signature) for r in viewed]
 
@@ -219,15 +237,29 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         batch_invariance=judged.invariance, repeatability=judged.repeats, signatures=signatures, edge=edge,
         errors=errors, reproducibility=repro, policies=policies, layout=layout, row_labels=row_labels,
         call_labels=call_labels, rows=None if None in counts else sum(counts), outputs=outputs,
-        not_judged=judged.not_judged, seconds=time.monotonic() - started)
+        not_judged=judged.not_judged, seconds=time.monotonic() - started, not_run=not_run)
+
+
+@contextlib.contextmanager
+def _also_not_run(not_run: list):
+    """A check that ends with an error also names the runtimes found unable to run, so every
+    problem is reported at once (not one per attempt)."""
+    try:
+        yield
+    except ToolkitError as exc:
+        if not not_run:
+            raise
+        also = "; ".join(f"{n['runtime']} not run: {n['reason']}" for n in not_run)
+        raise type(exc)(f"{exc} (also: {also})") from None
 
 
 def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, in_memory, server,
-                   progress, note, errors: list, edge: list) -> tuple[Runner, list[Candidate]]:
+                   progress, note, errors: list, edge: list, not_run: list) -> tuple[Runner, list[Candidate]]:
     """Start the reference and every candidate (SavedModel, TFLite files, servers).
 
-    A TFLite file that needs Flex ops cannot run in LiteRT: it goes to `errors`
-    and its facts to `edge`, so it is reported, not silently skipped.
+    A TFLite file that needs Flex ops cannot run in LiteRT: its facts go to
+    `edge`, and it goes to `errors` when the user named it (--tflite), else to
+    `not_run`, so it is reported, never silently skipped.
     """
     from toolkit.parity.device import model_facts
     from toolkit.parity.runners.eager import EagerRunner
@@ -239,12 +271,14 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
     candidates = []
     if in_memory is not None:
         reference = EagerRunner(in_memory, options.signature, name="eager")
-        candidates.append(Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel"), "exact"))
+        candidates.append(Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel",
+                                                options.tags), "exact"))
     else:
-        reference = EagerRunner(version_dir, options.signature, name="eager")
+        reference = EagerRunner(version_dir, options.signature, name="eager", tags=options.tags)
     # Load the SavedModel first: a bad model or signature is reported before any conversion.
     stack.enter_context(reference)
-    for path in tflite_files(version_dir, options, note, stack):
+    paths, converted = tflite_files(version_dir, options, note, stack, not_run)
+    for path in paths:
         runner = TFLiteRunner(path, options.signature)
         facts = model_facts(path)
         if facts["signatures"] and options.signature not in facts["signatures"] and not options.tflite:
@@ -253,17 +287,28 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
                  f"{', '.join(facts['signatures'])}): not compared")
             continue
         if facts["needs_flex"]:
-            errors.append(f"{runner.name} needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
-                          "which LiteRT and most edge runtimes lack")
+            reason = (f"needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
+                      "which LiteRT and most edge runtimes lack")
+            if options.tflite:
+                errors.append(f"{runner.name} {reason}")
+            else:
+                not_run.append({"runtime": runner.name, "reason": reason})
             edge.append({**facts, "latency": None, "policy": None})
             continue
-        candidates.append(Candidate(runner, "float" if facts["quantization"] == "float32" else "quantized", facts))
+        candidates.append(Candidate(runner, "float" if facts["quantization"] == "float32" else "quantized", facts,
+                                    made_here=converted))
 
     timeout, batch, sig = options.timeout, options.max_batch, options.signature
     remote = [Candidate(GrpcRunner(t, name, sig, timeout, batch), "float") for t in options.targets]
     remote += [Candidate(RestRunner(t, name, sig, timeout, batch), "float") for t in options.rest_targets]
     for c in candidates:
-        stack.enter_context(c.runner)
+        try:
+            stack.enter_context(c.runner)
+        except ToolkitError as exc:
+            if not c.made_here:
+                raise
+            not_run.append({"runtime": c.runner.name, "reason": _without_name(exc, c.runner.name)})
+    candidates = _without_not_run(candidates, not_run)
     if server is not None:
         progress("waiting for the local model server")
         local = server.wait()
@@ -277,21 +322,49 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
     return reference, candidates + remote
 
 
-def _run_all(reference: Runner, runners: list, calls, errors: list) -> tuple[dict, list[int]]:
-    """Outputs of every runtime that could run the calls; the others go to `errors`.
+def _run_all(reference: Runner, candidates: list, calls, inputs: Inputs, errors: list,
+             not_run: list) -> tuple[dict, list[int]]:
+    """Outputs of the reference and of every candidate that could run the calls.
 
-    A failing reference or an unreachable server ends the check (exit 2 / 3).
+    A failing reference or an unreachable server ends the check (exit 2 / 3); a
+    failing on-the-fly conversion goes to `not_run`, any other failing candidate to `errors`.
     """
     outputs, counts = {}, []
-    for runner in runners:
+    for runner, made_here in [(reference, False)] + [(c.runner, c.made_here) for c in candidates]:
         try:
             outputs[runner.name], rows = run_calls(runner, calls)
             counts = counts or rows
         except ToolkitError as exc:
+            if runner is reference and inputs.source == "generated":
+                raise InputError(f"{exc}; {_generated_inputs_hint(inputs, reference.signature)}") from None
             if runner is reference or isinstance(exc, ServerNotReady):
                 raise
-            errors.append(str(exc) if runner.name in str(exc) else f"{runner.name}: {exc}")
+            if made_here:
+                not_run.append({"runtime": runner.name, "reason": _without_name(exc, runner.name)})
+            else:
+                errors.append(str(exc) if runner.name in str(exc) else f"{runner.name}: {exc}")
     return outputs, counts
+
+
+def _without_name(exc: Exception, name: str) -> str:
+    """An error's message without the runtime name it starts with (reports put the name beside it)."""
+    return str(exc).removeprefix(name).lstrip(": ")
+
+
+def _without_not_run(candidates: list, not_run: list) -> list:
+    names = {n["runtime"] for n in not_run}
+    return [c for c in candidates if c.runner.name not in names]
+
+
+def _generated_inputs_hint(inputs: Inputs, signature) -> str:
+    """What the generated inputs held (their real span, so ids out of a table's range show) and the fix."""
+    spans = []
+    for name, spec in signature.inputs.items():
+        values = [call[name] for feed in inputs.feeds for call in feed.calls if np.size(call.get(name, ()))]
+        if np.dtype(spec.dtype).kind in "iuf" and values:
+            spans.append(f"{name} in [{min(v.min() for v in values):g}, {max(v.max() for v in values):g}]")
+    held = f" held {', '.join(spans)}" if spans else ""
+    return f"the generated inputs{held}; pass --value-range LOW HIGH or --inputs FILE with values the model accepts"
 
 
 class _Judgement(NamedTuple):

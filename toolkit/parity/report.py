@@ -33,6 +33,7 @@ def to_json(result) -> dict:
             classes.append(pair.classes.to_json())
     return _finite({
         "schema_version": SCHEMA_VERSION,
+        "status": "pass" if result.passed else "fail",
         "passed": result.passed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(result.seconds, 3),
@@ -59,8 +60,16 @@ def to_json(result) -> dict:
         "signature_consistency": [s.to_json() for s in result.signatures],
         "edge": result.edge,
         "errors": result.errors,
+        "not_run": result.not_run,
         "reproducibility": result.reproducibility,
     })
+
+
+def error_json(error, model) -> dict:
+    """The report.json of a check that ended in an error (exit 2 or 3) before any verdict."""
+    return {"schema_version": SCHEMA_VERSION, "status": "error", "passed": False, "exit_code": error.exit_code,
+            "error": str(error), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": {"path": str(model)}}
 
 
 def _per_call_outputs(result) -> set[str]:
@@ -229,10 +238,11 @@ def summary(result) -> str:
     if result.passed:
         unjudged = f" ({_count(len(result.not_judged), 'item')} not judged, listed above)" if result.not_judged else ""
         out.append(f"PASS: {len(result.runtimes) - 1} runtime(s) agree with {result.reference} "
-                   f"on {result.extent()}{unjudged}")
+                   f"on {result.extent()}{unjudged}" + (f"; {len(result.not_run)} not run" if result.not_run else ""))
     else:
         out.append(f"FAIL: {len(issues)} problem(s)")
         out += [f"  - {line}" for line in issues]
+    out += [f"  not run: {n['runtime']}: {n['reason']}" for n in result.not_run]
     return "\n".join(out)
 
 
@@ -248,6 +258,15 @@ def write_report(result, directory) -> dict:
         (directory / "report.json").write_text(json.dumps(document, indent=2) + "\n")
         (directory / "report.md").write_text(markdown(result, document))
     return {"json": directory / "report.json", "markdown": directory / "report.md", "plots": plots}
+
+
+def write_error_report(directory, error, model) -> None:
+    """Write report.json and report.md for a check that ended in `error` (exit 2 or 3)."""
+    directory = Path(directory)
+    with _writing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "report.json").write_text(json.dumps(error_json(error, model), indent=2) + "\n")
+        (directory / "report.md").write_text(f"# tfkit check: ERROR\n\nModel `{model}`.\n\n{error}\n")
 
 
 @contextlib.contextmanager
@@ -315,6 +334,8 @@ def markdown(result, document: dict) -> str:
     issues = problems(result)
     if issues:
         md += ["", "## Problems", ""] + [f"- {line}" for line in issues]
+    if result.not_run:
+        md += ["", "## Not run", ""] + [f"- {n['runtime']}: {n['reason']}" for n in result.not_run]
     notes = result.model.get("notes", []) + result.inputs.notes
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
@@ -432,9 +453,13 @@ def write_junit(result, path) -> Path:
         case(f"signature.{s.runtime}", "consistency", None if s else "; ".join(s.problems))
     for error in result.errors:
         case("runtime", error.split(":")[0], error)
+    for entry in result.not_run:
+        case("runtime", entry["runtime"], None)
+        ET.SubElement(suite[-1], "skipped", message=entry["reason"])
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
+    suite.set("skipped", str(len(result.not_run)))
     suite.set("time", f"{result.seconds:.3f}")
     path = Path(path)
     with _writing(path):

@@ -199,13 +199,14 @@ def test_input_errors_exit_2_with_one_line(tfkit, half_plus_two, tmp_path):
     cases = [
         (["--tflite", garbage], f"Error: {garbage} is not a TFLite model"),
         (["--signature", "nope"], "has no signature 'nope' (it has: classify_x2_to_y3"),
-        (["--signature", "classify_x_to_y"], "needs TF Select (Flex) ops ParseExampleV2"),
+        # Both problems at once: the string input needs --inputs, and TFLite cannot run the signature.
+        (["--signature", "classify_x_to_y"], "needs TF Select (Flex) op ParseExampleV2"),
         (["--signature", "classify_x_to_y", "--no-convert"], "input inputs: string[?] is a string tensor"),
         (["--atol", "y=abc"], "Error: --atol 'y=abc': expected VALUE or OUTPUT=VALUE"),
         (["--no-convert"], "nothing to compare"),
     ]
     for args, message in cases:
-        result = tfkit("check", half_plus_two, "--no-server", *args)
+        result = tfkit("check", half_plus_two, "--no-server", "--report", tmp_path / "r", *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and len(result.output.strip().splitlines()[-1]) < 400
         assert "Traceback" not in result.output

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving import rest
+from serving import rest_api as rest
 from serving.tensors import from_numpy, to_numpy
 from toolkit.serve import LocalServer
 

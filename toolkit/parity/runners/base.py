@@ -17,6 +17,10 @@ import numpy as np
 from toolkit.errors import InputError
 
 
+#: the SavedModel MetaGraph TF Serving loads unless --saved_model_tags says otherwise
+DEFAULT_TAGS = ("serve",)
+
+
 def dtype_name(dtype) -> str:
     """numpy's dtype name, except `string` for TensorFlow strings (object arrays)."""
     dtype = np.dtype(dtype)
@@ -73,12 +77,6 @@ def shape_from_dims(dims) -> tuple:
     return tuple(None if int(d) < 0 else int(d) for d in dims)
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (runtimes' errors can be pages long)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def feed_rows(feed: dict, row_inputs) -> int | None:
     """Rows a call carries in its `row_inputs`, or None when it has none or they disagree."""
     sizes = {feed[name].shape[0] for name in row_inputs if name in feed and np.ndim(feed[name]) > 0}
@@ -90,10 +88,10 @@ def take_rows(feed: dict, row_inputs, start: int, stop: int) -> dict:
     return {name: value[start:stop] if name in row_inputs else value for name, value in feed.items()}
 
 
-def validate_feed(feed: dict, specs: dict[str, TensorSpec], where: str) -> None:
-    """Raise InputError naming every problem of `feed` against `specs`."""
+def validate_feed(feed: dict, specs: dict[str, TensorSpec], where: str, require_all: bool = True) -> None:
+    """Raise InputError naming every problem of `feed` against `specs` (missing inputs only if `require_all`)."""
     problems = []
-    missing = sorted(set(specs) - set(feed))
+    missing = sorted(set(specs) - set(feed)) if require_all else []
     extra = sorted(set(feed) - set(specs))
     if missing:
         problems.append(f"missing input(s) {', '.join(missing)}")
@@ -128,6 +126,8 @@ class Runner(abc.ABC):
 
     #: the kind of runtime: eager, savedmodel, grpc, rest or tflite
     kind: str = ""
+    #: whether a feed may leave inputs out (a server fills the ones with defaults, and answers for the rest)
+    inputs_optional: bool = False
 
     def __init__(self, name: str):
         self.name = name
@@ -173,7 +173,7 @@ class Runner(abc.ABC):
         A feed bigger than `max_rows` is split into consecutive row chunks
         whose outputs are concatenated, so callers never see transport limits.
         """
-        validate_feed(feed, self.signature.inputs, self.name)
+        validate_feed(feed, self.signature.inputs, self.name, require_all=not self.inputs_optional)
         limit = self.max_rows(feed)
         row_inputs = self.signature.row_inputs
         rows = feed_rows(feed, row_inputs)

@@ -7,20 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import InputError
-from toolkit.parity.runners.base import Runner, Signature, first_line
+from toolkit.errors import InputError, root_cause
+from toolkit.parity.runners.base import DEFAULT_TAGS, Runner, Signature
 from toolkit.tfenv import import_tf
 
 
 class EagerRunner(Runner):
-    """Calls one signature of a SavedModel (`source` is a path) or a
+    """Calls one signature of a SavedModel (`source` is a path; its MetaGraph tagged `tags`) or a
     `tf.function` with an input signature / a ConcreteFunction (in memory)."""
 
-    def __init__(self, source, signature_name: str = "serving_default", name: str = "eager", kind: str = "eager"):
+    def __init__(self, source, signature_name: str = "serving_default", name: str = "eager", kind: str = "eager",
+                 tags=DEFAULT_TAGS):
         super().__init__(name)
         self.kind = kind
         self.source = source
         self.signature_name = signature_name
+        self.tags = tuple(tags)
         self._fn = None
         self._loaded = None
 
@@ -32,7 +34,7 @@ class EagerRunner(Runner):
         from toolkit.parity.runners.protos import spec_from_tf
 
         if isinstance(self.source, (str, Path)):
-            self._loaded = load_saved_model(self.source)
+            self._loaded = load_saved_model(self.source, self.tags)
             signatures = self._loaded.signatures
             if self.signature_name not in signatures:
                 raise InputError(
@@ -66,16 +68,24 @@ class EagerRunner(Runner):
         try:
             outputs = self._fn(**args)
         except (t.errors.OpError, ValueError, TypeError) as exc:
-            raise InputError(f"{self.name} failed to run: {first_line(exc)}") from None
+            raise InputError(f"{self.name} failed to run: {root_cause(exc)}") from None
         return {k: np.asarray(v.numpy()) for k, v in outputs.items()}
 
 
-def load_saved_model(path):
-    """`tf.saved_model.load` with a one-line InputError for unloadable folders."""
+def load_saved_model(path, tags=DEFAULT_TAGS):
+    """`tf.saved_model.load` of the MetaGraph tagged `tags` (TF Serving's choice), with a one-line
+    InputError for unloadable folders and for tags no MetaGraph has."""
+    from toolkit.parity.runners.protos import tag_sets
+
     path = Path(path)
     if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
         raise InputError(f"{path} is not a SavedModel folder (no saved_model.pb)")
+    available = tag_sets(path)
+    if available and set(tags) not in [set(t) for t in available]:
+        raise InputError(f"SavedModel {path} has no MetaGraph tagged {','.join(tags)} (it has tag-sets: "
+                         f"{'; '.join(','.join(t) for t in available)}); pass --tags, as TF Serving's "
+                         "--saved_model_tags")
     try:
-        return import_tf().saved_model.load(str(path))
+        return import_tf().saved_model.load(str(path), tags=list(tags))
     except Exception as exc:  # TF raises many types for corrupt models
-        raise InputError(f"cannot load SavedModel {path}: {first_line(exc)}") from None
+        raise InputError(f"cannot load SavedModel {path}: {root_cause(exc)}") from None

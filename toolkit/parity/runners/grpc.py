@@ -53,6 +53,8 @@ class GrpcRunner(RemoteRunner):
         try:
             states = model_versions(self._channel, self.model_name, self.version, timeout=self.timeout)
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                self.model_not_found(f"NOT_FOUND: {exc.details()}")
             return False, f"{exc.code().name}: {exc.details()}"
         if any(state == "AVAILABLE" for _, state, _ in states):
             return True, ""

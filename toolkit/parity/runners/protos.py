@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.parity.runners.base import Signature, TensorSpec, shape_from_dims
+from toolkit.parity.runners.base import DEFAULT_TAGS, Signature, TensorSpec, shape_from_dims
 from toolkit.tfenv import import_tf
 
 
@@ -34,21 +34,34 @@ def signature_from_def(signature_def) -> Signature:
     )
 
 
-def saved_model_signature(version_dir, signature_name: str, tags: str = "serve") -> Signature | None:
-    """The SignatureDef stored in saved_model.pb for the MetaGraph tagged `tags`, or None."""
+def saved_model_signature(version_dir, signature_name: str, tags=DEFAULT_TAGS) -> Signature | None:
+    """The SignatureDef stored in saved_model.pb for the MetaGraph tagged exactly `tags`, or None."""
+    for meta_graph in _meta_graphs(version_dir):
+        if set(meta_graph.meta_info_def.tags) == set(tags) and signature_name in meta_graph.signature_def:
+            return signature_from_def(meta_graph.signature_def[signature_name])
+    return None
+
+
+def tag_sets(version_dir) -> list[tuple[str, ...]]:
+    """The tag-set of every MetaGraph in saved_model.pb (empty without one)."""
+    return [tuple(sorted(m.meta_info_def.tags)) for m in _meta_graphs(version_dir)]
+
+
+def _meta_graphs(version_dir) -> list:
     from pathlib import Path
 
+    from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
 
     path = Path(version_dir) / "saved_model.pb"
     if not path.is_file():
-        return None
+        return []
     saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString(path.read_bytes())
-    for meta_graph in saved.meta_graphs:
-        if tags in meta_graph.meta_info_def.tags and signature_name in meta_graph.signature_def:
-            return signature_from_def(meta_graph.signature_def[signature_name])
-    return None
+    try:
+        saved.ParseFromString(path.read_bytes())
+    except DecodeError:
+        return []  # a corrupt file: loading it reports the error
+    return list(saved.meta_graphs)
 
 
 def spec_from_tf(name: str, spec) -> TensorSpec:

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from toolkit.errors import ServerNotReady
+from toolkit.errors import ModelNotFound, ServerNotReady
 from toolkit.parity.runners.base import Runner, Signature
 
 
@@ -19,6 +19,9 @@ class RemoteRunner(Runner):
     message_limit = 4 * 1024 * 1024
     #: bytes one tensor element costs on the wire, for a dtype's itemsize
     wire_factor = 1.0
+    # A SignatureDef cannot mark every optional input (a TF1 placeholder_with_default has no entry in
+    # its `defaults`): feeds may leave inputs out, and the server says whether it can do without them.
+    inputs_optional = True
 
     def __init__(self, name: str, address: str, model_name: str, signature_name: str = "serving_default",
                  timeout: float = 30.0, max_batch: int | None = None):
@@ -41,6 +44,8 @@ class RemoteRunner(Runner):
         return self._fetch_signature()
 
     def _wait_available(self) -> None:
+        """Poll the model's status until a version is AVAILABLE; NOT_FOUND ends the wait at once
+        (a server opens its ports only after loading its models, so the model will not appear)."""
         deadline = time.monotonic() + self.timeout
         while True:
             ready, why = self._model_status()
@@ -66,7 +71,12 @@ class RemoteRunner(Runner):
 
     @abc.abstractmethod
     def _model_status(self) -> tuple[bool, str]:
-        """(True, "") when the model is AVAILABLE, else (False, why not)."""
+        """(True, "") when the model is AVAILABLE, else (False, why not); `model_not_found` on NOT_FOUND."""
+
+    def model_not_found(self, detail: str) -> None:
+        """Raise ModelNotFound (exit 3) for the server's NOT_FOUND answer `detail`."""
+        raise ModelNotFound(f"model {self.model_name!r} not found at {self.address} ({detail}); "
+                            "pass --model-name with a model the server serves")
 
     @abc.abstractmethod
     def _fetch_signature(self) -> Signature:

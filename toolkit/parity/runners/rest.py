@@ -56,6 +56,8 @@ class RestRunner(RemoteRunner):
         try:
             status = self._request(f"/v1/models/{self.model_name}")
         except _HttpError as exc:
+            if exc.code == 404:  # TF Serving's REST API maps NOT_FOUND to 404
+                self.model_not_found(f"HTTP 404: {exc.message}")
             return False, f"HTTP {exc.code}: {exc.message}"
         except _Unreachable as exc:
             return False, f"nothing answered ({exc})"

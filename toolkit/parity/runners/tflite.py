@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import InputError
-from toolkit.parity.runners.base import Runner, Signature, TensorSpec, first_line, shape_from_dims
+from toolkit.errors import InputError, root_cause
+from toolkit.parity.runners.base import Runner, Signature, TensorSpec, shape_from_dims
 from toolkit.tfenv import captured_stderr
 
 
@@ -57,7 +57,7 @@ class TFLiteRunner(Runner):
         try:
             self._interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads)
         except (ValueError, RuntimeError) as exc:
-            raise InputError(f"cannot load TFLite file {self.path}: {first_line(exc)}") from None
+            raise InputError(f"cannot load TFLite file {self.path}: {root_cause(exc)}") from None
         signatures = self._interpreter.get_signature_list()
         key = self.signature_name
         if signatures:
@@ -93,7 +93,7 @@ class TFLiteRunner(Runner):
             else:
                 raw = run(**feed)
         except (ValueError, RuntimeError) as exc:
-            raise InputError(f"{self.name} failed to run: {first_line(exc)}") from None
+            raise InputError(f"{self.name} failed to run: {root_cause(exc)}") from None
         return {name: _dequantize(np.array(value), self._outputs[name]) for name, value in raw.items()}
 
     def _invoke_raw(self, **feed) -> dict:

@@ -1,7 +1,7 @@
 """The HTTP/REST API, as tensorflow_model_server's --rest_api_port serves it.
 
-Routes, status mapping and bodies follow model_servers/http_server.cc,
-http_rest_api_handler.cc and http_rest_api_util.cc:
+Routes, status mapping and bodies follow model_servers/http_server.cc (its
+request dispatcher) and http_rest_api_handler.cc / http_rest_api_util.cc:
 
 - GET  /v1/models/NAME[/versions/N|/labels/L]            model status
 - GET  /v1/models/NAME[/versions/N|/labels/L]/metadata   signature metadata
@@ -9,26 +9,21 @@ http_rest_api_handler.cc and http_rest_api_util.cc:
 - the Prometheus page at the MonitoringConfig's path, when enabled.
 
 Errors are {"error": "..."} with TF Serving's HTTP status for the canonical
-code; a path outside /v1/ gets libevent's HTML 404. Each connection has its
-own thread (idle keep-alive connections cost nothing else); the request work
-itself runs on a pool of --rest_api_num_threads and is abandoned with 504
-after --rest_api_timeout_in_ms, as a TensorFlow session run would be.
+code; a path outside /v1/ gets libevent's HTML 404. The request work runs on a
+pool of --rest_api_num_threads and is abandoned with 504 after
+--rest_api_timeout_in_ms, as a TensorFlow session run would be. Sockets,
+connections and draining are serving.http_server's job.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import http.server
 import json
 import logging
 import os
 import re
-import socket
-import socketserver
-import threading
 import time
 import urllib.parse
-import zlib
 
 import grpc
 import numpy as np
@@ -41,17 +36,15 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import json_tensor, metrics
+from serving import drain, http_server, json_tensor, metrics
 from serving.config_protos import ConfigFileError, MonitoringConfig, parse_text_file
-from serving.errors import ServingError, invalid_argument
+from serving.errors import ServingError, invalid_argument, unavailable
+from serving.http_server import MAX_BODY_BYTES, Reply, libevent_error
+from serving.servable import DEFAULT_SIGNATURE
 
 log = logging.getLogger("serving")
 
-# Request bodies above this many bytes (after gzip decoding) are refused;
-# it is also TF Serving's cap on a gzip-decoded body (ZLib::kMaxUncompressedBytes).
-MAX_BODY_BYTES = 100 * 1024 * 1024
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
-_IDLE_CONNECTION_TIMEOUT_S = 120
 
 _PREDICTION_RE = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
@@ -107,28 +100,17 @@ def load_monitoring_config(path: str | None):
         raise RestStartError(str(err)) from None
 
 
-class _Reply:
-    """A response: HTTP status, headers, body, and what the metrics record."""
+class _Reply(Reply):
+    """A REST API response, plus what the metrics record."""
 
-    __slots__ = ("status", "headers", "body", "code", "model", "method", "signature")
+    __slots__ = ("code", "model", "method", "signature")
 
     def __init__(self, status=200, headers=(), body=b"", code=grpc.StatusCode.OK):
-        self.status = status
-        self.headers = list(headers)
-        self.body = body
+        super().__init__(status, headers, body)
         self.code = code
         self.model = ""
         self.method = ""
         self.signature = ""
-
-
-def _libevent_error(status: int, reason: str) -> _Reply:
-    # evhttp_send_error's body for requests nobody handles.
-    body = (
-        f"<HTML><HEAD>\n<TITLE>{status} {reason}</TITLE>\n</HEAD><BODY>\n"
-        f"<H1>{reason}</H1>\n</BODY></HTML>\n"
-    ).encode()
-    return _Reply(status, [("Content-Type", "text/html; charset=ISO-8859-1")], body)
 
 
 def _ordered(message, value):
@@ -153,7 +135,7 @@ def _ordered(message, value):
                 for k in sorted(item)
             }
         elif field.message_type is not None and field.is_repeated:
-            out[key] = [_ordered(m, v) for m, v in zip(getattr(message, field.name), item)]
+            out[key] = [_ordered(m, v) for m, v in zip(getattr(message, field.name), item, strict=True)]
         elif field.message_type is not None:
             out[key] = _ordered(getattr(message, field.name), item)
         else:
@@ -175,17 +157,38 @@ def _message_json(message, preserve_names: bool = False) -> str:
 
 
 class RestApi:
-    """The REST handler proper, independent of the HTTP transport."""
+    """The REST API as the application of a serving.http_server (an HttpApp)."""
 
-    def __init__(self, core, timeout_ms: int, num_threads: int, cors: bool):
+    def __init__(self, core, timeout_ms: int, num_threads: int, cors: bool, prometheus_path: str | None):
         self.core = core
         self.timeout_s = timeout_ms / 1000 if timeout_ms > 0 else None
         self.cors = cors
+        self.prometheus_path = prometheus_path
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, num_threads), thread_name_prefix="httprestserver"
         )
 
-    def handle(self, method: str, path: str, headers, body: bytes) -> _Reply:
+    def handle(self, method: str, path: str, headers, body: bytes) -> Reply:
+        """Answer one HTTP request: the Prometheus page, the /v1/ API, or libevent's 404."""
+        if self.prometheus_path is not None and urllib.parse.urlsplit(path).path == self.prometheus_path:
+            return self._prometheus(path)
+        if _API_RE.fullmatch(path):
+            return self._api_request(method, path, headers, body)
+        return libevent_error(404, "Not Found")
+
+    def body_too_large(self, limit: int) -> Reply:
+        """The 413 for a body over `limit` bytes, as a JSON error."""
+        message = f"Request body exceeds the limit of {limit} bytes"
+        return Reply(413, _JSON_HEADERS, json_tensor.error_response(message))
+
+    def _prometheus(self, path: str) -> Reply:
+        headers = [("Content-Type", "text/plain")]
+        if path != self.prometheus_path:
+            text = f"Unexpected path: {path}. Should be {self.prometheus_path}"
+            return Reply(400, headers, text.encode())
+        return Reply(200, headers, metrics.render().encode())
+
+    def _api_request(self, method: str, path: str, headers, body: bytes) -> _Reply:
         """Answer one request on a /v1/ path (RestApiRequestDispatcher)."""
         start = time.perf_counter()
         if method == "OPTIONS":
@@ -211,7 +214,7 @@ class RestApi:
             try:
                 future = self.pool.submit(work)
             except RuntimeError:  # the pool is closed: a keep-alive request after stop()
-                raise ServingError(grpc.StatusCode.UNAVAILABLE, "The server is shutting down") from None
+                raise unavailable(drain.SHUTTING_DOWN) from None
             try:
                 reply.body = future.result(timeout=self.timeout_s)
             except concurrent.futures.TimeoutError:
@@ -284,12 +287,10 @@ class RestApi:
         reply.signature = signature
         # Held for the whole request, so an unload waits for it (as a ServableHandle).
         with self.core.acquire(spec) as servable:
-            sig_key = signature or "serving_default"
-            signature_def = servable.signature_defs.get(sig_key)
-            if signature_def is None:
+            sig_key = signature or DEFAULT_SIGNATURE
+            if sig_key not in servable.signature_defs:
                 raise invalid_argument(f'Serving signature name: "{sig_key}" not found in signature def')
-            dtypes = {alias: info.dtype for alias, info in signature_def.inputs.items()}
-            inputs, fmt = json_tensor.predict_inputs(doc, dtypes, signature)
+            inputs, fmt = json_tensor.predict_inputs(doc, servable.plan(sig_key).dtypes, signature)
             outputs = servable.run(signature, inputs)
         return json_tensor.predict_response({k: np.asarray(v) for k, v in outputs.items()}, fmt)
 
@@ -337,224 +338,6 @@ class RestApi:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = _IDLE_CONNECTION_TIMEOUT_S
-    # TCP_NODELAY: headers and body go out in two writes, and with Nagle the
-    # body waited for the client's delayed ACK (~40 ms per keep-alive request).
-    disable_nagle_algorithm = True
-    server: "_HTTPServer"
-
-    def log_message(self, format, *args):  # per-request logging is off, as in TF Serving
-        pass
-
-    def send_response(self, code, message=None):
-        # evhttp sends no Server header; keep Date like it does.
-        self.send_response_only(code, message)
-        self.send_header("Date", self.date_time_string())
-
-    def handle_one_request(self):
-        # A client vanishing mid-request is its business, not a server error.
-        try:
-            super().handle_one_request()
-        except (ConnectionError, socket.timeout):
-            self.close_connection = True
-
-    def _read_body(self) -> bytes | None:
-        """The request body (gzip decoded); None after answering 413 or 400."""
-        limit = self.server.max_body_bytes
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks, total = [], 0
-            while True:
-                size_line = self.rfile.readline(1024)
-                try:
-                    size = int(size_line.split(b";")[0].strip(), 16)
-                except ValueError:
-                    self._send(_libevent_error(400, "Bad Request"))
-                    return None
-                if size == 0:
-                    while self.rfile.readline(65537).strip():
-                        pass  # trailers
-                    break
-                total += size
-                if total > limit:
-                    self._too_large()
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(3)
-            body = b"".join(chunks)
-        else:
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                self._send(_libevent_error(400, "Bad Request"))
-                return None
-            if length < 0:
-                self._send(_libevent_error(400, "Bad Request"))
-                return None
-            if length > limit:
-                self._too_large()
-                return None
-            body = self.rfile.read(length) if length else b""
-        if "gzip" in self.headers.get("Content-Encoding", ""):
-            body = self._gunzip(body, limit)
-        return body
-
-    @staticmethod
-    def _gunzip(body: bytes, limit: int) -> bytes:
-        # Like net_http: a body that fails to decode (or decodes past the cap)
-        # reads as empty, and the JSON parser reports an empty document.
-        try:
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = inflater.decompress(body, limit + 1)
-            return b"" if len(out) > limit else out
-        except zlib.error:
-            return b""
-
-    def _too_large(self) -> None:
-        self.close_connection = True  # the unread body cannot be skipped safely
-        message = f"Request body exceeds the limit of {self.server.max_body_bytes} bytes"
-        reply = _Reply(413, _JSON_HEADERS, json_tensor.error_response(message))
-        self._send(reply)
-
-    def _send(self, reply: _Reply) -> None:
-        self.send_response(reply.status)
-        for key, value in reply.headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        if self.close_connection or self.server.stopping:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
-
-    def _dispatch(self) -> None:
-        server = self.server
-        with server.tracker:
-            body = self._read_body()
-            if body is None:
-                return
-            path = self.path
-            route = urllib.parse.urlsplit(path).path
-            if server.prometheus_path is not None and route == server.prometheus_path:
-                self._send(self._prometheus(path))
-            elif _API_RE.fullmatch(path):
-                self._send(server.api.handle(self.command, path, self.headers, body))
-            else:
-                self._send(_libevent_error(404, "Not Found"))
-
-    def _prometheus(self, path: str) -> _Reply:
-        headers = [("Content-Type", "text/plain")]
-        if path != self.server.prometheus_path:
-            text = f"Unexpected path: {path}. Should be {self.server.prometheus_path}"
-            return _Reply(400, headers, text.encode())
-        return _Reply(200, headers, metrics.render().encode())
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
-
-
-class _InFlight:
-    """Counts requests being handled, so a stop can wait for them."""
-
-    def __init__(self):
-        self._count = 0
-        self._idle = threading.Condition()
-
-    def __enter__(self):
-        with self._idle:
-            self._count += 1
-
-    def __exit__(self, *exc):
-        with self._idle:
-            self._count -= 1
-            self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._count == 0, timeout)
-
-
-# While stopping, how long the REST server waits for more connections after
-# taking some before it closes its listening socket.
-_BACKLOG_QUIET_S = 0.05
-
-
-class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address, family, api: RestApi, prometheus_path, max_body_bytes):
-        self.address_family = family
-        self.api = api
-        self.prometheus_path = prometheus_path
-        self.max_body_bytes = max_body_bytes
-        self.tracker = _InFlight()
-        self.stopping = False
-        super().__init__(address, _Handler)
-
-    def take_backlog(self) -> int:
-        """Take the connections the kernel has already accepted for us (closing the
-        listening socket would reset them, cutting their requests off unanswered);
-        how many there were."""
-        self.socket.setblocking(False)
-        taken = 0
-        while True:
-            try:
-                request, address = self.get_request()
-            except OSError:  # BlockingIOError: none left
-                return taken
-            self.process_request(request, address)
-            taken += 1
-
-    def server_bind(self):
-        if self.address_family == socket.AF_INET6:
-            # "::" with IPV6_V6ONLY off takes IPv4 too, as evhttp's bind does.
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = "localhost", self.socket.getsockname()[1]
-
-
-class RestServer:
-    """A running (once started) REST endpoint; see create_http_server."""
-
-    def __init__(self, httpd: _HTTPServer, api: RestApi):
-        self._httpd = httpd
-        self._api = api
-        self._thread: threading.Thread | None = None
-        self.port = httpd.server_port
-
-    def start(self) -> None:
-        """Serve in a background thread (the caller logs "Exporting HTTP/REST API at:...")."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-            name="rest-accept", daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self, grace_s: float = 10.0) -> bool:
-        """Stop accepting, let in-flight requests finish (up to `grace_s`).
-
-        Returns False when some request was still running at the deadline.
-        """
-        httpd = self._httpd
-        httpd.stopping = True
-        deadline = time.monotonic() + grace_s
-        if self._thread is not None:
-            httpd.shutdown()
-            self._thread.join()
-            # Clients refused with "Connection: close" often reconnect at once:
-            # answer those too (503) until none arrive for a moment, so that few
-            # are left to be reset when the listening socket closes.
-            while httpd.take_backlog() and time.monotonic() < deadline:
-                time.sleep(_BACKLOG_QUIET_S)
-        httpd.server_close()
-        drained = httpd.tracker.wait_idle(max(0.0, deadline - time.monotonic()))
-        self._api.close()
-        return drained
-
-
 def _option(options, *names, default):
     for name in names:
         value = getattr(options, name, None)
@@ -563,7 +346,7 @@ def _option(options, *names, default):
     return default
 
 
-def create_http_server(core, port: int, options=None, host: str | None = None) -> RestServer:
+def create_http_server(core, port: int, options=None, host: str | None = None) -> http_server.HttpServer:
     """Bind the REST API of `core` on `port` (0: any free port); call .start() next.
 
     `options` is any object with tensorflow_model_server's flag names as
@@ -583,19 +366,9 @@ def create_http_server(core, port: int, options=None, host: str | None = None) -
     if monitoring.prometheus_config.enable:
         prometheus_path = monitoring.prometheus_config.path or DEFAULT_PROMETHEUS_PATH
 
-    api = RestApi(core, timeout_ms, num_threads, cors)
-    errors = []
-    # Every interface, as the binary listens; or only `host` when one is given.
-    binds = (((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")) if host is None
-             else ((socket.AF_INET6 if ":" in host else socket.AF_INET, host),))
-    for family, address in binds:
-        try:
-            httpd = _HTTPServer((address, port), family, api, prometheus_path, max_body)
-            return RestServer(httpd, api)
-        except OSError as err:
-            errors.append(err)
-            if err.errno == getattr(socket, "EADDRINUSE", 98):
-                break
-    api.close()
-    reason = errors[-1].strerror or str(errors[-1])
-    raise RestStartError(f"Failed to start HTTP Server at localhost:{port}: {reason}")
+    api = RestApi(core, timeout_ms, num_threads, cors, prometheus_path)
+    try:
+        return http_server.bind(api, port, host, max_body)
+    except OSError as err:
+        api.close()
+        raise RestStartError(f"Failed to start HTTP Server at localhost:{port}: {err.strerror or err}") from None
