@@ -6,21 +6,36 @@ import click
 
 from toolkit.cli.group import cli, tags_option
 from toolkit.errors import ToolkitError
+from toolkit.parity import bounds
 
 
 def parity_options(command):
     """Tolerance, input and server options shared by `check` and `run`."""
     for decorator in reversed([
         click.option("--atol", "atol", multiple=True, metavar="[OUTPUT=]VALUE",
-                     help="Absolute tolerance for float candidates, for all outputs or one (repeatable)."),
+                     help="Absolute tolerance added for non-quantized candidates, for all outputs or one "
+                          "(repeatable)."),
         click.option("--rtol", "rtol", multiple=True, metavar="[OUTPUT=]VALUE",
-                     help="Relative tolerance for float candidates, for all outputs or one (repeatable)."),
-        click.option("--quantized-atol", type=float, default=0.05, show_default=True,
+                     help="Relative tolerance added for non-quantized candidates, for all outputs or one "
+                          "(repeatable)."),
+        click.option("--session-ulps", type=click.FloatRange(0), metavar="N", default=bounds.SESSION_ULPS,
+                     show_default=True,
+                     help="Bound for our local server's gRPC/REST (a Session with Grappler), in ULPs of the "
+                          "output's scale."),
+        click.option("--float-ulps", type=click.FloatRange(0), metavar="N", default=bounds.FLOAT_ULPS,
+                     show_default=True,
+                     help="Bound for TFLite float32 files and --target/--rest-target servers, in ULPs of the "
+                          "output's scale."),
+        click.option("--quantized-atol", type=float, default=bounds.QUANTIZED_ATOL, show_default=True,
                      help="Max score-output error allowed for quantized TFLite variants."),
-        click.option("--min-class-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
-                     help="Share of rows whose class a quantized variant must keep (flips near the threshold excluded)."),
-        click.option("--max-ulps", type=click.IntRange(0), default=16, show_default=True,
-                     help="Bound on batch-1 vs batch-N differences within one runtime, in ULPs."),
+        click.option("--min-class-agreement", type=click.FloatRange(0, 1), default=bounds.MIN_CLASS_AGREEMENT,
+                     show_default=True,
+                     help="Class agreement a quantized variant must plausibly reach: it fails when its flips "
+                          "(near-threshold ones excluded) would be under 5% likely at this agreement."),
+        click.option("--max-ulps", type=click.FloatRange(0), metavar="N", default=bounds.INVARIANCE_ULPS,
+                     show_default=True,
+                     help="Bound on batch-1 vs batch-N differences, and on a repeated call, within one runtime, "
+                          "in ULPs of the output's scale."),
         click.option("--max-batch", type=click.IntRange(1), help="At most this many rows per request."),
         click.option("--timeout", type=float, default=60.0, show_default=True,
                      help="Seconds to wait for a server and its model to be AVAILABLE."),
@@ -37,14 +52,11 @@ def parity_options(command):
     return command
 
 
-def check_options(atol, rtol, quantized_atol, min_class_agreement, max_ulps, max_batch, timeout,
-                   server_binary, **fields):
+def check_options(atol, rtol, **fields):
     from toolkit.parity.check import CheckOptions
     from toolkit.parity.compare import parse_overrides
 
-    return CheckOptions(atol=parse_overrides(atol, "--atol"), rtol=parse_overrides(rtol, "--rtol"),
-                        quantized_atol=quantized_atol, min_class_agreement=min_class_agreement, max_ulps=max_ulps,
-                        max_batch=max_batch, timeout=timeout, server_binary=server_binary, **fields)
+    return CheckOptions(atol=parse_overrides(atol, "--atol"), rtol=parse_overrides(rtol, "--rtol"), **fields)
 
 
 def progress(message: str) -> None:

@@ -1,7 +1,7 @@
 """Orchestrate a parity check: resolve the model, start the runtimes, build
 the feeds, run every runtime on identical batches, compare, measure batch
-invariance, signature consistency and device readiness, and return one
-`CheckResult`. The CLI only parses options, calls `check`, prints.
+invariance, repeatability, signature consistency and device readiness, and
+return one `CheckResult`. The CLI only parses options, calls `check`, prints.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from toolkit import __version__
-from toolkit.parity.compare import (BatchInvariance, ClassifierSpec, Comparator, PairComparison, Policy,
-                             SignatureConsistency, default_policies, signature_consistency)
+from toolkit.parity import bounds
+from toolkit.parity.compare import (ClassifierSpec, Comparator, Layout, PairComparison, Policy, SignatureConsistency,
+                                    WithinRuntime, default_policies, signature_consistency)
 from toolkit.artifacts.layout import resolve_model, sha256_file, version_number
 from toolkit.artifacts.tflite import ConversionError, convert
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
@@ -52,9 +54,11 @@ class CheckOptions:
     value_range: tuple | None = None  # None: a range per dtype (see inputs.generated_feeds)
     atol: dict = field(default_factory=dict)
     rtol: dict = field(default_factory=dict)
-    quantized_atol: float = 0.05
-    min_class_agreement: float = 0.99
-    max_ulps: int = 16
+    quantized_atol: float = bounds.QUANTIZED_ATOL
+    min_class_agreement: float = bounds.MIN_CLASS_AGREEMENT
+    max_ulps: int = bounds.INVARIANCE_ULPS  # batch invariance and repeated calls
+    session_ulps: int = bounds.SESSION_ULPS
+    float_ulps: int = bounds.FLOAT_ULPS
     max_batch: int | None = None
     work_dir: str | None = None  # where converted files land (the report folder if any)
 
@@ -68,27 +72,51 @@ class CheckResult:
     runtimes: list[dict]
     inputs: Inputs
     pairs: list[PairComparison]
-    batch_invariance: list[BatchInvariance]
+    batch_invariance: list[WithinRuntime]
+    repeatability: list[WithinRuntime]
     signatures: list[SignatureConsistency]
     edge: list[dict]
     errors: list[str]
     reproducibility: dict
     policies: dict[str, Policy]
+    layout: Layout
     row_labels: list[str]
-    outputs: dict[str, dict]  # runtime -> output -> all rows, for plots
+    call_labels: list[str]
+    rows: int | None  # rows fed over all calls; None: the signature has no batch dimension
+    outputs: dict[str, list]  # runtime -> each call's {output: array}, for plots
+    not_judged: list[str] = field(default_factory=list)  # what the verdict does not cover, and why
     seconds: float = 0.0
     #: runtimes tfkit added on its own that cannot run this model: {"runtime", "reason"}; the rest is judged
     not_run: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return (not self.errors and all(self.pairs) and all(self.batch_invariance) and all(self.signatures))
+        return (not self.errors and all(self.pairs) and all(self.batch_invariance) and all(self.repeatability)
+                and all(self.signatures))
+
+    @property
+    def calls(self) -> int:
+        return len(self.call_labels)
+
+    def extent(self) -> str:
+        """What was run: `66 rows in 3 calls`, or `11 calls` without a batch dimension."""
+        return extent_text(self.rows, self.calls)
+
+    def unstable_runtimes(self) -> list[str]:
+        """Runtimes whose answers changed between identical calls."""
+        return sorted({r.runtime for r in self.repeatability if not r})
 
     def __bool__(self):
         return self.passed
 
     def runtime_names(self) -> list[str]:
         return [r["name"] for r in self.runtimes]
+
+
+def extent_text(rows: int | None, calls: int) -> str:
+    """`66 rows in 3 calls`, or `11 calls` when the signature has no batch dimension (rows None)."""
+    text = f"{calls} call{'' if calls == 1 else 's'}"
+    return text if rows is None else f"{rows} row{'' if rows == 1 else 's'} in {text}"
 
 
 # -- model resolution ---------------------------------------------------------------
@@ -152,7 +180,8 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     import_tf()
     version_dir = resolve_model(model)
     name = model_name_of(version_dir, options.model_name)
-    policies = default_policies(options.atol, options.rtol, options.quantized_atol, options.min_class_agreement)
+    policies = default_policies(options.atol, options.rtol, options.quantized_atol, options.min_class_agreement,
+                                options.session_ulps, options.float_ulps)
     notes: list[str] = []
     errors: list[str] = []
     edge: list[dict] = []
@@ -171,31 +200,27 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         if not candidates and not errors:
             tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
             raise InputError(f"nothing to compare {version_dir} with: {tflite} and no server was asked for")
-        progress(f"running {inputs.rows} rows through {1 + len(candidates)} runtimes")
         calls = uniform_calls(inputs, [reference] + [c.runner for c in candidates], options.max_batch)
+        counted = [feed_rows(call, feed.row_inputs) for feed, call in calls]
+        progress(f"running {extent_text(None if None in counted else sum(counted), len(calls))} "
+                 f"through {1 + len(candidates)} runtimes")
         outputs, counts = _run_all(reference, candidates, calls, inputs, errors, not_run)
         candidates = _without_not_run(candidates, not_run)
         runners = [reference] + [c.runner for c in candidates]
-        row_labels, in_dist = _row_labels(calls, counts)
-        comparator = Comparator(ClassifierSpec.detect(reference.signature.outputs))
+        layout = Layout.detect(outputs[reference.name], counts, _declared_batch_outputs(reference.signature))
+        row_labels, _ = _row_labels(calls, [rows or 0 for rows in counts])
+        call_labels, in_dist = _call_labels(calls)
         ran = [c for c in candidates if c.runner.name in outputs]
-        pairs = []
-        for c in ran:
-            pairs += _compare_candidate(comparator, reference.name, outputs, c, policies[c.policy], in_dist)
+        judged = _judge(reference, ran, policies, calls, counts, outputs, layout, in_dist, options.max_ulps, errors)
 
         # Every runtime's view of the signature against the SignatureDef in saved_model.pb.
         signature_def = saved_model_signature(version_dir, options.signature, options.tags) or reference.signature
         viewed = ([reference] if in_memory is not None else []) + [c.runner for c in candidates]
         signatures = [signature_consistency(r.name, signature_def, r.signature) for r in viewed]
 
-        invariance = []
-        for runner, policy in [(reference, "exact")] + [(c.runner, c.policy) for c in ran]:
-            invariance += batch_invariance(runner, calls, counts, outputs[runner.name], options.max_ulps,
-                                           judged=not policies[policy].quantized, comparator=comparator)
-
         from toolkit.parity.device import edge_report
 
-        sample = _first_batched(calls)
+        sample = calls[_first_batched(calls)][1] if calls else None
         edge += [{**edge_report(c.runner, sample), "policy": c.policy} for c in ran if c.edge is not None]
         for runner in runners:
             if getattr(runner, "served_version", None) not in (None, version_number(version_dir)):
@@ -208,9 +233,11 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     return CheckResult(
         model={"path": str(version_dir), "name": name, "version": version_dir.name, "signature": options.signature,
                "notes": notes},
-        reference=reference.name, runtimes=runtimes, inputs=inputs, pairs=pairs, batch_invariance=invariance,
-        signatures=signatures, edge=edge, errors=errors, reproducibility=repro, policies=policies,
-        row_labels=row_labels, outputs=outputs, seconds=time.monotonic() - started, not_run=not_run)
+        reference=reference.name, runtimes=runtimes, inputs=inputs, pairs=judged.pairs,
+        batch_invariance=judged.invariance, repeatability=judged.repeats, signatures=signatures, edge=edge,
+        errors=errors, reproducibility=repro, policies=policies, layout=layout, row_labels=row_labels,
+        call_labels=call_labels, rows=None if None in counts else sum(counts), outputs=outputs,
+        not_judged=judged.not_judged, seconds=time.monotonic() - started, not_run=not_run)
 
 
 @contextlib.contextmanager
@@ -285,9 +312,9 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
     if server is not None:
         progress("waiting for the local model server")
         local = server.wait()
-        # Our own server runs the same TensorFlow build: it must be bit-exact.
-        remote += [Candidate(GrpcRunner(local.grpc_target, name, sig, timeout, batch, name="grpc"), "exact"),
-                   Candidate(RestRunner(local.rest_url, name, sig, timeout, batch, name="rest"), "exact")]
+        # Our own server runs the same TensorFlow build, but in a Session whose Grappler rewrites differ by ULPs.
+        remote += [Candidate(GrpcRunner(local.grpc_target, name, sig, timeout, batch, name="grpc"), "session"),
+                   Candidate(RestRunner(local.rest_url, name, sig, timeout, batch, name="rest"), "session")]
     for c in remote:
         # A remote target may still be loading: say how long we wait, not just that we do.
         progress(f"connecting to {c.runner.name} (waiting up to {timeout:g}s for the model; --timeout)")
@@ -340,20 +367,56 @@ def _generated_inputs_hint(inputs: Inputs, signature) -> str:
     return f"the generated inputs{held}; pass --value-range LOW HIGH or --inputs FILE with values the model accepts"
 
 
-def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, policy: Policy,
-                       in_dist: np.ndarray) -> list[PairComparison]:
-    """One comparison; quantized variants are judged on in-distribution rows and
+class _Judgement(NamedTuple):
+    pairs: list[PairComparison]
+    invariance: list[WithinRuntime]
+    repeats: list[WithinRuntime]
+    not_judged: list[str]
+
+
+def _judge(reference: Runner, ran: list[Candidate], policies: dict, calls, counts, outputs: dict, layout: Layout,
+           in_dist: list[bool], max_ulps: float, errors: list) -> _Judgement:
+    """Repeat one call in every runtime, compare every candidate, measure batch invariance.
+
+    A runtime whose answers change between identical calls (state or
+    randomness) is its own finding: its comparisons and batch invariance are
+    reported but not judged, since they would blame whichever runtime ran later.
+    """
+    runners = [(reference, True)] + [(c.runner, not policies[c.policy].quantized) for c in ran]
+    repeats = []
+    for runner, _ in runners:
+        repeats += repeatability(runner, calls, outputs[runner.name], layout, max_ulps, errors)
+    unstable = {r.runtime for r in repeats if not r}
+    comparator = Comparator(ClassifierSpec.detect(reference.signature.outputs))
+    pairs = []
+    for c in ran:
+        compared = _compare_candidate(comparator, reference.name, outputs, c, policies[c.policy], layout, in_dist)
+        if unstable & {reference.name, c.runner.name}:
+            for pair in compared:
+                pair.mark_informational()
+        pairs += compared
+    invariance = []
+    for runner, judged in runners:
+        invariance += batch_invariance(runner, calls, outputs[runner.name], layout, max_ulps,
+                                       judged=judged and runner.name not in unstable)
+    return _Judgement(pairs, invariance, repeats, _not_judged(layout, reference.signature, counts, invariance,
+                                                               unstable))
+
+
+def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, policy: Policy, layout: Layout,
+                       in_dist: list[bool]) -> list[PairComparison]:
+    """One comparison; quantized variants are judged on in-distribution calls and
     reported, unjudged, on the rest."""
     ref_out, cand_out = outputs[reference], outputs[c.runner.name]
-    if not policy.quantized or in_dist.all():
-        return [comparator.compare(reference, ref_out, c.runner.name, cand_out, policy)]
-    inside = comparator.compare(reference, _rows(ref_out, in_dist), c.runner.name, _rows(cand_out, in_dist), policy)
-    _remap_rows(inside, np.flatnonzero(in_dist))
-    outside = comparator.compare(reference, _rows(ref_out, ~in_dist), f"{c.runner.name} (outside data range)",
-                                 _rows(cand_out, ~in_dist), policy)
-    _remap_rows(outside, np.flatnonzero(~in_dist))
-    _mark_informational(outside)
-    return [inside, outside]
+    if not policy.quantized or all(in_dist):
+        return [comparator.compare(reference, ref_out, c.runner.name, cand_out, policy, layout)]
+    pairs = []
+    for inside, candidate in ((True, c.runner.name), (False, f"{c.runner.name} (outside data range)")):
+        picked = [i for i, flag in enumerate(in_dist) if flag == inside]
+        pairs.append(comparator.compare(reference, [ref_out[i] for i in picked], candidate,
+                                        [cand_out[i] for i in picked], policy, layout.subset(picked)))
+    pairs[1].mark_informational()
+    return pairs
 
 
 def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
@@ -387,33 +450,67 @@ def uniform_calls(inputs: Inputs, runners: list, max_batch: int | None) -> list[
     return calls
 
 
-def run_calls(runner: Runner, calls) -> tuple[dict, list[int]]:
-    """Run every call; concatenate each output over all calls (rows in feed order).
-
-    Also returns how many output rows each call contributed.
-    """
-    parts: dict[str, list] = {}
-    counts = []
-    for _, call in calls:
-        result = runner.infer(call)
-        for name, value in result.items():
-            parts.setdefault(name, []).append(np.atleast_1d(value))
-        counts.append(len(np.atleast_1d(next(iter(result.values())))) if result else 0)
-    return {name: np.concatenate(values) for name, values in parts.items()}, counts
+def run_calls(runner: Runner, calls) -> tuple[list[dict], list[int | None]]:
+    """Run every call: each call's outputs, and its row count (None: the signature has no batch dimension)."""
+    return [runner.infer(call) for _, call in calls], [feed_rows(call, feed.row_inputs) for feed, call in calls]
 
 
-def batch_invariance(runner, calls, counts, outputs: dict, bound: int, judged: bool,
-                     comparator) -> list[BatchInvariance]:
-    """Re-run the first rows of the first batched call one at a time."""
-    offset = 0
-    for (feed, call), rows in zip(calls, counts):
-        if feed.batched and rows > 1:
-            take = min(rows, INVARIANCE_ROWS)
-            alone, _ = run_calls(runner, [(feed, take_rows(call, feed.row_inputs, i, i + 1)) for i in range(take)])
-            batched = {k: v[offset:offset + take] for k, v in outputs.items()}
-            return comparator.batch_invariance(runner.name, alone, batched, bound, judged)
-        offset += rows
-    return []
+def _declared_batch_outputs(signature) -> frozenset:
+    """Outputs whose first dimension the signature declares dynamic, or leaves unknown (TF1 graphs):
+    with calls of one size, their shapes decide; batch invariance then names any wrong guess."""
+    return frozenset(name for name, spec in signature.outputs.items() if spec.shape is None or spec.batch_dynamic)
+
+
+def batch_invariance(runner, calls, outputs: list[dict], layout: Layout, bound: float,
+                     judged: bool) -> list[WithinRuntime]:
+    """Re-run the first rows of the first batched call one at a time; compare every output that follows the batch."""
+    if not calls or not layout.batch_outputs:
+        return []
+    index = _first_batched(calls)
+    feed, call = calls[index]
+    rows = feed_rows(call, feed.row_inputs)
+    if not feed.batched or not rows or rows < 2:
+        return []
+    take = min(rows, INVARIANCE_ROWS)
+    # Inputs without rows (a scalar beside the batch) go whole with every row.
+    alone = [runner.infer(take_rows(call, feed.row_inputs, i, i + 1)) for i in range(take)]
+    batched = {name: outputs[index][name][:take] for name in layout.batch_outputs}
+    alone = {name: np.concatenate([a[name] for a in alone]) for name in layout.batch_outputs}
+    return Comparator.within_runtime(runner.name, batched, alone, bound, layout.batch_outputs, judged)
+
+
+def repeatability(runner, calls, outputs: list[dict], layout: Layout, bound: float,
+                  errors: list) -> list[WithinRuntime]:
+    """Run one call again: answers that change between identical calls mean state or randomness."""
+    if not calls:
+        return []
+    index = _first_batched(calls)
+    try:
+        again = runner.infer(calls[index][1])
+    except ToolkitError as exc:
+        errors.append(f"{runner.name} failed on a repeated call: {exc}")
+        return []
+    return Comparator.within_runtime(runner.name, outputs[index], again, bound, layout.batch_outputs)
+
+
+def _not_judged(layout: Layout, signature, counts, invariance: list, unstable: set) -> list[str]:
+    """What the verdict does not cover, each with its reason, for the verdict line and the report."""
+    notes = []
+    per_call = sorted(set(signature.outputs) - layout.batch_outputs)
+    if None in counts:
+        notes.append("batch invariance: the signature has no batch dimension (outputs compared per call)")
+    elif per_call:
+        notes.append(f"batch invariance of {', '.join(per_call)}: "
+                     f"{'it does' if len(per_call) == 1 else 'they do'} not follow the batch (compared per call)")
+    if layout.batch_outputs and not invariance:
+        notes.append("batch invariance: no call has two or more rows")
+    quantized = sorted({b.runtime for b in invariance if not b.judged and b.runtime not in unstable})
+    if quantized:
+        notes.append(f"batch invariance of {', '.join(quantized)}: quantized (reported only)")
+    if unstable:
+        notes.append(f"comparisons and batch invariance of {', '.join(sorted(unstable))}: "
+                     "answers change between identical calls")
+    return notes
 
 
 def _row_labels(calls, counts) -> tuple[list[str], np.ndarray]:
@@ -427,37 +524,25 @@ def _row_labels(calls, counts) -> tuple[list[str], np.ndarray]:
     return labels, np.array(in_dist, dtype=bool)
 
 
-def _rows(outputs: dict, mask: np.ndarray) -> dict:
-    return {k: v[mask] if len(v) == len(mask) else v for k, v in outputs.items()}
+def _call_labels(calls) -> tuple[list[str], list[bool]]:
+    """`feed` (or `feed #n` when a feed has several calls) for every call, and which calls are in-distribution."""
+    per_feed: dict[str, int] = {}
+    for feed, _ in calls:
+        per_feed[feed.name] = per_feed.get(feed.name, 0) + 1
+    labels, in_dist, seen = [], [], {}
+    for feed, _ in calls:
+        seen[feed.name] = seen.get(feed.name, 0) + 1
+        labels.append(feed.name if per_feed[feed.name] == 1 else f"{feed.name} #{seen[feed.name]}")
+        in_dist.append(feed.in_distribution)
+    return labels, in_dist
 
 
-def _remap_rows(pair: PairComparison, rows: np.ndarray) -> None:
-    """Map row numbers of a comparison on a subset of rows back to all rows."""
-    for out in pair.outputs:
-        out.failed_rows = [int(rows[r]) for r in out.failed_rows]
-        out.near_threshold_rows = [int(rows[r]) for r in out.near_threshold_rows]
-        for worst in out.worst_rows:
-            worst["row"] = worst["index"][0] = int(rows[worst["row"]])
-    if pair.classes is not None:
-        pair.classes.flipped_rows = [int(rows[r]) for r in pair.classes.flipped_rows]
-        pair.classes.near_threshold_rows = [int(rows[r]) for r in pair.classes.near_threshold_rows]
-
-
-def _mark_informational(pair: PairComparison) -> None:
-    """Report a comparison without judging it."""
-    for out in pair.outputs:
-        out.judged = False
-    if pair.classes is not None:
-        pair.classes.min_agreement = 0.0
-        pair.classes.passed = True
-
-
-def _first_batched(calls) -> dict | None:
-    """The first multi-row call (for latency per row), else the first call."""
-    for feed, call in calls:
+def _first_batched(calls) -> int:
+    """Index of the first multi-row call (for latency per row and repeats), else 0."""
+    for i, (feed, call) in enumerate(calls):
         if feed.batched and (feed_rows(call, feed.row_inputs) or 0) > 1:
-            return call
-    return calls[0][1] if calls else None
+            return i
+    return 0
 
 
 # -- reproducibility ---------------------------------------------------------------
