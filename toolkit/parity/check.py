@@ -25,7 +25,7 @@ from toolkit.artifacts.layout import resolve_model, sha256_file, version_number
 from toolkit.artifacts.tflite import ConversionError, convert
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
 from toolkit.serve import BackgroundServer, serve_version
-from toolkit.parity.inputs import Feed, Inputs, file_feeds, generated_feeds, heldout_path, tfkit_feeds
+from toolkit.parity.inputs import Feed, Inputs, file_feeds, generated_feeds, heldout_features, tfkit_feeds
 from toolkit.parity.runners.base import DEFAULT_TAGS, Runner, feed_rows, take_rows
 from toolkit.tfenv import import_tf
 
@@ -424,11 +424,8 @@ def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
     signature = reference.signature
     if options.inputs:
         return file_feeds(options.inputs, signature, options.signature)
-    heldout = heldout_path(version_dir)
-    single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
-    if heldout is not None and single is not None and single.batch_dynamic and np.dtype(single.dtype).kind == "f":
-        with np.load(heldout, allow_pickle=False) as data:
-            features = data["features"]
+    features = heldout_features(version_dir, signature)
+    if features is not None:
         return tfkit_feeds(features, signature, reference)
     return generated_feeds(signature, options.samples, options.seed, options.value_range)
 

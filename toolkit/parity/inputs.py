@@ -25,12 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.artifacts.arrays import BYTES_SUFFIX, LENGTHS_SUFFIX
+from toolkit.artifacts.layout import HELDOUT_FILE
 from toolkit.errors import InputError
 from toolkit.parity.runners.base import Signature, TensorSpec, feed_rows
-
-HELDOUT_FILE = "assets.extra/heldout.npz"
-#: suffixes of the two arrays that carry one string input's bytes losslessly in an .npz
-BYTES_SUFFIX, LENGTHS_SUFFIX = ".bytes", ".lengths"
 #: integer inputs wider than 16 bits are usually ids, indices or counts
 WIDE_INT_RANGE = (0, 9)
 FLOAT_RANGE = (-1.0, 1.0)
@@ -92,6 +90,17 @@ def heldout_path(version_dir: Path) -> Path | None:
     """The held-out split a tfkit export keeps next to the model, if any."""
     path = Path(version_dir) / HELDOUT_FILE
     return path if path.is_file() else None
+
+
+def heldout_features(version_dir: Path, signature: Signature) -> np.ndarray | None:
+    """The features of the held-out split beside a tfkit export, when the signature takes them:
+    one float input with a batch dimension."""
+    path = heldout_path(version_dir)
+    single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
+    if path is None or single is None or not single.batch_dynamic or np.dtype(single.dtype).kind != "f":
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return data["features"]
 
 
 # -- tfkit's own model: held-out rows plus boundary and extreme cases -----------------
