@@ -5,7 +5,8 @@ signature is fed (it may use parity's input readers and generator, which the art
 layer may not), in this order:
 
 1. `--inputs FILE`: an .npz with one array per input name, or PredictionLog TFRecords
-   (a warmup file, request logs), which the warmup then replays as they were;
+   (a warmup file, request logs), which the warmup then replays as they were; a signature
+   the file holds nothing for falls through to the next;
 2. the source's own data: a training run's held-out rows, or beside an exported version
    its held-out split (tfkit exports) or its warmup requests;
 3. values generated from the signature's dtypes and shapes, as `tfkit check` makes them.
@@ -26,15 +27,15 @@ from toolkit.artifacts.layout import WARMUP_FILE
 from toolkit.artifacts.sources import FolderSource, RunSource, Source, open_source
 from toolkit.artifacts.tflite import parse_quantize
 from toolkit.errors import InputError
-from toolkit.parity.inputs import (Inputs, file_feeds, generated_feeds, heldout_features, npz_feeds,
-                                   prediction_log_feeds)
+from toolkit.parity.inputs import (Inputs, MissingInputs, file_feeds, generated_feeds, heldout_features,
+                                   npz_feeds, prediction_log_feeds)
 
 
-def export_any(source: Source | str | Path, base_path, name: str | None = None, *, version: int | None = None,
+def export_any(source: Source | str | Path, base_path, name: str, *, version: int | None = None,
                force: bool = False, quantize=(), signatures=(), tags=DEFAULT_TAGS, inputs=None, calibration=None,
                value_range=None, tflite: bool = True, allow_flex: bool = False) -> Exported:
     """Export `source` (or the model at that path: a run folder, SavedModel, version folder or .keras
-    file) to BASE/NAME/VERSION/; `name` defaults to the source's file or folder name."""
+    file) to BASE/NAME/VERSION/ (see `toolkit.artifacts.export.export_version`)."""
     settings = ExportSettings(signatures=tuple(signatures), tags=tuple(tags), quantize=parse_quantize(quantize),
                               tflite=tflite, allow_flex=allow_flex)
     if calibration is not None and not zipfile.is_zipfile(calibration):
@@ -42,7 +43,7 @@ def export_any(source: Source | str | Path, base_path, name: str | None = None, 
     if not isinstance(source, Source):
         source = open_source(source)
     provider = ParityInputs(source, inputs, calibration, settings.tags, value_range)
-    return export_version(source, provider, base_path, name or source.default_name(), version, force, settings)
+    return export_version(source, provider, base_path, name, version, force, settings)
 
 
 class ParityInputs:
@@ -81,9 +82,12 @@ class ParityInputs:
         return saved_model_signature(folder, signature, self.tags)
 
     def _inputs(self, signature: str, spec) -> SignatureInputs:
+        missing = None
         if self.inputs_file is not None:
             try:
                 return _signature_inputs(file_feeds(self.inputs_file, spec, signature), spec)
+            except MissingInputs as exc:  # it feeds other signatures: this one falls back to the others
+                missing = exc
             except InputError as exc:
                 raise InputError(f"signature {signature!r}: {exc}") from None
         own = self._own_inputs(signature, spec)
@@ -92,7 +96,7 @@ class ParityInputs:
         try:
             return _signature_inputs(generated_feeds(spec, value_range=self.value_range), spec)
         except InputError as exc:
-            raise Unfeedable(f"signature {signature!r}: {exc}") from None
+            raise Unfeedable(f"signature {signature!r}: {missing or exc}") from None
 
     def _own_inputs(self, signature: str, spec) -> SignatureInputs | None:
         """The source's own data for this signature, if it has any."""

@@ -141,7 +141,7 @@ class Exported:
 
     folder: Path
     source: dict
-    fed: list[str]
+    fed: dict[str, str]  # signature -> where its inputs came from
     not_fed: dict[str, str] = field(default_factory=dict)
     tflite: dict[str, dict] = field(default_factory=dict)
 
@@ -230,7 +230,7 @@ def _build_version(source: Source, provider: InputProvider, folder: Path, name: 
         "tflite": {facts["variant"]: filename for filename, facts in tflite.items()},
         "tflite_files": tflite,
     })
-    return Exported(folder, described, list(inputs), not_fed, tflite)
+    return Exported(folder, described, {key: fed.source for key, fed in inputs.items()}, not_fed, tflite)
 
 
 def _keep_signatures(source: Source, folder: Path, settings: ExportSettings) -> list[str]:

@@ -66,6 +66,7 @@ class RunSource(Source):
         model = self.run.model
         import_tf().saved_model.save(model, str(folder), signatures=model.signatures())
         # The held-out split travels with the model, so checks find real samples beside it.
+        (folder / HELDOUT_FILE).parent.mkdir(exist_ok=True)
         save_npz(folder / HELDOUT_FILE, self.run.heldout)
 
     def manifest_fields(self) -> dict:

@@ -9,8 +9,7 @@ from toolkit.cli.group import cli, tags_option
 @click.argument("source", metavar="SOURCE", type=click.Path())
 @click.option("--model-base-path", required=True, type=click.Path(file_okay=False),
               help="TF Serving's model base path; the model goes to BASE/NAME/VERSION/.")
-@click.option("--name", help="Model name (the folder under --model-base-path). Default: SOURCE's file or folder "
-                             "name (a version folder's parent).")
+@click.option("--name", required=True, help="Model name (the folder under --model-base-path).")
 @click.option("--version", "version", type=int, default=None,
               help="Version number. Default: one more than the highest existing version (1 if none).")
 @click.option("--force", is_flag=True, help="Replace an existing version (atomically).")
@@ -44,10 +43,12 @@ def export(source, model_base_path, name, version, force, signatures, tags, inpu
                       signatures=signatures, tags=tags, inputs=inputs, calibration=calibration,
                       value_range=value_range, tflite=not no_tflite, allow_flex=allow_flex)
     folder = made.folder
-    click.echo(f"Exported {made.source['kind']} {made.source['path']} -> {folder}")
-    click.echo(f"  signatures fed: {', '.join(made.fed)}")
-    for reason in made.not_fed.values():
-        click.echo(f"  not fed (kept without warmup or TFLite runner): {reason}")
+    click.echo(f"Exported {folder}")
+    fed = ", ".join(f"{key} ({source})" for key, source in made.fed.items())
+    click.echo(f"  from {made.source['kind']} {made.source['path']}; fed {fed}")
+    if made.not_fed:
+        click.echo(f"  not fed (kept, without warmup or TFLite runner): {', '.join(made.not_fed)}; "
+                   "pass --inputs FILE to feed them (why: manifest.json, not_fed)")
     for filename, facts in made.tflite.items():
         if facts["needs_flex"]:
             click.echo(f"  {filename} needs the Flex delegate (ops {', '.join(facts['flex_ops'])}): "

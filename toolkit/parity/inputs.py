@@ -34,6 +34,10 @@ WIDE_INT_RANGE = (0, 9)
 FLOAT_RANGE = (-1.0, 1.0)
 
 
+class MissingInputs(InputError):
+    """An inputs file holds nothing for this signature (no array of an input, no request for it)."""
+
+
 @dataclass
 class Feed:
     """Calls that belong together, e.g. "heldout" or "on the decision boundary"."""
@@ -290,7 +294,7 @@ def npz_feeds(path, signature: Signature) -> Inputs:
             feed[name] = _as_input(arrays[name], spec, path, notes)
     missing = sorted(set(signature.inputs) - set(feed))
     if missing:
-        raise InputError(f"--inputs {path} lacks array(s) {', '.join(missing)} "
+        raise MissingInputs(f"--inputs {path} lacks array(s) {', '.join(missing)} "
                          f"(it has: {', '.join(sorted(arrays)) or 'none'}; the signature needs "
                          f"{', '.join(s.describe() for s in signature.inputs.values())})")
     rows = signature.row_inputs
@@ -367,7 +371,7 @@ def prediction_log_feeds(path, signature: Signature, signature_name: str) -> Inp
     path = Path(path)
     calls, skipped = predict_log_requests(path, signature_name)
     if not calls:
-        raise InputError(f"--inputs {path}: no PredictionLog with a Predict request for signature "
+        raise MissingInputs(f"--inputs {path}: no PredictionLog with a Predict request for signature "
                          f"{signature_name!r} ({'; '.join(skipped) or 'the file holds no records'})")
     for i, call in enumerate(calls):
         missing = sorted(set(signature.inputs) - set(call))

@@ -23,7 +23,8 @@ def invoke(*args):
 @pytest.mark.parametrize("command, phrases", [
     ("train", ["--out", "--data", "--label-column", "--seed", "--steps", "--learning-rate", "--batch-size",
                "--test-fraction", "--force"]),
-    ("export", ["RUN", "--model-base-path", "--name", "--version", "--force", "--quantize", "dynamic, float16, int8"]),
+    ("export", ["SOURCE", "--model-base-path", "--name", "--version", "--force", "--quantize", "dynamic, float16, int8",
+                "--signature", "--inputs", "--calibration", "--no-tflite", "--allow-flex"]),
     ("inspect", ["PATH", "--json"]),
 ])
 def test_help_texts(command, phrases):
@@ -93,8 +94,8 @@ def test_export_command_writes_a_version_and_refuses_to_overwrite(trained_run, t
 
 
 @pytest.mark.parametrize("args, message", [
-    (["export", "{tmp}/none", "--model-base-path", "{tmp}", "--name", "m"], "no such run folder"),
-    (["export", "{tmp}", "--model-base-path", "{tmp}", "--name", "m"], "not a training run (no training.json)"),
+    (["export", "{tmp}/none", "--model-base-path", "{tmp}", "--name", "m"], "none: no such file or directory"),
+    (["export", "{tmp}", "--model-base-path", "{tmp}", "--name", "m"], "neither a tfkit run folder (training.json)"),
     (["export", "{run}", "--model-base-path", "{tmp}", "--name", "m", "--quantize", "int3"], "unknown variant(s) int3"),
     (["export", "{run}", "--model-base-path", "{tmp}", "--name", "m", "--version", "0"], "--version must be a positive"),
     (["inspect", "{tmp}/none"], "no such file or directory"),
