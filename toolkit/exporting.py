@@ -21,14 +21,28 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from toolkit.artifacts.export import (DEFAULT_TAGS, Exported, ExportSettings, RunInputs, SignatureInputs,
-                                      Unfeedable, export_version)
+from toolkit.artifacts.export import (
+    DEFAULT_TAGS,
+    Exported,
+    ExportSettings,
+    RunInputs,
+    SignatureInputs,
+    Unfeedable,
+    export_version,
+)
 from toolkit.artifacts.layout import WARMUP_FILE
 from toolkit.artifacts.sources import FolderSource, RunSource, Source, open_source
 from toolkit.artifacts.tflite import parse_quantize
 from toolkit.errors import InputError
-from toolkit.parity.inputs import (Inputs, MissingInputs, file_feeds, generated_feeds, heldout_features,
-                                   npz_feeds, prediction_log_feeds)
+from toolkit.parity.inputs import (
+    Inputs,
+    MissingInputs,
+    file_feeds,
+    generated_feeds,
+    heldout_features,
+    npz_feeds,
+    prediction_log_feeds,
+)
 
 
 def export_any(source: Source | str | Path, base_path, name: str, *, version: int | None = None,
@@ -116,7 +130,9 @@ class ParityInputs:
             try:
                 return _signature_inputs(prediction_log_feeds(warmup, spec, signature), spec)
             except InputError:
-                return None  # no request for this signature in it
+                # No request for this signature, or a warmup file TF Serving would reject: the export writes
+                # a new one, so a broken warmup is a reason to export again, not an obstacle.
+                return None
         return None
 
     def _try_warmup(self, folder: Path, signature: str, fed: SignatureInputs) -> None:

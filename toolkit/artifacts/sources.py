@@ -15,8 +15,16 @@ import os
 import shutil
 from pathlib import Path
 
-from toolkit.artifacts.layout import (HELDOUT_FILE, INPUTS_DIR, MANIFEST_FILE, WARMUP_FILE, resolve_model,
-                                      sha256_file, tree_sha256, version_number)
+from toolkit.artifacts.layout import (
+    HELDOUT_FILE,
+    INPUTS_DIR,
+    MANIFEST_FILE,
+    WARMUP_FILE,
+    resolve_model,
+    sha256_file,
+    tree_sha256,
+    version_number,
+)
 from toolkit.errors import InputError, root_cause
 from toolkit.tfenv import import_tf
 

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from tf_serving_testdata import HALF_PLUS_TWO
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
