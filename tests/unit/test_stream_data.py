@@ -116,6 +116,17 @@ def test_tfrecord_shards_hold_the_same_rows_as_csv(tmp_path, rows):
     assert from_tfrecord["heldout"]["accuracy"] >= 0.95
 
 
+def test_an_npz_is_read_whole_and_split_like_the_same_rows_in_csv(tmp_path, rows):
+    features, labels = rows
+    csv = write_csv(tmp_path / "d.csv", features, labels)
+    np.savez(tmp_path / "d.npz", features=features, labels=labels, feature_names=["x0", "x1"])
+    from_csv = train_to_dir(tmp_path / "a", data_path=str(csv), plots=False, steps=1)
+    from_npz = train_to_dir(tmp_path / "b", data_path=str(tmp_path / "d.npz"), plots=False, steps=1)
+    assert from_npz["config"]["data_format"] == "npz"
+    for key in ("num_train", "num_heldout", "data_hash"):
+        assert from_csv["config"][key] == from_npz["config"][key], key
+
+
 def test_the_split_is_the_same_on_every_run_and_independent_of_the_seed(tmp_path, rows):
     features, labels = rows
     path = write_csv(tmp_path / "d.csv", features, labels)

@@ -197,6 +197,7 @@ def _streamed_record(data: stream.Source, eval_data: stream.Source | None, optio
         "bad_rows_skipped": counts["bad"] + run.eval_counts.get("bad", 0),
         "cluster": cluster.as_record(),
         "throughput": run.throughput.as_record(),
+        "seconds": {phase: round(seconds, 3) for phase, seconds in run.seconds.items()},
         "steps": [m.as_record() for m in run.history],
         "epochs": [_epoch_record(e) for e in run.epochs],
         "final_train": run.final_train,

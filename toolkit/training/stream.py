@@ -237,9 +237,18 @@ def _first_example(shard: str):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (TensorFlow's run to pages)."""
-    text = str(getattr(exc, "message", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The line of an exception's message that says what went wrong.
+
+    A TensorFlow error from inside a function runs to pages: "Graph execution
+    error:", a traceback of the graph, then the error itself, right before the
+    line naming the node ("[[{{node ...}}]]").
+    """
+    text = str(getattr(exc, "message", None) or exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("[[") and i:
+            return lines[i - 1]
+    return lines[0] if lines else type(exc).__name__
 
 
 # -- reading chunks --------------------------------------------------------------------------------
@@ -257,8 +266,8 @@ def read_chunks(source: Source, shard_indices, shuffle_seed: int | None = None):
     """
     tf = import_tf()
     indices = np.asarray(list(shard_indices), dtype=np.int64)
-    if source.format == "npz":
-        return _npz_chunks(source)
+    if source.format == "npz":  # one shard: all of it, or none for a worker other than the first
+        return _npz_chunks(source).take(-1 if len(indices) else 0)
     files = tf.data.Dataset.from_tensor_slices(indices)
     if shuffle_seed is not None and len(indices) > 1:
         files = files.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)

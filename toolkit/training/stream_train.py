@@ -79,6 +79,7 @@ class StreamedRun:
     heldout_sample: object = None  # datamod.Dataset, chief only
     train_sample: object = None
     eval_counts: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)  # wall time of each phase: scan, train, evaluate, samples
 
 
 def train_streamed(data: stream.Source, eval_data: stream.Source | None, options: StreamOptions, cluster: Cluster,
@@ -88,8 +89,10 @@ def train_streamed(data: stream.Source, eval_data: stream.Source | None, options
     """Scan, train and evaluate on `data` (held-out split by hash, or `eval_data`) across `cluster`."""
     _check_options(options, cluster)
     fraction = None if eval_data is not None else options.test_fraction
+    began = time.perf_counter()
     counts = _scan(data, fraction, options, cluster, strategy)
     eval_counts = _scan(eval_data, None, options, cluster, strategy) if eval_data is not None else {}
+    scanned = time.perf_counter() - began
     per_epoch = steps_per_epoch(counts["train"], options.batch_size)
     steps = total_steps(options.steps, options.epochs, per_epoch)
 
@@ -102,7 +105,9 @@ def train_streamed(data: stream.Source, eval_data: stream.Source | None, options
     history, epochs, throughput = _loop(step, steps, per_epoch, on_step, on_epoch)
 
     trained = _plain_copy(model, data, options.seed)
+    began = time.perf_counter()
     final_train, heldout = _evaluate(trained, data, eval_data, fraction, cluster, strategy)
+    evaluated = time.perf_counter()
     run = StreamedRun(trained, history, epochs, steps, per_epoch, counts,
                       stream.data_hash(data, counts["train"] + counts["heldout"], counts["fingerprint_sum"]),
                       final_train, heldout, throughput, eval_counts=eval_counts)
@@ -110,6 +115,8 @@ def train_streamed(data: stream.Source, eval_data: stream.Source | None, options
         run.train_sample, run.heldout_sample = stream.samples(data, fraction)
         if eval_data is not None:
             run.heldout_sample = stream.samples(eval_data, None)[0]
+    run.seconds = {"scan": scanned, "train": throughput.seconds, "evaluate": evaluated - began,
+                   "samples": time.perf_counter() - evaluated}
     return run
 
 
@@ -152,12 +159,13 @@ def _check_options(options: StreamOptions, cluster: Cluster) -> None:
 
 
 def _run(step) -> np.ndarray:
-    """Run one step; a worker that went away becomes one clean error instead of a traceback."""
+    """Run one step; a worker that went away, or data that became unreadable, is one clean error."""
     try:
         return step().numpy()
-    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError) as exc:
-        raise ToolkitError(f"training stopped: another worker is unreachable ({stream.first_line(exc)}); "
-                           "see that worker's output") from None
+    except (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError):
+        raise ToolkitError("training stopped: another worker stopped answering; see that worker's output") from None
+    except tf.errors.OpError as exc:
+        raise ToolkitError(f"training stopped: {stream.first_line(exc)}") from None
 
 
 # -- 1. scan ----------------------------------------------------------------------------------------
