@@ -438,13 +438,14 @@ def scan(chunks, test_fraction: float | None) -> tuple[np.ndarray, int]:
 
 
 def data_hash(source: Source, good_rows: int, fingerprint_sum: int) -> str:
-    """sha256 over the column names, the good rows' count and the sum of their fingerprints.
+    """sha256 over the feature names, the good rows' count and the sum of their fingerprints.
 
-    The sum makes it independent of row order, sharding and file format:
-    the same rows give the same hash however they are stored.
+    The sum makes it independent of row order, sharding and file format (and
+    of what the label column is called): the same rows give the same hash
+    however they are stored.
     """
     h = hashlib.sha256()
-    h.update("\0".join(source.feature_names + (source.label_column,)).encode())
+    h.update("\0".join(source.feature_names).encode())
     h.update(f"{good_rows}:{fingerprint_sum & (2**64 - 1)}".encode())
     return h.hexdigest()
 
