@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.serve import free_port
+from support import free_port
+
 from toolkit.training import data
 from toolkit.training.rundir import train_to_dir
 
