@@ -7,7 +7,6 @@ import click
 
 from toolkit.cli.group import cli
 
-
 # Above this many steps `train` shows a progress bar instead of one line per step.
 STEP_LINES_MAX = 50
 

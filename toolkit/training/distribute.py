@@ -82,8 +82,8 @@ def _from_tf_config(text: str) -> Cluster:
         task_type, task_index = config["task"]["type"], int(config["task"]["index"])
         chief, workers = list(jobs.get("chief", [])), list(jobs.get("worker", []))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"TF_CONFIG: not a cluster spec ({type(exc).__name__}: {exc}); expected "
-                         '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}') from None
+        expected = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+        raise InputError(f"TF_CONFIG: not a cluster spec ({type(exc).__name__}: {exc}); expected {expected}") from None
     if task_type not in ("chief", "worker") or set(jobs) - {"chief", "worker"}:
         raise InputError(f"TF_CONFIG: tfkit trains with chief and worker tasks only (got task {task_type!r}, "
                          f"jobs {', '.join(sorted(jobs))})")

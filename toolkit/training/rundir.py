@@ -15,19 +15,26 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from toolkit import __version__
-from toolkit.training import data as datamod
 from toolkit.errors import InputError
+from toolkit.training import data as datamod
 from toolkit.training import stream
 from toolkit.training.distribute import cluster_from, strategy_for
 from toolkit.training.model import LogisticRegression, tf
 from toolkit.training.stream_train import StreamedRun, StreamOptions, train_streamed
-from toolkit.training.train import (EpochMetrics, EpochTracker, StepMetrics, evaluate, steps_per_epoch, total_steps,
-                                    train)
+from toolkit.training.train import (
+    EpochMetrics,
+    EpochTracker,
+    StepMetrics,
+    evaluate,
+    steps_per_epoch,
+    total_steps,
+    train,
+)
 
 TRAINING_JSON = "training.json"
 CHECKPOINT_PREFIX = "checkpoint/model"
@@ -89,7 +96,8 @@ def train_to_dir(
     cluster = cluster_from(workers, worker_index)
     if cluster.is_chief:
         if (out / TRAINING_JSON).exists() and not force:
-            raise InputError(f"{out}: already holds a training run; pass --force to overwrite it or choose another --out")
+            raise InputError(f"{out}: already holds a training run; pass --force to overwrite it or choose another "
+                             "--out")
         if out.exists() and not out.is_dir():
             raise InputError(f"{out}: exists and is not a directory")
     if data_path is None:

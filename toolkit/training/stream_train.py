@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -27,8 +27,14 @@ from toolkit.errors import InputError, ToolkitError
 from toolkit.training import stream
 from toolkit.training.distribute import Cluster, sum_over_workers
 from toolkit.training.model import LogisticRegression, tf
-from toolkit.training.train import (EpochMetrics, EpochTracker, StepMetrics, kept_in_history, steps_per_epoch,
-                                    total_steps)
+from toolkit.training.train import (
+    EpochMetrics,
+    EpochTracker,
+    StepMetrics,
+    kept_in_history,
+    steps_per_epoch,
+    total_steps,
+)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from toolkit.training.data import Dataset
 from toolkit.errors import InputError
+from toolkit.training.data import Dataset
 from toolkit.training.model import LogisticRegression, tf
 
 
