@@ -8,6 +8,8 @@ BASE/NAME/VERSION/
                                        TF SignatureDef in `signature_defs_metadata` for TF Serving
   assets.extra/tf_serving_warmup_requests   TFRecord of PredictionLog Predict requests
   assets.extra/heldout.npz             the held-out split, real samples next to the model
+  assets.extra/tfkit_golden/serving_default.{json,npz}   golden file: held-out and boundary rows,
+                                       the SavedModel's outputs, hashes, versions, policies
   manifest.json                        versions, seed, data hash, metrics, signatures, sha256 per file
 
 The version folder is built under BASE/NAME/.tmp-* (a name TF Serving ignores:
@@ -33,6 +35,7 @@ import numpy as np
 
 from toolkit import __version__
 from toolkit.training.data import save_npz
+from toolkit.artifacts.golden_writer import write_golden
 from toolkit.artifacts.layout import sha256_file, version_numbers
 from toolkit.artifacts.tflite import convert, parse_quantize, tflite_filename
 from toolkit.errors import InputError
@@ -99,6 +102,7 @@ def _build_version(run: Run, folder: Path, name: str, version: int, quantize: tu
         tflite[quantization] = _write_tflite(folder, quantization, run)
     _write_warmup(folder / WARMUP_FILE, name, run.heldout.features[:WARMUP_RECORDS])
     save_npz(folder / HELDOUT_FILE, run.heldout)
+    write_golden(folder, heldout=run.heldout.features, name=name, version=version)
     _write_manifest(folder, run, name, version, tflite)
 
 
