@@ -2,8 +2,8 @@
 
 A measurement is repeated; its value is the median of the repeats, and so is
 its ceiling's. `ratio` is value / ceiling for rates and ceiling / value for
-times (seconds, milliseconds), so above 1 always means "better than the
-ceiling" and every target reads "ratio >= X".
+times (seconds, milliseconds) and memory (MB), so above 1 always means "better
+than the ceiling" and every target reads "ratio >= X".
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Optional, Sequence
 
-TIME_UNITS = ("s", "ms")
+# Units where less is better: the ratio is ceiling / value.
+TIME_UNITS = ("s", "ms", "MB")
 PACKAGES = ("tensorflow", "tensorflow-serving-api", "grpcio", "protobuf", "numpy", "ai-edge-litert")
 
 

@@ -12,7 +12,10 @@ cores and every process on it competes for them:
    --enable_batching, and the null server, all on ephemeral 127.0.0.1 ports;
    client processes (benchmarks.load) drive them, value and ceiling measured back
    to back in every repeat so a busy moment on the shared machine hits both;
-4. `tfkit run` vs `python -c "import tensorflow"`.
+4. `tfkit run` vs `python -c "import tensorflow"`;
+5. training at scale (benchmarks.training): `tfkit train --data` on generated CSV
+   shards: peak memory on 20M vs 200k rows, training rows/s vs a bare tf.data
+   read+parse pass, two workers vs one.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from benchmarks import inproc
+from benchmarks import inproc, training
 from benchmarks.harness import BenchError, Result, result
 from benchmarks.load import ClientPool, Window
 
@@ -58,6 +61,9 @@ TARGETS = {  # minimum ratio, from the issue
     "tflite_rows_b10k": 0.5,
     "cli_help_s": 0.5,
     "run_s": 1 / 6,
+    "train_peak_rss_mb": 1 / 1.25,
+    "train_rows_per_s": 0.5,
+    "train_scaleout_2w": 1.3,
 }
 
 
@@ -72,12 +78,13 @@ class Budget:
     inproc_window_s: float
     cli_repeats: int
     run_repeats: int
+    training: training.TrainingBudget = training.FULL
 
 
 FULL = Budget(warmup_s=0.4, window_s=1.5, rows_window_s=1.5, repeats=3, inproc_window_s=0.7, cli_repeats=5,
               run_repeats=2)
 QUICK = Budget(warmup_s=0.15, window_s=0.35, rows_window_s=0.45, repeats=2, inproc_window_s=0.2, cli_repeats=3,
-               run_repeats=1)
+               run_repeats=1, training=training.QUICK)
 
 GROUPS = {
     "inproc": ("tflite_rows_b1", "tflite_rows_b10k", "eager_rows_b1"),
@@ -87,6 +94,7 @@ GROUPS = {
                                                 f"grpc_predict_c{c}_p99_ms")]
         + ["grpc_predict_rows_10k", "grpc_predict_rows_100k", "rest_predict_c8", "batching_c32"]),
     "run": ("run_s",),
+    "training": ("train_peak_rss_mb", "train_rows_per_s", "train_scaleout_2w"),
 }
 NAMES = tuple(name for names in GROUPS.values() for name in names)
 
@@ -184,6 +192,8 @@ class Suite:
                 results += self._serving(stack, *servers())
         if "run" in wanted:
             results += self._run()
+        if "training" in wanted:
+            results += self._training()
         by_name = {r.name: r for r in results}
         return [by_name[name] for name in NAMES if name in self.names]
 
@@ -219,6 +229,17 @@ class Suite:
             "tf": ([sys.executable, "-c", "import tensorflow"], "python -c 'import tensorflow'"),
         })
         return [self._result("run_s", times["run"], "s", times["tf"], "import tensorflow")]
+
+    def _training(self) -> list[Result]:
+        b = self.budget.training
+        trainer = training.Trainer(_tfkit(), _env(), ROOT, b)
+        s = training.measure(trainer, self.workdir / "training", self.progress)
+        return [
+            self._result("train_peak_rss_mb", s["rss_big"], "MB", s["rss_small"], f"{b.small_rows:,}-row CSV"),
+            self._result("train_rows_per_s", s["rows_big"], "rows/s", s["bare_big"], "bare read+parse"),
+            self._result("train_scaleout_2w", s["rows_2w"], "rows/s", s["rows_1w"],
+                         "1 worker" + (", 1 core each" if trainer.cores else "")),
+        ]
 
     def _serving(self, stack: contextlib.ExitStack, ours, batching) -> list[Result]:
         b = self.budget

@@ -184,7 +184,7 @@ def judge_runtimes(reference: Runner, candidates: list[Candidate], inputs: Input
     outputs, counts = _run_all(reference, candidates, calls, inputs, errors, not_run)
     candidates = without_not_run(candidates, not_run)
     layout = Layout.detect(outputs[reference.name], counts, _declared_batch_outputs(reference.signature))
-    row_labels, _ = _row_labels(calls, [rows or 0 for rows in counts])
+    row_labels = _row_labels(calls, [rows or 0 for rows in counts])
     call_labels, in_dist = _call_labels(calls)
     ran = [c for c in candidates if c.runner.name in outputs]
     judgement = _judge(reference, ran, policies, calls, counts, outputs, layout, in_dist, max_ulps, errors)
@@ -382,15 +382,14 @@ def _not_judged(layout: Layout, signature, counts, invariance: list, unstable: s
     return notes
 
 
-def _row_labels(calls, counts) -> tuple[list[str], np.ndarray]:
-    """`feed[row]` for every concatenated row, and which rows are in-distribution."""
-    labels, in_dist, counters = [], [], {}
-    for (feed, _), rows in zip(calls, counts):
+def _row_labels(calls, counts) -> list[str]:
+    """`feed[row]` for every row of every call, in call order (which calls are in-distribution: `_call_labels`)."""
+    labels, counters = [], {}
+    for (feed, _), rows in zip(calls, counts, strict=True):
         start = counters.get(feed.name, 0)
         labels += [f"{feed.name}[{start + i}]" for i in range(rows)]
         counters[feed.name] = start + rows
-        in_dist += [feed.in_distribution] * rows
-    return labels, np.array(in_dist, dtype=bool)
+    return labels
 
 
 def _call_labels(calls) -> tuple[list[str], list[bool]]:

@@ -1,13 +1,13 @@
-"""Training data: the tutorial's two Gaussians, or a user's CSV/NPZ file.
+"""In-memory data: the tutorial's two Gaussians, its stratified split, and NPZ files.
 
-Everything here is numpy only (no TensorFlow), so data errors surface fast.
-Every problem with a user's file raises `InputError` with one line naming the
-file, the row/column and what is wrong.
+Everything here is numpy only (no TensorFlow). A user's NPZ is read whole
+(`--data file.npz`, and a run folder's heldout.npz/train.npz); CSV and TFRecord
+data is streamed (`toolkit.training.stream`). Every problem with a user's file
+raises `InputError` with one line naming the file, the row/column and what is wrong.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import zipfile
@@ -92,65 +92,17 @@ def save_npz(path: str | Path, data: Dataset) -> None:
     np.savez(path, features=data.features, labels=data.labels, feature_names=np.array(data.feature_names))
 
 
-def load(path: str | Path, label_column: str = "label") -> Dataset:
-    """Load a user's CSV (`label_column` plus numeric feature columns) or NPZ (`features`, `labels`)."""
+def load(path: str | Path) -> Dataset:
+    """Load an NPZ (`features` [N, D], `labels` [N], optionally `feature_names` [D]), checking every value."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a .csv or .npz file")
+        raise InputError(f"{path}: is a directory, expected an .npz file")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _load_csv(path, label_column)
     if suffix == ".npz":
         return _load_npz(path)
-    raise InputError(f"{path}: unsupported data format {suffix or '(no extension)'!r}; use .csv or .npz")
-
-
-def _load_csv(path: Path, label_column: str) -> Dataset:
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
-    # Blank lines are not data; keep each row's 1-based line number for messages.
-    numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
-    if not numbered:
-        raise InputError(f"{path}: file is empty")
-    header_line, header = numbered[0]
-    header = [name.strip() for name in header]
-    if label_column not in header:
-        raise InputError(
-            f"{path}: no label column {label_column!r} in the header (columns: {', '.join(header)}); "
-            "use --label-column"
-        )
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        raise InputError(f"{path}: line {header_line}: duplicate column name(s) {', '.join(duplicates)}")
-    if any(not name for name in header):
-        raise InputError(f"{path}: line {header_line}: a column has an empty name")
-    if len(header) < 2:
-        raise InputError(f"{path}: only the label column {label_column!r}; need at least one feature column")
-    body = numbered[1:]
-    if not body:
-        raise InputError(f"{path}: file is empty (a header but no data rows)")
-
-    label_index = header.index(label_column)
-    feature_names = tuple(name for name in header if name != label_column)
-    values = np.empty((len(body), len(header)), dtype=np.float64)
-    for r, (line, row) in enumerate(body):
-        if len(row) != len(header):
-            raise InputError(f"{path}: line {line}: expected {len(header)} cells, found {len(row)}")
-        for c, cell in enumerate(row):
-            try:
-                values[r, c] = float(cell)
-            except ValueError:
-                raise InputError(f"{path}: line {line}, column {header[c]!r}: {cell!r} is not a number") from None
-    labels = values[:, label_index]
-    features = np.delete(values, label_index, axis=1)
-    line_of = [line for line, _ in body]
-    _validate(path, features, labels, feature_names, label_column, lambda r: f"line {line_of[r]}")
-    return Dataset(features.astype(np.float32), labels.astype(np.float32), feature_names, str(path))
+    raise InputError(f"{path}: unsupported data format {suffix or '(no extension)'!r}; use .npz")
 
 
 def _load_npz(path: Path) -> Dataset:

@@ -7,21 +7,100 @@ repeating `tf.data` pipeline of mini-batches.
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from toolkit.training.data import Dataset
 from toolkit.errors import InputError
+from toolkit.training.data import Dataset
 from toolkit.training.model import LogisticRegression, tf
 
 
 @dataclass
 class StepMetrics:
-    """Loss and accuracy of one step, measured on that step's batch before the update."""
+    """Loss and accuracy of one step, measured on that step's batch (of `rows` rows) before the update."""
 
     step: int
     loss: float
     accuracy: float
+    rows: int = 0
+
+    def as_record(self) -> dict:
+        """The step as training.json lists it."""
+        return {"step": self.step, "loss": self.loss, "accuracy": self.accuracy}
+
+
+@dataclass
+class EpochMetrics:
+    """Loss and accuracy over one epoch's steps (weighted by their rows), and how fast it went."""
+
+    epoch: int  # 1-based
+    loss: float
+    accuracy: float
+    rows: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("nan")
+
+
+class EpochTracker:
+    """Folds the steps into epochs of `steps_per_epoch` steps; `add` returns an epoch's metrics as it completes."""
+
+    def __init__(self, steps_per_epoch: int):
+        self.steps_per_epoch = steps_per_epoch
+        self.done: list[EpochMetrics] = []
+        self._start()
+
+    def _start(self) -> None:
+        self._began = time.perf_counter()
+        self._steps = self._rows = 0
+        self._loss = self._correct = 0.0
+
+    def add(self, m: StepMetrics) -> EpochMetrics | None:
+        self._steps += 1
+        self._rows += m.rows
+        self._loss += m.loss * m.rows
+        self._correct += m.accuracy * m.rows
+        if self._steps < self.steps_per_epoch:
+            return None
+        rows = max(self._rows, 1)
+        epoch = EpochMetrics(len(self.done) + 1, self._loss / rows, self._correct / rows, self._rows,
+                             time.perf_counter() - self._began)
+        self.done.append(epoch)
+        self._start()
+        return epoch
+
+
+def steps_per_epoch(rows: int, batch_size: int | None) -> int:
+    """Steps in one pass over `rows` rows: 1 for full batch."""
+    return 1 if batch_size is None or batch_size >= rows else math.ceil(rows / batch_size)
+
+
+def total_steps(steps: int | None, epochs: int | None, per_epoch: int) -> int:
+    """The steps to run: --steps, or --epochs passes, or the tutorial's 10."""
+    if steps is not None and epochs is not None:
+        raise InputError("give --steps or --epochs, not both")
+    if epochs is not None:
+        if epochs < 1:
+            raise InputError(f"--epochs must be at least 1, got {epochs}")
+        return epochs * per_epoch
+    steps = DEFAULT_STEPS if steps is None else steps
+    if steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    return steps
+
+
+# training.json keeps every step up to this many; beyond, an even spread of them and the last.
+HISTORY_MAX = 1000
+DEFAULT_STEPS = 10
+
+
+def kept_in_history(step: int, steps: int) -> bool:
+    """Whether training.json lists this step: all of a short run, about HISTORY_MAX of a long one."""
+    return steps <= HISTORY_MAX or step % math.ceil(steps / HISTORY_MAX) == 0 or step == steps - 1
 
 
 @dataclass
@@ -84,7 +163,7 @@ def train(
     result = TrainResult(model)
     for step, (features, labels) in enumerate(_batches(data, steps, batch_size, seed)):
         loss, accuracy = training_step(features, labels)
-        metrics = StepMetrics(step, float(loss), float(accuracy))
+        metrics = StepMetrics(step, float(loss), float(accuracy), int(features.shape[0]))
         result.history.append(metrics)
         if on_step is not None:
             on_step(metrics)
