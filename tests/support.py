@@ -29,6 +29,11 @@ MONITORING_CONFIG = TESTDATA / "monitoring_config.txt"
 MONITORING_FLAG = f"--monitoring_config_file={MONITORING_CONFIG}"
 
 
+def tflite_runtimes(file: str) -> set[str]:
+    """The runtimes tfkit check makes of one TFLite file: one per LiteRT op resolver."""
+    return {f"tflite:{file}", f"tflite:{file}[builtin]", f"tflite:{file}[ref]"}
+
+
 def wait_for(condition, timeout: float = 60.0, what: str = "condition", interval: float = 0.05):
     """Call `condition()` until it returns something truthy and return that;
     AssertionError naming `what` after `timeout` seconds."""
