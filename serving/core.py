@@ -226,7 +226,8 @@ class ServerCore:
         """PredictionService.MultiInference (the first task's ModelSpec picks the servable)."""
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
         with self.acquire(spec) as servable:
-            return inference.multi_inference(servable, request)
+            return inference.multi_inference(servable, request,
+                                             self.options.enable_signature_method_name_check)
 
     def get_model_metadata(self, request):
         """PredictionService.GetModelMetadata (signature_def only, as TF Serving)."""
