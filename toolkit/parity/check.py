@@ -48,7 +48,7 @@ class CheckOptions:
     host: str = "127.0.0.1"  # where the local server listens (python -m serving only)
     model_name: str | None = None
     timeout: float = 60.0
-    inputs: str | None = None
+    inputs: list = field(default_factory=list)  # --inputs: one .npz, or PredictionLog files and globs
     samples: int = 64
     seed: int = 0
     value_range: tuple | None = None  # None: a range per dtype (see inputs.generated_feeds)
@@ -196,7 +196,8 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
                                    timeout=options.timeout, host=options.host)
         reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server,
                                                progress, note, errors, edge, not_run)
-        inputs = build_inputs(version_dir, reference, options)
+        inputs = build_inputs(version_dir, reference, options, name)
+        candidates += _logged_runtime(inputs, reference, stack)
         if not candidates and not errors:
             tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
             raise InputError(f"nothing to compare {version_dir} with: {tflite} and no server was asked for")
@@ -322,6 +323,22 @@ def _open_runtimes(version_dir: Path, name: str, options: CheckOptions, stack, i
     return reference, candidates + remote
 
 
+def _logged_runtime(inputs: Inputs, reference: Runner, stack) -> list[Candidate]:
+    """The responses logged with replayed requests, as one more runtime: what production answered then.
+
+    Judged like a remote server of another build (the float policy): the
+    logging server may have run another TensorFlow build, or another version.
+    """
+    if inputs.logged is None:
+        return []
+    from toolkit.parity.runners.recorded import RecordedRunner
+
+    runner = RecordedRunner(f"logged:{inputs.logged_from}", reference.signature, inputs.logged, kind="logged",
+                            details={"source": inputs.source, "records": len(inputs.logged)})
+    stack.enter_context(runner)
+    return [Candidate(runner, "float")]
+
+
 def _run_all(reference: Runner, candidates: list, calls, inputs: Inputs, errors: list,
              not_run: list) -> tuple[dict, list[int]]:
     """Outputs of the reference and of every candidate that could run the calls.
@@ -419,11 +436,12 @@ def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, 
     return pairs
 
 
-def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
-    """--inputs FILE, else tfkit's held-out split with boundary cases, else generated values."""
+def build_inputs(version_dir: Path, reference, options: CheckOptions, model_name: str | None = None) -> Inputs:
+    """--inputs FILE..., else tfkit's held-out split with boundary cases, else generated values.
+    Logged requests of models other than `model_name` are skipped."""
     signature = reference.signature
     if options.inputs:
-        return file_feeds(options.inputs, signature, options.signature)
+        return file_feeds(options.inputs, signature, options.signature, model_name)
     heldout = heldout_path(version_dir)
     single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
     if heldout is not None and single is not None and single.batch_dynamic and np.dtype(single.dtype).kind == "f":
