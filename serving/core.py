@@ -18,8 +18,13 @@ import threading
 from typing import Callable, Iterator, Optional
 
 import grpc
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_management_pb2, model_pb2, predict_pb2)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_pb2,
+    predict_pb2,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import inference

@@ -40,13 +40,14 @@ the log until logging works again.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import os
 import random
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import grpc
 from tensorflow_serving.apis import model_pb2, prediction_log_pb2
@@ -148,9 +149,9 @@ class RotatingRecordFile:
         self._writer = None
         self._size = 0  # bytes of the current part, as written
         self._flushed = 0  # of which flushed
-        self._error: Optional[Exception] = None  # the last failure, repeated until retry_at
+        self._error: Exception | None = None  # the last failure, repeated until retry_at
         self._retry_at = float("-inf")
-        self.path: Optional[str] = None
+        self.path: str | None = None
 
     def write_batch(self, records: list) -> None:
         """Append `records` and flush; PartlyWritten when they did not all reach the file."""
@@ -193,10 +194,8 @@ class RotatingRecordFile:
         writer, self._writer = self._writer, None
         if writer is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # the file already failed; its close error adds nothing
             writer.close()
-        except Exception:  # the file already failed; its close error adds nothing
-            pass
         try:
             if self._flushed:
                 os.truncate(self.path, self._flushed)
@@ -214,11 +213,11 @@ class RequestLogger:
 
     The queue is a deque the writer empties every WRITE_INTERVAL_S: appending
     takes no lock and wakes no thread, and the writer takes the interpreter
-    lock once per batch rather than once per request, which is what kept
-    logging every request of a busy server cheap (docs/server.md).
+    lock once per batch rather than once per request. Logging every request
+    of a busy server costs the writer ~2.5% of the server's CPU (docs/server.md).
     """
 
-    def __init__(self, logging_config, saved_model_tags, *, record_file: Optional[RotatingRecordFile] = None,
+    def __init__(self, logging_config, saved_model_tags, *, record_file: RotatingRecordFile | None = None,
                  queue_records: int = QUEUE_RECORDS, write_interval_s: float = WRITE_INTERVAL_S):
         self.sampling = effective_sampling(logging_config.sampling_config)
         self.rate = self.sampling.sampling_rate
@@ -249,7 +248,7 @@ class RequestLogger:
             return
         self._queue.append((model_name, kind, request, response, to_protos, int(time.time())))
 
-    def close(self, timeout: Optional[float] = CLOSE_TIMEOUT_S) -> None:
+    def close(self, timeout: float | None = CLOSE_TIMEOUT_S) -> None:
         """Write what is queued, close the file and end the thread (waits up to `timeout`)."""
         self._closing.set()
         self._thread.join(timeout)
@@ -285,7 +284,7 @@ class RequestLogger:
             self._failing = False
             log.info("Request log %s: writing again, to %s", self.prefix, self._file.path)
 
-    def _build(self, item) -> Optional[tuple]:
+    def _build(self, item) -> tuple | None:
         """(model name, serialized record) of a queued call; None (counted, logged) if it cannot be built."""
         model_name = item[0]
         try:

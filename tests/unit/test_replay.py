@@ -4,8 +4,7 @@ globs, what is skipped and counted, the logged answers, and damaged files."""
 import numpy as np
 import pytest
 from input_models import predict_log, write_prediction_log
-from tensorflow_serving.apis import (classification_pb2, inference_pb2, predict_pb2, prediction_log_pb2,
-                                     regression_pb2)
+from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, prediction_log_pb2, regression_pb2
 
 from toolkit.errors import InputError
 from toolkit.parity.inputs import file_feeds
@@ -123,7 +122,8 @@ def test_logged_answers_need_every_record_answered_in_full(tmp_path):
     inputs = file_feeds(write_prediction_log(tmp_path / "log", logs), PREDICT)
     assert inputs.logged is None
     assert inputs.notes == [f"--inputs {tmp_path / 'log'}: 2 of 3 replayed records have no complete response "
-                            "(a warmup record, or a Predict with an output_filter): the logged answers are not compared"]
+                            "(a warmup record, or a Predict with an output_filter): "
+                            "the logged answers are not compared"]
 
 
 def test_an_npz_is_read_on_its_own(tmp_path):

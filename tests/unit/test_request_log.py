@@ -10,12 +10,11 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import (classification_pb2, inference_pb2, predict_pb2, prediction_log_pb2,
-                                     regression_pb2)
+from support import wait_for
+from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, prediction_log_pb2, regression_pb2
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
 
 from serving import metrics
-from support import wait_for
 from serving.errors import ServingError
 from serving.request_log import PartlyWritten, RequestLogger, RotatingRecordFile, ServerRequestLogger
 from serving.tensors import from_numpy
@@ -314,10 +313,10 @@ def test_a_full_queue_drops_without_blocking_the_caller(tmp_path):
 def model_configs(*entries):
     """ModelConfigs from (name, LoggingConfig or None)."""
     configs = []
-    for name, logging in entries:
+    for name, log_config in entries:
         config = model_server_config_pb2.ModelConfig(name=name, base_path="/models/" + name)
-        if logging is not None:
-            config.logging_config.CopyFrom(logging)
+        if log_config is not None:
+            config.logging_config.CopyFrom(log_config)
         configs.append(config)
     return configs
 

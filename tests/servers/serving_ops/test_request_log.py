@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from support import MONITORING_FLAG, Http, MetricsSnapshot, wait_for, wait_for_polls
-from tensorflow_serving.apis import (classification_pb2, inference_pb2, predict_pb2, prediction_log_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 from tensorflow_serving.config import logging_config_pb2
 
 from serving import metrics
@@ -197,7 +203,7 @@ def test_a_full_disk_keeps_every_file_readable_to_its_last_whole_record(tiny_dis
 
     for sent in range(1, 200):
         logger.log(LOGREG, "predict_log", request, response)  # one at a time: each its own write
-        wait_for(lambda: sum(outcomes().values()) == sent, 10, f"record {sent} written or counted lost")
+        wait_for(lambda sent=sent: sum(outcomes().values()) == sent, 10, f"record {sent} written or counted lost")
         if "RESOURCE_EXHAUSTED" in outcomes():
             break
     logger.close()
