@@ -99,9 +99,21 @@ def test_other_models_signatures_and_kinds_are_skipped_and_counted_and_unnamed_r
             classify_log([0.5])]
     inputs = file_feeds(write_prediction_log(tmp_path / "log", logs), PREDICT, "serving_default", "m")
     assert [call["x"].tolist() for call in inputs.feeds[0].calls] == [[[1, 2]], [[1, 2]]]
-    assert inputs.notes == [f"--inputs {tmp_path / 'log'}: skipped 1 requests for model 'other'; "
-                            "1 requests for signature 'custom'; 1 session_run_log records; "
-                            "1 requests for signature 'classify'"]
+    assert inputs.notes == [f"--inputs {tmp_path / 'log'}: skipped 1 requests for signature 'custom'; "
+                            "1 session_run_log records; 1 requests for signature 'classify'; "
+                            "1 requests for model 'other'"]
+
+
+def test_requests_of_one_other_model_replay_unless_a_model_is_named(tmp_path):
+    """A warmup file written under another model name replays; --model-name makes the name count."""
+    path = write_prediction_log(tmp_path / "log", [answered_predict([[1, 2]], model="old-name")])
+    inputs = file_feeds(path, PREDICT, "serving_default", "m")
+    assert len(inputs.feeds[0].calls) == 1
+    assert inputs.notes == [f"--inputs {path}: the logged requests name model 'old-name', not 'm': replayed as "
+                            "its requests (--model-name picks one model's requests)"]
+    with pytest.raises(InputError, match="of model 'm' \\(found: 1 requests for model 'old-name'\\); pass "
+                                         "--model-name NAME"):
+        file_feeds(path, PREDICT, "serving_default", "m", explicit_model=True)
 
 
 def test_several_files_and_globs_give_one_feed_each_and_a_prefix_label(tmp_path):

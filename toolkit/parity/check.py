@@ -438,10 +438,11 @@ def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, 
 
 def build_inputs(version_dir: Path, reference, options: CheckOptions, model_name: str | None = None) -> Inputs:
     """--inputs FILE..., else tfkit's held-out split with boundary cases, else generated values.
-    Logged requests of models other than `model_name` are skipped."""
+    Logged requests are those of `model_name` (toolkit.parity.replay.read_replay)."""
     signature = reference.signature
     if options.inputs:
-        return file_feeds(options.inputs, signature, options.signature, model_name)
+        return file_feeds(options.inputs, signature, options.signature, model_name,
+                          explicit_model=options.model_name is not None)
     heldout = heldout_path(version_dir)
     single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
     if heldout is not None and single is not None and single.batch_dynamic and np.dtype(single.dtype).kind == "f":

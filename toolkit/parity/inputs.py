@@ -254,11 +254,12 @@ def _check_generatable(spec: TensorSpec) -> None:
 
 # -- a user's file ------------------------------------------------------------------------
 def file_feeds(patterns, signature: Signature, signature_name: str = "serving_default",
-               model_name: str | None = None) -> Inputs:
+               model_name: str | None = None, explicit_model: bool = False) -> Inputs:
     """`--inputs FILE...`: one .npz (a zip file), else TFRecord files of PredictionLogs.
 
-    `patterns`: a path or a list of paths and globs (expanded, sorted). Logged
-    calls of other models than `model_name` (when given) are skipped.
+    `patterns`: a path or a list of paths and globs (expanded, sorted). Which
+    model's logged calls are replayed: toolkit.parity.replay.read_replay
+    (`explicit_model`: `model_name` came from --model-name).
     """
     paths = input_paths([patterns] if isinstance(patterns, (str, Path)) else patterns)
     archives = [p for p in paths if zipfile.is_zipfile(p)]
@@ -267,7 +268,7 @@ def file_feeds(patterns, signature: Signature, signature_name: str = "serving_de
                          "or give only PredictionLog files")
     if archives:
         return npz_feeds(archives[0], signature)
-    return prediction_log_feeds(paths, signature, signature_name, model_name)
+    return prediction_log_feeds(paths, signature, signature_name, model_name, explicit_model)
 
 
 def input_paths(patterns) -> list[Path]:
@@ -382,13 +383,14 @@ def _sample_calls(feed: dict, signature: Signature, path: Path) -> list[dict]:
     return [{n: v[i] if n in stacked else v for n, v in feed.items()} for i in range(counts.pop())]
 
 
-def prediction_log_feeds(paths, signature: Signature, signature_name: str, model_name: str | None = None) -> Inputs:
+def prediction_log_feeds(paths, signature: Signature, signature_name: str, model_name: str | None = None,
+                         explicit_model: bool = False) -> Inputs:
     """One call per logged request of `signature_name` in PredictionLog files (warmup files or request logs),
     one feed per file; their logged responses, when every record has one (see toolkit.parity.replay)."""
     from toolkit.parity.replay import read_replay
 
     paths = [Path(p) for p in paths]
-    replay = read_replay(paths, signature, signature_name, model_name)
+    replay = read_replay(paths, signature, signature_name, model_name, explicit_model)
     rows = signature.row_inputs
     feeds = [Feed(path.name, calls, batched=bool(rows), row_inputs=rows) for path, calls in replay.calls.items()
              if calls]

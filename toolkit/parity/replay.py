@@ -8,9 +8,9 @@ every runtime, with its tensors exactly as logged:
   serialized as TF Serving feeds them (a context is prepended to every
   example), on the signature's one string input.
 
-Other records (other models, other signatures, other log kinds) are skipped
-and counted. A request's model name only counts when it has one: warmup files
-often leave it empty. When every replayed record carries its response (a
+Other records (other signatures, other log kinds, other models: see
+`_replayed_model`) are skipped and counted. A request without a model name
+(warmup files often leave it empty) is always replayed. When every replayed record carries its response (a
 request log does, a warmup file does not), the responses become
 `Replay.answers`, what production answered, which the check runs as one more
 runtime ("logged:<file or prefix>").
@@ -40,6 +40,7 @@ class Replay:
     calls: dict[Path, list[dict]] = field(default_factory=dict)  # per file, in record order
     answers: list[dict | None] = field(default_factory=list)  # per call, files in order
     skipped: collections.Counter = field(default_factory=collections.Counter)
+    model_note: str = ""  # set when the replayed requests name another model than the checked one
 
     @property
     def label(self) -> str:
@@ -58,7 +59,7 @@ class Replay:
     def notes(self) -> list[str]:
         """What was skipped, and why the logged answers are not compared when they are not."""
         where = f"--inputs {self.files[0] if len(self.files) == 1 else self.label}"
-        notes = []
+        notes = [f"{where}: {self.model_note}"] if self.model_note else []
         if self.skipped:
             notes.append(f"{where}: skipped " + "; ".join(f"{n} {reason}" for reason, n in self.skipped.items()))
         missing = sum(answer is None for answer in self.answers)
@@ -68,27 +69,54 @@ class Replay:
         return notes
 
 
-def read_replay(paths: list[Path], signature: Signature, signature_name: str, model_name: str | None) -> Replay:
-    """The calls of `signature_name` (of `model_name`, if given) in PredictionLog files."""
+def read_replay(paths: list[Path], signature: Signature, signature_name: str, model_name: str | None = None,
+                explicit: bool = False) -> Replay:
+    """The calls of `signature_name` in PredictionLog files, of model `model_name` (see `_replayed_model`)."""
     replay = Replay(list(paths))
+    found = []  # (path, model name, call, answer) of every logged call for the signature
     for path in paths:
-        calls = replay.calls.setdefault(path, [])
+        replay.calls[path] = []
         for index, log in _prediction_logs(path):
-            for call, answer in _calls_of(log, signature, signature_name, model_name, replay.skipped):
+            for name, call, answer in _calls_of(log, signature, signature_name, replay.skipped):
                 _check_inputs(call, signature, path, index)
-                calls.append(call)
-                replay.answers.append(answer)
+                found.append((path, name, call, answer))
+    kept, note = _replayed_model({name for _, name, _, _ in found if name}, model_name, explicit)
+    for path, name, call, answer in found:
+        if kept is None or not name or name == kept:
+            replay.calls[path].append(call)
+            replay.answers.append(answer)
+        else:
+            replay.skipped[f"requests for model {name!r}"] += 1
+    replay.model_note = note
     if not replay.answers:
-        found = "; ".join(f"{n} {reason}" for reason, n in replay.skipped.items()) or "no records"
+        seen = "; ".join(f"{n} {reason}" for reason, n in replay.skipped.items()) or "no records"
         hint = "; pass --model-name NAME to replay another model's requests" if any(
             reason.startswith("requests for model") for reason in replay.skipped) else ""
         raise InputError(f"--inputs {replay.label}: no logged request for signature {signature_name!r}"
-                         f"{f' of model {model_name!r}' if model_name else ''} (found: {found}){hint}")
+                         f"{f' of model {kept!r}' if kept else ''} (found: {seen}){hint}")
     return replay
 
 
-def _calls_of(log, signature: Signature, signature_name: str, model_name: str | None, skipped) -> list:
-    """(call, logged outputs or None) of one PredictionLog; counts what does not apply in `skipped`."""
+def _replayed_model(names: set, model_name: str | None, explicit: bool) -> tuple[str | None, str]:
+    """Which model's requests to replay (None: all), and a note when they name another model.
+
+    A model named with --model-name is the one. Otherwise the checked model's
+    requests are, when the files name it or several models (a log shared by
+    models with one logging config); when they name a single other model (a
+    warmup file written under another name), its requests are replayed.
+    """
+    if not model_name or explicit or model_name in names or len(names) > 1:
+        return model_name, ""
+    if not names:
+        return None, ""
+    (other,) = names
+    return None, (f"the logged requests name model {other!r}, not {model_name!r}: replayed as its requests "
+                  "(--model-name picks one model's requests)")
+
+
+def _calls_of(log, signature: Signature, signature_name: str, skipped) -> list:
+    """(model name, call, logged outputs or None) of one PredictionLog's calls for `signature_name`;
+    counts what does not apply in `skipped`."""
     kind = log.WhichOneof("log_type")
     entry = getattr(log, kind) if kind else None
     if kind == "predict_log":
@@ -102,16 +130,14 @@ def _calls_of(log, signature: Signature, signature_name: str, model_name: str | 
         return []
     calls = []
     for index, (spec, api) in enumerate(specs):
-        if model_name and spec.name and spec.name != model_name:
-            skipped[f"requests for model {spec.name!r}"] += 1
-        elif (spec.signature_name or DEFAULT_SIGNATURE) != signature_name:
+        if (spec.signature_name or DEFAULT_SIGNATURE) != signature_name:
             skipped[f"requests for signature {spec.signature_name or DEFAULT_SIGNATURE!r}"] += 1
         elif api != "Predict" and _examples_input(signature) is None:
             skipped[f"{api} requests (the signature has no single string input to take tf.Examples)"] += 1
         elif api == "Predict":
-            calls.append(_predict_call(entry))
+            calls.append((spec.name, *_predict_call(entry)))
         else:
-            calls.append(_examples_call(kind, entry, index, signature))
+            calls.append((spec.name, *_examples_call(kind, entry, index, signature)))
     return calls
 
 

@@ -105,7 +105,7 @@ def test_requests_of_another_model_are_skipped_and_counted(tfkit, exported_versi
                              "--model-name", "other", "--no-server", "--no-convert")
     assert result.exit_code == 2
     assert "no logged request for signature 'serving_default' of model 'other'" in result.output
-    assert "10 requests for model 'logreg'" in result.output and "--model-name NAME" in result.output
+    assert "6 requests for model 'logreg'" in result.output and "--model-name NAME" in result.output
 
 
 def test_a_corrupt_record_is_named_by_file_and_index(tfkit, exported_version, request_log, tmp_path):
