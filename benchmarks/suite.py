@@ -9,7 +9,8 @@ cores and every process on it competes for them:
    after the server measurement it bounds;
 2. the CLI: `tfkit --help` vs `python -c "import click"`;
 3. serving: our server (`python -m serving` with REST), the same with
-   --enable_batching, and the null server, all on ephemeral 127.0.0.1 ports;
+   --enable_batching, the same with request logging at each LOG_RATES rate,
+   and the null server, all on ephemeral 127.0.0.1 ports;
    client processes (benchmarks.load) drive them, value and ceiling measured back
    to back in every repeat so a busy moment on the shared machine hits both;
 4. `tfkit run` vs `python -c "import tensorflow"`;
@@ -41,6 +42,8 @@ from benchmarks.load import ClientPool, Window
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = inproc.MODEL_NAME
 CONCURRENCY = (1, 8, 32)
+# Request logging's cost: grpc_predict_c8 on a server logging at each rate, beside our server without logging.
+LOG_RATES = ("1", "0.01")
 # Client processes: one per core. More would only take turns on the same two
 # cores; fewer would let one client interpreter bound the server's figure.
 CLIENT_PROCESSES = 2
@@ -58,6 +61,7 @@ TARGETS = {  # minimum ratio, from the issue
     "grpc_predict_c8_p99_ms": 0.5,
     "grpc_predict_rows_10k": 0.5, "grpc_predict_rows_100k": 0.5,
     "batching_c32": 1.5,
+    **{f"grpc_predict_c8_log_rate_{rate}": 0.9 for rate in LOG_RATES},  # logging costs at most 10%
     "tflite_rows_b10k": 0.5,
     "cli_help_s": 0.5,
     "run_s": 1 / 6,
@@ -92,7 +96,8 @@ GROUPS = {
     "serving": tuple(
         [name for c in CONCURRENCY for name in (f"grpc_predict_c{c}", f"grpc_predict_c{c}_p50_ms",
                                                 f"grpc_predict_c{c}_p99_ms")]
-        + ["grpc_predict_rows_10k", "grpc_predict_rows_100k", "rest_predict_c8", "batching_c32"]),
+        + ["grpc_predict_rows_10k", "grpc_predict_rows_100k", "rest_predict_c8", "batching_c32"]
+        + [f"grpc_predict_c8_log_rate_{rate}" for rate in LOG_RATES]),
     "run": ("run_s",),
     "training": ("train_peak_rss_mb", "train_rows_per_s", "train_scaleout_2w"),
 }
@@ -103,12 +108,15 @@ def _windows_of(name: str) -> tuple:
     """The serving windows a result needs: its value's, then its ceiling's (if measured here).
 
     Windows are named SERVER_cN (N concurrent batch-1 clients on "ours",
-    "null", "batching" or "rest"), rows_N (one client sending N-row requests
-    to ours) or signature_N (the same rows through the signature in process).
+    "null", "batching", "rest" or "lograteR", our server logging requests at
+    rate R), rows_N (one client sending N-row requests to ours) or
+    signature_N (the same rows through the signature in process).
     """
     if name.startswith("grpc_predict_rows_"):
         rows = name.rsplit("_", 1)[1].replace("k", "000")
         return (f"rows_{rows}", f"signature_{rows}")
+    if name.startswith("grpc_predict_c8_log_rate_"):
+        return (f"lograte{name.rsplit('_', 1)[1]}_c8", "ours_c8")
     if name.startswith("grpc_predict_c"):
         c = name.split("_")[2]
         return (f"ours_{c}", f"null_{c}")
@@ -181,7 +189,9 @@ class Suite:
                 self.progress("training and exporting the model (benchmarks.inproc)"
                               + (", starting the servers" if "serving" in wanted else ""))
                 if "serving" in wanted:
-                    servers = self._start_servers(stack, any(n.startswith("batching") for n in self.names))
+                    log_rates = [r for r in LOG_RATES if f"grpc_predict_c8_log_rate_{r}" in self.names]
+                    servers = self._start_servers(stack, any(n.startswith("batching") for n in self.names),
+                                                  log_rates)
                 self.inproc = inproc.InProcess(self.workdir, _env(), ROOT)
                 stack.callback(self.inproc.close)
             if "inproc" in wanted:
@@ -241,12 +251,13 @@ class Suite:
                          "1 worker" + (", 1 core each" if trainer.cores else "")),
         ]
 
-    def _serving(self, stack: contextlib.ExitStack, ours, batching) -> list[Result]:
+    def _serving(self, stack: contextlib.ExitStack, ours, batching, logging: dict) -> list[Result]:
         b = self.budget
         requests = {rows: inproc.request_file(self.workdir, rows).read_bytes() for rows in inproc.REQUEST_ROWS}
         # Each value's window right before its ceiling's, in the table's order.
         needed = list(dict.fromkeys(w for name in GROUPS["serving"] if name in self.names for w in _windows_of(name)))
-        targets = {"ours": ours.grpc_target, "batching": batching and batching.grpc_target}
+        targets = {"ours": ours.grpc_target, "batching": batching and batching.grpc_target,
+                   **{f"lograte{rate}": server.grpc_target for rate, server in logging.items()}}
         if any(w.startswith("null") for w in needed):
             response = self._response_bytes(ours.grpc_target, requests[1])
             targets["null"] = stack.enter_context(self._null_server(response)).grpc_target
@@ -284,12 +295,15 @@ class Suite:
             # One client, one request at a time: throughput is rows over mean latency.
             rates = [rows * len(w.latencies) / float(np.sum(w.latencies)) for w in value]
             return self._result(name, rates, "rows/s", ceiling, "in-process signature")
-        ceiling_of = {"rest_predict_c8": "our gRPC c8", "batching_c32": "unbatched c32"}.get(name, "null server")
+        ceiling_of = {"rest_predict_c8": "our gRPC c8", "batching_c32": "unbatched c32",
+                      **{f"grpc_predict_c8_log_rate_{r}": "no logging c8" for r in LOG_RATES}}.get(name, "null server")
         return self._result(name, [w.rate for w in value], "req/s", [w.rate for w in ceiling], ceiling_of)
 
-    def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool) -> Callable[[], tuple]:
-        """Launch our server with REST and (with_batching) one with --enable_batching;
-        returns a function that waits for them: (ours, batching or None)."""
+    def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool,
+                       log_rates: list) -> Callable[[], tuple]:
+        """Launch our server with REST, (with_batching) one with --enable_batching and one
+        logging requests at each of `log_rates`; returns a function that waits for them:
+        (ours, batching or None, {rate: logging server})."""
         from toolkit.serve import LocalServer
 
         base = ["--model_name=" + MODEL, f"--model_base_path={self.workdir / 'models' / MODEL}"]
@@ -302,6 +316,8 @@ class Suite:
             params.write_text(BATCHING_PARAMETERS)
             servers.append(LocalServer(base + ["--enable_batching", f"--batching_parameters_file={params}"], [],
                                        env=_env()))
+        for rate in log_rates:
+            servers.append(LocalServer([f"--model_config_file={self._logging_config(rate)}"], [], env=_env()))
         for server in servers:
             stack.callback(server.stop)
         # Their TensorFlow imports overlap; nothing is being measured yet.
@@ -315,9 +331,23 @@ class Suite:
                 thread.join()
             if errors:
                 raise BenchError(str(errors[0]))
-            return servers[0], (servers[1] if with_batching else None)
+            logging = dict(zip(log_rates, servers[-len(log_rates):])) if log_rates else {}
+            return servers[0], (servers[1] if with_batching else None), logging
 
         return ready
+
+    def _logging_config(self, rate: str) -> Path:
+        """A model config serving the model with every request logged at `rate` (files under workdir)."""
+        config = self.workdir / f"logging-{rate}.config"
+        config.write_text(
+            "model_config_list { config {\n"
+            f'  name: "{MODEL}" base_path: "{self.workdir / "models" / MODEL}" model_platform: "tensorflow"\n'
+            "  logging_config {\n"
+            f'    log_collector_config {{ type: "file" filename_prefix: "{self.workdir / "request-logs" / rate}" }}\n'
+            f"    sampling_config {{ sampling_rate: {rate} }}\n"
+            "  }\n"
+            "} }\n")
+        return config
 
     def _response_bytes(self, target: str, request: bytes) -> bytes:
         """A real batch-1 PredictResponse of our server, as bytes."""

@@ -5,7 +5,10 @@ methods (`predict`, `classify`, `regress`, `multi_inference`,
 `get_model_metadata`, `get_model_status`, `reload_config`) take and return
 tensorflow_serving.apis messages and raise `serving.errors.ServingError`.
 `acquire(model_spec)` holds the servable the numpy-level REST predict path
-runs (`.run(signature, inputs)`) for the length of a request.
+runs (`.run(signature, inputs)`) for the length of a request. Answered
+inference calls go to `request_logger` (serving.request_log): the proto-level
+methods hand it their own, the transports that answer Predict themselves call
+`log_predict` / `log_rest_predict`.
 """
 
 import contextlib
@@ -15,14 +18,21 @@ import threading
 from typing import Callable, Iterator, Optional
 
 import grpc
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                     model_management_pb2, model_pb2)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_pb2,
+    predict_pb2,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import inference
 from serving.errors import ServingError, invalid_argument
 from serving.manager import AVAILABLE, ManagerOptions, ModelManager
-from serving.servable import Servable
+from serving.request_log import ServerRequestLogger
+from serving.servable import DEFAULT_SIGNATURE, Servable
+from serving.tensors import from_numpy
 
 log = logging.getLogger("serving")
 
@@ -38,6 +48,7 @@ class CoreOptions:
     allow_version_labels_for_unavailable_models: bool = False
     enable_serialization_as_tensor_content: bool = False
     enable_signature_method_name_check: bool = False
+    saved_model_tags: tuple = ("serve",)  # what request-log records name as the loaded MetaGraph
 
 
 def _is_relative(path: str) -> bool:
@@ -99,6 +110,7 @@ class ServerCore:
         self._config_lock = threading.Lock()
         self._labels: Optional[dict] = None  # model -> {label: version}
         self._labels_lock = threading.Lock()
+        self.request_logger = ServerRequestLogger(options.saved_model_tags)
 
     # -- configuration ----------------------------------------------------------
     def reload_config(self, new_config) -> None:
@@ -143,6 +155,8 @@ class ServerCore:
             self.manager.wait_until_available(
                 new_models, self.options.manager.file_system_poll_wait_seconds)
             log.info("Finished adding/updating models")
+            # After the models, as ServerCore::MaybeUpdateServerRequestLogger.
+            self.request_logger.update(configs)
             log.info("Finished reloading config")
 
     def _update_labels(self, config_list) -> None:
@@ -205,28 +219,64 @@ class ServerCore:
         """PredictionService.Predict."""
         servable = self.take(request.model_spec)
         try:
-            return inference.predict(servable, request,
-                                     self.options.enable_serialization_as_tensor_content)
+            response = inference.predict(servable, request,
+                                         self.options.enable_serialization_as_tensor_content)
         finally:
             servable.release()
+        self.log_predict(request, response)
+        return response
 
     def classify(self, request):
         """PredictionService.Classify."""
         with self.acquire(request.model_spec) as servable:
-            return inference.classify(servable, request,
-                                      self.options.enable_signature_method_name_check)
+            response = inference.classify(servable, request,
+                                          self.options.enable_signature_method_name_check)
+        self.request_logger.log(request.model_spec.name, "classify_log", request, response)
+        return response
 
     def regress(self, request):
         """PredictionService.Regress."""
         with self.acquire(request.model_spec) as servable:
-            return inference.regress(servable, request,
-                                     self.options.enable_signature_method_name_check)
+            response = inference.regress(servable, request,
+                                         self.options.enable_signature_method_name_check)
+        self.request_logger.log(request.model_spec.name, "regress_log", request, response)
+        return response
 
     def multi_inference(self, request):
         """PredictionService.MultiInference (the first task's ModelSpec picks the servable)."""
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
         with self.acquire(spec) as servable:
-            return inference.multi_inference(servable, request)
+            response = inference.multi_inference(servable, request,
+                                                 self.options.enable_signature_method_name_check)
+        self.request_logger.log(spec.name, "multi_inference_log", request, response)
+        return response
+
+    def log_predict(self, request, response) -> None:
+        """Hand an answered Predict to the request log (a no-op unless its model logs)."""
+        self.request_logger.log(request.model_spec.name, "predict_log", request, response)
+
+    def log_rest_predict(self, model_spec, signature_name: str, inputs: dict, outputs: dict,
+                         version: int) -> None:
+        """Hand an answered REST predict (numpy inputs and outputs) to the request log; its
+        PredictRequest/PredictResponse are built on the writer thread, as TF Serving's REST
+        handler would have converted them."""
+        self.request_logger.log(model_spec.name, "predict_log", (model_spec, signature_name, inputs),
+                                (version, outputs), self._rest_predict_protos)
+
+    def _rest_predict_protos(self, request_parts, response_parts) -> tuple:
+        (model_spec, signature_name, inputs), (version, outputs) = request_parts, response_parts
+        request = predict_pb2.PredictRequest()
+        request.model_spec.CopyFrom(model_spec)
+        request.model_spec.signature_name = signature_name
+        for alias, value in inputs.items():
+            from_numpy(value, False, out=request.inputs[alias])  # JSON becomes typed values, not tensor_content
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = model_spec.name
+        response.model_spec.signature_name = signature_name or DEFAULT_SIGNATURE
+        response.model_spec.version.value = version
+        for alias, value in outputs.items():
+            from_numpy(value, self.options.enable_serialization_as_tensor_content, out=response.outputs[alias])
+        return request, response
 
     def get_model_metadata(self, request):
         """PredictionService.GetModelMetadata (signature_def only, as TF Serving)."""
@@ -295,5 +345,6 @@ class ServerCore:
         raise error
 
     def stop(self) -> None:
-        """Unload every model."""
+        """Write the request logs' queued records, then unload every model."""
+        self.request_logger.close()
         self.manager.stop()

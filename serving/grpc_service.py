@@ -152,6 +152,7 @@ class PredictionService(_Servicer):
                         self.core.options.enable_serialization_as_tensor_content)
                 finally:
                     servable.release()
+                self.core.log_predict(request, call.response)
         if call.error:
             await context.abort(*call.error)
         return call.response

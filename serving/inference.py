@@ -242,8 +242,12 @@ def _check_tasks_share_a_model(request) -> None:
                 "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
 
 
-def multi_inference(servable: Servable, request):
-    """MultiInference: several classify/regress signatures over one set of examples."""
+def multi_inference(servable: Servable, request, method_check: bool):
+    """MultiInference: several classify/regress signatures over one set of examples.
+
+    Each task's signature goes through Classify's or Regress's checks, the
+    method-name check included when asked (multi_inference.cc calls the same
+    PreProcessClassification / PreProcessRegression)."""
     _check_tasks_share_a_model(request)
     plans, seen, input_names, output_names = [], set(), set(), set()
     for task in request.tasks:
@@ -255,9 +259,9 @@ def multi_inference(servable: Servable, request):
         if signature is None:
             raise invalid_argument(f"Requested signature not found in model graph: {signature_name}")
         if task.method_name == CLASSIFY_METHOD:
-            input_name, outputs = classification_io(signature, False)
+            input_name, outputs = classification_io(signature, method_check)
         elif task.method_name == REGRESS_METHOD:
-            input_name, outputs = regression_io(signature, False)
+            input_name, outputs = regression_io(signature, method_check)
         else:
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
                                f"Unsupported signature method_name: {task.method_name}")

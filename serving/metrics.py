@@ -24,6 +24,8 @@ __all__ = [
     "record_load",
     "record_batch",
     "record_poll",
+    "record_request_log",
+    "record_request_log_drop",
     "watch_grpc_calls_in_flight",
     "render",
     "reset",
@@ -201,6 +203,17 @@ _model_load_count = _register(
 # two more passes than it saw before a change have run, so that at least one
 # began after the change, before asserting what the server made of it.
 _poll_count = _register(_Counter("/tfkit/serving/poll_count", ("source",)))
+# TF Serving: core/request_logger.cc. Sampled requests handed to the log file,
+# by outcome: "OK", or the write error's code (RESOURCE_EXHAUSTED for a full
+# disk, NOT_FOUND or PERMISSION_DENIED for an unusable prefix, ...).
+_request_log_count = _register(
+    _Counter("/tensorflow/serving/request_log_count", ("model_name", "status_code"))
+)
+# Sampled requests whose record was lost, by reason: "queue_full" (the writer
+# could not keep up) or "write_error". The requests themselves were answered.
+_request_log_dropped_count = _register(
+    _Counter("/tfkit/serving/request_log_dropped_count", ("model_name", "reason"))
+)
 # gRPC calls accepted and not yet answered (queued for a worker or a batch, or running).
 _grpc_calls_in_flight = _register(_Gauge("/tfkit/serving/grpc_calls_in_flight"))
 
@@ -273,6 +286,18 @@ def record_poll(source: str) -> None:
     """Count one completed polling pass of `source` ("file_system" or "config_file")."""
     with _lock:
         _poll_count.add((source,))
+
+
+def record_request_log(model: str, status_code: str, n: int = 1) -> None:
+    """Count `n` sampled requests' records handed to the log file, by outcome ("OK" or an error code)."""
+    with _lock:
+        _request_log_count.add((model, status_code), n)
+
+
+def record_request_log_drop(model: str, reason: str, n: int = 1) -> None:
+    """Count `n` sampled requests whose log records were lost ("queue_full" or "write_error")."""
+    with _lock:
+        _request_log_dropped_count.add((model, reason), n)
 
 
 def watch_grpc_calls_in_flight(source) -> None:

@@ -292,6 +292,7 @@ class RestApi:
                 raise invalid_argument(f'Serving signature name: "{sig_key}" not found in signature def')
             inputs, fmt = json_tensor.predict_inputs(doc, servable.plan(sig_key).dtypes, signature)
             outputs = servable.run(signature, inputs)
+            self.core.log_rest_predict(spec, signature, inputs, outputs, servable.version)
         return json_tensor.predict_response({k: np.asarray(v) for k, v in outputs.items()}, fmt)
 
     def _examples_request(self, request, spec, body: bytes, reply: _Reply):

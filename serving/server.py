@@ -187,7 +187,8 @@ def build_core(options):
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds),
         allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         enable_serialization_as_tensor_content=options.enable_serialization_as_tensor_content,
-        enable_signature_method_name_check=options.enable_signature_method_name_check)
+        enable_signature_method_name_check=options.enable_signature_method_name_check,
+        saved_model_tags=tuple(tags))
     return ServerCore(loader, core_options,
                       on_load=metrics.record_load)
 

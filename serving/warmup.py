@@ -31,7 +31,7 @@ def _replay(servable: Servable, record, method_check: bool, as_content: bool) ->
     elif kind == "regress_log":
         inference.regress(servable, record.regress_log.request, method_check)
     elif kind == "multi_inference_log":
-        inference.multi_inference(servable, record.multi_inference_log.request)
+        inference.multi_inference(servable, record.multi_inference_log.request, method_check)
     else:
         number = record.DESCRIPTOR.fields_by_name[kind].number if kind else 0
         raise LoadError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported log_type for warmup: {number}")

@@ -60,6 +60,9 @@ def fleet(workdir):
                                      [predict_request("warm_counter", "incr_counter_by",
                                                       {"delta": 5.0})]))])
     (workdir / "generated.config").write_text(generated)
+    # The TF2 model's classify/regress signatures carry the predict method name; the TF1 model's their own.
+    method_check_config = workdir / "method_check.config"
+    method_check_config.write_text(config_text([("default", HALF_PLUS_TWO_TF2), ("tf1", HALF_PLUS_TWO)]))
 
     specs = {
         "default": dict(model_name="default", model_path=HALF_PLUS_TWO,
@@ -67,6 +70,8 @@ def fleet(workdir):
                         stale_socket=True),
         "tf2": dict(model_name="default", model_path=HALF_PLUS_TWO_TF2,
                     extra_args=["--rest_api_enable_cors_support=true"]),
+        "method_check": dict(model_config_file=method_check_config,
+                             extra_args=["--enable_signature_method_name_check=true"]),
         "good_config": dict(model_config_file=good_config),
         "reload": dict(model_config_file=reload_config, model_config_file_poll_period=1),
         # Prometheus on: its poll counters show the server never re-reads the config.

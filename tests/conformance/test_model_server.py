@@ -144,6 +144,68 @@ def test_multi_inference(server, channel, name):
         assert_model_spec(answer.model_spec, "default", task.model_spec.signature_name)
 
 
+CLASSIFY_CHECK = ("Expected classification signature method_name to be tensorflow/serving/classify. "
+                  "Was: tensorflow/serving/predict")
+REGRESS_CHECK = ("Expected regression signature method_name to be tensorflow/serving/regress. "
+                 "Was: tensorflow/serving/predict")
+
+
+def method_check_request(call, model):
+    """A Classify, Regress or MultiInference request (one example, x = 2.0) for `model`."""
+    if call == "MultiInference":
+        request = inference_pb2.MultiInferenceRequest()
+        for signature, method in (("classify_x_to_y", "tensorflow/serving/classify"),
+                                  ("regress_x_to_y", "tensorflow/serving/regress")):
+            task = request.tasks.add()
+            task.model_spec.name, task.model_spec.signature_name, task.method_name = model, signature, method
+    else:
+        request = (classification_pb2.ClassificationRequest() if call == "Classify"
+                   else regression_pb2.RegressionRequest())
+        request.model_spec.name = model
+        request.model_spec.signature_name = "classify_x_to_y" if call == "Classify" else "regress_x_to_y"
+    one_example(request)
+    return request
+
+
+@pytest.mark.parametrize("call,message", [("Classify", CLASSIFY_CHECK), ("Regress", REGRESS_CHECK),
+                                          ("MultiInference", CLASSIFY_CHECK)])
+def test_method_name_check_refuses_predict_method_signatures(server, channel, call, message):
+    """--enable_signature_method_name_check: a TF2 signature (method tensorflow/serving/predict)
+    is refused by Classify, Regress and every MultiInference task alike (multi_inference.cc runs
+    the same PreProcessClassification/PreProcessRegression); test_classify & co. show the same
+    calls answered without the flag."""
+    stub = prediction_stub(channel, server("method_check").grpc_address)
+    with pytest.raises(grpc.RpcError) as info:
+        getattr(stub, call)(method_check_request(call, "default"), RPC_TIMEOUT)
+    assert (info.value.code(), info.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def test_method_name_check_refuses_a_regress_task_on_a_predict_method_signature(server, channel):
+    request = method_check_request("MultiInference", "default")
+    del request.tasks[0]  # only the regress task is left
+    stub = prediction_stub(channel, server("method_check").grpc_address)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.MultiInference(request, RPC_TIMEOUT)
+    assert (info.value.code(), info.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, REGRESS_CHECK)
+
+
+def answered_values(call, response) -> list:
+    """The score or value of each answer to a method_check_request."""
+    if call == "Classify":
+        return [response.result.classifications[0].classes[0].score]
+    if call == "Regress":
+        return [response.result.regressions[0].value]
+    return [response.results[0].classification_result.classifications[0].classes[0].score,
+            response.results[1].regression_result.regressions[0].value]
+
+
+@pytest.mark.parametrize("call", ["Classify", "Regress", "MultiInference"])
+def test_method_name_check_answers_signatures_of_the_right_method(server, channel, call):
+    stub = prediction_stub(channel, server("method_check").grpc_address)
+    response = getattr(stub, call)(method_check_request(call, "tf1"), RPC_TIMEOUT)
+    assert answered_values(call, response) == [3.0] * (2 if call == "MultiInference" else 1)
+
+
 @pytest.mark.parametrize("name", ["default", "batching"])
 @pytest.mark.parametrize("specify_output", [True, False])
 def test_predict_saved_model(server, channel, name, specify_output):

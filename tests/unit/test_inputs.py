@@ -163,11 +163,13 @@ def test_prediction_log_tfrecord_replays_each_predict_request(tmp_path):
     assert [c["examples"].tolist() for c in feed.calls] == [examples[:2], examples[2:]]
     assert [c["temperature"].tolist() for c in feed.calls] == [0.5, 2.0] and feed.rows == 5
     assert inputs.notes == [f"--inputs {tmp_path / 'tf_serving_warmup_requests'}: skipped "
-                            "1 requests for signature 'other'; 1 classify_log records"]
-    with pytest.raises(InputError, match="no PredictionLog with a Predict request for signature 'nope'"):
+                            "1 requests for signature 'other'; "
+                            "1 Classify requests (the signature has no single string input to take tf.Examples)"]
+    assert inputs.logged is None  # a warmup file logs no responses
+    with pytest.raises(InputError, match="no logged request for signature 'nope'"):
         file_feeds(tmp_path / "tf_serving_warmup_requests", signature, "nope")
     write_prediction_log(tmp_path / "partial", logs[2:3])
-    with pytest.raises(InputError, match="Predict request 0 lacks input\\(s\\) temperature"):
+    with pytest.raises(InputError, match="partial: record 0 lacks input\\(s\\) temperature"):
         file_feeds(tmp_path / "partial", signature, "other")
 
 

@@ -96,9 +96,10 @@ def finish_check(ctx, result, report_dir, junit) -> None:
               help="Signature to call (the SavedModel's signature key). Default: the --load-outputs file's, "
                    "else serving_default.")
 @tags_option
-@click.option("--inputs", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--inputs", multiple=True, metavar="FILE",
               help=".npz with one array per input name (bytes kept whole as NAME.bytes uint8 + NAME.lengths), "
-                   "or a TFRecord file of PredictionLogs (a TF Serving warmup file or request log).")
+                   "or TFRecord files of PredictionLogs (TF Serving warmup files or request logs: repeatable, "
+                   "globs expanded; logged responses become the runtime logged:FILE).")
 @click.option("--samples", type=int, default=64, show_default=True, help="Generated rows (foreign models).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
 @click.option("--value-range", type=(float, float), default=None, metavar="LOW HIGH",
@@ -135,7 +136,7 @@ def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, mode
         options = check_options(
             **tolerances, signature=signature, tags=tags, tflite=list(tflite), convert=not no_convert,
             targets=list(targets), rest_targets=list(rest_targets), local_server=not no_server, model_name=model_name,
-            inputs=inputs, samples=samples, seed=seed, value_range=value_range, work_dir=report_dir,
+            inputs=list(inputs), samples=samples, seed=seed, value_range=value_range, work_dir=report_dir,
             load_outputs=list(load_outputs), save_outputs=save_outputs, allow_model_mismatch=allow_model_mismatch)
         result = run_check(model, options, progress=progress)
     finish_check(ctx, result, report_dir, junit)

@@ -48,7 +48,7 @@ class CheckOptions:
     host: str = "127.0.0.1"  # where the local server listens (python -m serving only)
     model_name: str | None = None
     timeout: float = 60.0
-    inputs: str | None = None
+    inputs: list = field(default_factory=list)  # --inputs: one .npz, or PredictionLog files and globs
     samples: int = 64
     seed: int = 0
     value_range: tuple | None = None  # None: a range per dtype (see inputs.generated_feeds)
@@ -145,7 +145,8 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
                                    timeout=options.timeout, host=options.host)
         reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server, loaded,
                                                progress, note, errors, edge, not_run)
-        inputs = stored.inputs_of(loaded[0]) if loaded else build_inputs(version_dir, reference, options)
+        inputs = stored.inputs_of(loaded[0]) if loaded else build_inputs(version_dir, reference, options, name)
+        candidates += _logged_runtime(inputs, reference, stack)
         if not candidates and not errors:
             tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
             raise InputError(f"nothing to compare {version_dir or reference.name} with: {tflite} and no server or "
@@ -292,11 +293,29 @@ def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, s
     return reference, candidates + remote
 
 
-def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
-    """--inputs FILE, else tfkit's held-out split with boundary cases, else generated values."""
+def _logged_runtime(inputs: Inputs, reference: Runner, stack) -> list[Candidate]:
+    """The responses logged with replayed requests, as one more runtime: what production answered then.
+
+    Judged like a remote server of another build (the float policy): the
+    logging server may have run another TensorFlow build, or another version.
+    """
+    if inputs.logged is None:
+        return []
+    from toolkit.parity.runners.recorded import RecordedRunner
+
+    runner = RecordedRunner(f"logged:{inputs.logged_from}", reference.signature, inputs.logged, kind="logged",
+                            details={"source": inputs.source, "records": len(inputs.logged)})
+    stack.enter_context(runner)
+    return [Candidate(runner, "float")]
+
+
+def build_inputs(version_dir: Path, reference, options: CheckOptions, model_name: str | None = None) -> Inputs:
+    """--inputs FILE..., else tfkit's held-out split with boundary cases, else generated values.
+    Logged requests are those of `model_name` (toolkit.parity.replay.read_replay)."""
     signature = reference.signature
     if options.inputs:
-        return file_feeds(options.inputs, signature, options.signature)
+        return file_feeds(options.inputs, signature, options.signature, model_name,
+                          explicit_model=options.model_name is not None)
     features = heldout_features(version_dir, signature)
     if features is not None:
         return tfkit_feeds(features, signature, reference)

@@ -42,6 +42,10 @@ class Inputs:
     feeds: list[Feed]
     seed: int | None = None
     notes: list[str] = field(default_factory=list)
+    #: (inputs, outputs) of every call as a server answered it when it was logged, else None
+    logged: list[tuple[dict, dict]] | None = None
+    #: the log file, or the common prefix of the log files, `logged` came from
+    logged_from: str = ""
 
     @property
     def rows(self) -> int:

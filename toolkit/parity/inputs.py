@@ -11,13 +11,15 @@ signatures get one call per sample.
 
 Sources: the held-out split exported next to a tfkit model plus boundary and
 extreme cases derived from it; values generated from the signature's dtypes
-and shapes; or a user's `--inputs` file: an `.npz` with one array per input
-(bytes kept losslessly as `NAME.bytes` + `NAME.lengths`), or a TFRecord file
-of PredictionLogs (TF Serving's warmup and request-log format).
+and shapes; or a user's `--inputs`: an `.npz` with one array per input
+(bytes kept losslessly as `NAME.bytes` + `NAME.lengths`), or TFRecord files
+of PredictionLogs (TF Serving's warmup and request-log format, replayed by
+toolkit.parity.replay).
 """
 
 from __future__ import annotations
 
+import glob
 import zipfile
 from pathlib import Path
 
@@ -161,14 +163,38 @@ def _check_generatable(spec: TensorSpec) -> None:
 
 
 # -- a user's file ------------------------------------------------------------------------
-def file_feeds(path, signature: Signature, signature_name: str = "serving_default") -> Inputs:
-    """`--inputs FILE`: an .npz (a zip file), else a TFRecord file of PredictionLogs."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--inputs {path}: no such file")
-    if zipfile.is_zipfile(path):
-        return npz_feeds(path, signature)
-    return prediction_log_feeds(path, signature, signature_name)
+def file_feeds(patterns, signature: Signature, signature_name: str = "serving_default",
+               model_name: str | None = None, explicit_model: bool = False) -> Inputs:
+    """`--inputs FILE...`: one .npz (a zip file), else TFRecord files of PredictionLogs.
+
+    `patterns`: a path or a list of paths and globs (expanded, sorted). Which
+    model's logged calls are replayed: toolkit.parity.replay.read_replay
+    (`explicit_model`: `model_name` came from --model-name).
+    """
+    paths = input_paths([patterns] if isinstance(patterns, (str, Path)) else patterns)
+    archives = [p for p in paths if zipfile.is_zipfile(p)]
+    if archives and len(paths) > 1:
+        raise InputError(f"--inputs {archives[0]}: an .npz is read on its own; give it as the only --inputs, "
+                         "or give only PredictionLog files")
+    if archives:
+        return npz_feeds(archives[0], signature)
+    return prediction_log_feeds(paths, signature, signature_name, model_name, explicit_model)
+
+
+def input_paths(patterns) -> list[Path]:
+    """The files `--inputs` names: each pattern a path or a glob (sorted), without repeats."""
+    paths = []
+    for pattern in map(str, patterns):
+        if glob.has_magic(pattern):
+            found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+            if not found:
+                raise InputError(f"--inputs {pattern}: no file matches")
+        elif Path(pattern).is_file():
+            found = [Path(pattern)]
+        else:
+            raise InputError(f"--inputs {pattern}: no such file")
+        paths += [p for p in found if p not in paths]
+    return paths
 
 
 def npz_feeds(path, signature: Signature) -> Inputs:
@@ -261,61 +287,19 @@ def _sample_calls(feed: dict, signature: Signature, path: Path) -> list[dict]:
     return [{n: v[i] if n in stacked else v for n, v in feed.items()} for i in range(counts.pop())]
 
 
-def prediction_log_feeds(path, signature: Signature, signature_name: str) -> Inputs:
-    """One call per logged PredictRequest of `signature_name` (a warmup file or a request log)."""
-    path = Path(path)
-    calls, skipped = predict_log_requests(path, signature_name)
-    if not calls:
-        raise MissingInputs(f"--inputs {path}: no PredictionLog with a Predict request for signature "
-                         f"{signature_name!r} ({'; '.join(skipped) or 'the file holds no records'})")
-    for i, call in enumerate(calls):
-        missing = sorted(set(signature.inputs) - set(call))
-        if missing:
-            raise InputError(f"--inputs {path}: Predict request {i} lacks input(s) {', '.join(missing)} "
-                             f"(it has: {', '.join(sorted(call)) or 'none'})")
-    notes = [f"--inputs {path}: skipped {'; '.join(skipped)}"] if skipped else []
+def prediction_log_feeds(paths, signature: Signature, signature_name: str, model_name: str | None = None,
+                         explicit_model: bool = False) -> Inputs:
+    """One call per logged request of `signature_name` in PredictionLog files (warmup files or request logs),
+    one feed per file; their logged responses, when every record has one (see toolkit.parity.replay)."""
+    from toolkit.parity.replay import read_replay
+
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    replay = read_replay(paths, signature, signature_name, model_name, explicit_model)
     rows = signature.row_inputs
-    return Inputs(f"predictionlog:{path}", [Feed(path.name, calls, batched=bool(rows), row_inputs=rows)],
-                  notes=notes)
-
-
-def predict_log_requests(path: Path, signature_name: str) -> tuple[list[dict], list[str]]:
-    """The inputs of every PredictLog request for `signature_name` in a TFRecord file
-    of PredictionLogs, and what was skipped (other log kinds, other signatures)."""
-    from google.protobuf.message import DecodeError
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    from toolkit.parity.runners.protos import from_tensor_proto
-
-    calls, skipped = [], {}
-    for i, record in enumerate(_tfrecords(path)):
-        try:
-            log = prediction_log_pb2.PredictionLog.FromString(record)
-        except DecodeError:
-            raise InputError(f"--inputs {path}: record {i} is not a PredictionLog") from None
-        kind = log.WhichOneof("log_type")
-        request = log.predict_log.request
-        if kind != "predict_log":
-            reason = f"{kind or 'empty'} records"
-        elif (request.model_spec.signature_name or "serving_default") != signature_name:
-            reason = f"requests for signature {request.model_spec.signature_name!r}"
-        else:
-            calls.append({name: from_tensor_proto(tensor) for name, tensor in request.inputs.items()})
-            continue
-        skipped[reason] = skipped.get(reason, 0) + 1
-    return calls, [f"{count} {reason}" for reason, count in skipped.items()]
-
-
-def _tfrecords(path: Path):
-    """The records of a TFRecord file (length- and CRC-checked by TensorFlow)."""
-    from toolkit.tfenv import import_tf
-
-    tf = import_tf()
-    try:
-        yield from (record.numpy() for record in tf.data.TFRecordDataset(str(path)))
-    except tf.errors.OpError as exc:
-        raise InputError(f"--inputs {path}: neither an .npz nor a TFRecord file of PredictionLogs "
-                         f"({exc.message.strip().splitlines()[0]})") from None
+    feeds = [Feed(path.name, calls, batched=bool(rows), row_inputs=rows) for path, calls in replay.calls.items()
+             if calls]
+    source = f"predictionlog:{paths[0]}" if len(paths) == 1 else f"predictionlog:{replay.label} ({len(paths)} files)"
+    return Inputs(source, feeds, notes=replay.notes(), logged=replay.recorded(), logged_from=replay.label)
 
 
 def literal_feed(signature: Signature, json_text: str | None = None, csv_text: str | None = None) -> dict:
