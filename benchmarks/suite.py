@@ -14,7 +14,10 @@ cores and every process on it competes for them:
    client processes (benchmarks.load) drive them, value and ceiling measured back
    to back in every repeat so a busy moment on the shared machine hits both;
 4. `tfkit run` vs `python -c "import tensorflow"`;
-5. training at scale (benchmarks.training): `tfkit train --data` on generated CSV
+5. the device checker (`tfkit-edge check`, start to verdict on the demo export:
+   four TFLite files, three op resolvers each) vs `python -c` importing numpy and
+   loading the interpreter;
+6. training at scale (benchmarks.training): `tfkit train --data` on generated CSV
    shards: peak memory on 20M vs 200k rows, training rows/s vs a bare tf.data
    read+parse pass, two workers vs one.
 """
@@ -99,6 +102,7 @@ GROUPS = {
         + ["grpc_predict_rows_10k", "grpc_predict_rows_100k", "rest_predict_c8", "batching_c32"]
         + [f"grpc_predict_c8_log_rate_{rate}" for rate in LOG_RATES]),
     "run": ("run_s",),
+    "edge": ("edge_check_s",),
     "training": ("train_peak_rss_mb", "train_rows_per_s", "train_scaleout_2w"),
 }
 NAMES = tuple(name for names in GROUPS.values() for name in names)
@@ -202,6 +206,8 @@ class Suite:
                 results += self._serving(stack, *servers())
         if "run" in wanted:
             results += self._run()
+        if "edge" in wanted:
+            results += self._edge()
         if "training" in wanted:
             results += self._training()
         by_name = {r.name: r for r in results}
@@ -239,6 +245,32 @@ class Suite:
             "tf": ([sys.executable, "-c", "import tensorflow"], "python -c 'import tensorflow'"),
         })
         return [self._result("run_s", times["run"], "s", times["tf"], "import tensorflow")]
+
+    def _edge(self) -> list[Result]:
+        version = self._demo_export()
+        self.progress("timing tfkit-edge check on the demo export")
+        # Exit 1 (a mismatch) still reached the verdict; its time counts.
+        times = _interleaved(self.budget.run_repeats + 2, {
+            "edge": ([sys.executable, "-m", "toolkit.edge", "check", str(version), "--report",
+                      str(self.workdir / "edge-report")], "tfkit-edge check", (0, 1)),
+            "litert": ([sys.executable, "-c", "import numpy; from ai_edge_litert.interpreter import Interpreter; "
+                        f"Interpreter(model_path={str(version / 'model.tflite')!r})"],
+                       "python -c 'import numpy; Interpreter(model.tflite)'"),
+        })
+        return [self._result("edge_check_s", times["edge"], "s", times["litert"], "numpy + LiteRT load")]
+
+    def _demo_export(self) -> Path:
+        """The demo's version folder (float32 and every quantized TFLite file): tfkit run's when the run group
+        made it, else trained and exported here (not measured)."""
+        version = self.workdir / "tfkit-run" / "models" / MODEL / "1"
+        if version.is_dir():
+            return version
+        self.progress("training and exporting the demo model for tfkit-edge (not measured)")
+        run = self.workdir / "edge-run"
+        _command([_tfkit(), "train", "--out", str(run), "--no-plots", "--force"], "tfkit train")
+        _command([_tfkit(), "export", str(run), "--model-base-path", str(self.workdir / "edge-models"), "--name",
+                  MODEL, "--version", "1", "--force", "--quantize", "dynamic,float16,int8"], "tfkit export")
+        return self.workdir / "edge-models" / MODEL / "1"
 
     def _training(self) -> list[Result]:
         b = self.budget.training

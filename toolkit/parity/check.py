@@ -148,9 +148,7 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         inputs = stored.inputs_of(loaded[0]) if loaded else build_inputs(version_dir, reference, options, name)
         candidates += _logged_runtime(inputs, reference, stack)
         if not candidates and not errors:
-            tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
-            raise InputError(f"nothing to compare {version_dir or reference.name} with: {tflite} and no server or "
-                             "other stored outputs were given")
+            raise InputError(_nothing_to_compare(version_dir, reference, options, not_run))
         judged = judge_runtimes(reference, candidates, inputs, judging, options.max_batch, options.max_ulps, errors,
                                 not_run, progress)
         signatures = _signatures(version_dir, options, reference, in_memory, judged.candidates)
@@ -176,6 +174,14 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     if options.save_outputs:
         result.saved_outputs = str(stored.save(result, options.save_outputs, model=model_record))
     return result
+
+
+def _nothing_to_compare(version_dir, reference: Runner, options: CheckOptions, not_run: list) -> str:
+    if version_dir is None:
+        return (f"nothing to compare {reference.name} with: give another --load-outputs file, --target, "
+                "--rest-target or MODEL")
+    tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
+    return f"nothing to compare {version_dir} with: {tflite} and no server was asked for"
 
 
 def _signature_name(given: str | None, loaded: list) -> str:

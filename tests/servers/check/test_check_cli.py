@@ -63,6 +63,24 @@ def test_run_reports_every_quantized_variant_with_figures(tfkit_run, run_report)
     assert (out / "report" / "plots" / "error_distribution.png").is_file()
 
 
+def test_run_checks_every_tflite_file_under_every_op_resolver(tfkit_run, run_report):
+    result, out = tfkit_run
+    files = sorted(p.name for p in (out / "models" / "logreg" / "1").glob("*.tflite"))
+    assert files == ["model.tflite", "model_dynamic.tflite", "model_float16.tflite", "model_int8.tflite"]
+    details = {d["name"]: d for d in run_report["runtime_details"]}
+    for file in files:
+        assert {details[name]["resolver"] for name in tflite_runtimes(file)} == {"auto", "builtin", "ref"}
+        assert {details[name]["policy"] for name in tflite_runtimes(file)} == {
+            "float" if file in ("model.tflite", "model_dynamic.tflite") else "quantized"}
+        assert f"kernels: {file}: " in result.output
+    # The spread between kernels, per file and output.
+    spread = {(k["file"], k["output"]): k for k in run_report["kernel_spread"]}
+    assert set(spread) == {(f, o) for f in files for o in ("classes", "logits", "probabilities")}
+    assert all(k["max_abs_difference"] is not None for k in spread.values())
+    # Float32 kernels differ by rounding only.
+    assert spread[("model.tflite", "probabilities")]["max_abs_difference"] <= 1e-6
+
+
 def test_report_json_schema(run_report):
     for key in ("schema_version", "passed", "model", "reference", "runtimes", "runtime_details", "policies", "inputs",
                 "rows", "calls", "row_labels", "call_labels", "outputs_per_call", "comparisons", "class_agreement",
