@@ -14,7 +14,7 @@ STAMP="$VENV/.tfkit-installed"
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "tfkit: installing into $VENV (first run downloads ~2.3 GB)" >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[full,test]" >&2
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -215,6 +215,12 @@ class HttpServer:
         )
         self._thread.start()
 
+    def begin_drain(self) -> int:
+        """From now on every response closes its connection, so that keep-alive clients
+        reconnect (through their load balancer, elsewhere); how many requests are in flight."""
+        self._httpd.stopping = True
+        return self._httpd.tracker.count()
+
     def stop(self, grace_s: float = 10.0) -> bool:
         """Stop accepting, let in-flight requests finish (up to `grace_s`), close the app.
 

@@ -4,24 +4,31 @@ Mirrors model_servers/server.cc: check the flags, build the model config
 (one model from --model_name/--model_base_path or a --model_config_file),
 load every model before listening (a model that cannot load fails the start
 with the binary's message and exit code 255), then serve gRPC (and REST with
---rest_api_port) until SIGTERM/SIGINT, which stop gracefully and exit 0.
+--rest_api_port) until SIGTERM/SIGINT, which drain (`ModelServer.drain`) and
+exit 0. The binary has no SIGTERM handler at all: it dies at once.
 """
 
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
+from concurrent import futures
 from typing import Optional
 
-from serving import LISTEN_HOST_ENV, flags
-from serving.drain import DrainingExecutor
+from serving import DRAIN_GRACE_ENV, LISTEN_HOST_ENV, flags
+from serving.drain import Drain
 from serving.grpc_loop import LoopServer
 
 log = logging.getLogger("serving")
 
-SHUTDOWN_GRACE_S = 10.0
+# After SIGTERM: how long everything is still served (so that load balancers
+# stop routing here; DRAIN_GRACE_ENV overrides it), then how long the requests
+# taken by then get to finish.
+DRAIN_GRACE_S = 5.0
+DRAIN_TIMEOUT_S = 10.0
 
 
 class StartError(Exception):
@@ -92,6 +99,20 @@ def check_options(options) -> None:
                       "it serves the TensorFlow platform only.")
     if options.use_alts_credentials:
         raise _status("UNIMPLEMENTED", "--use_alts_credentials is not supported by this server.")
+
+
+def drain_grace_seconds() -> float:
+    """The grace period after SIGTERM: DRAIN_GRACE_ENV, else DRAIN_GRACE_S."""
+    text = os.environ.get(DRAIN_GRACE_ENV, "")
+    if not text:
+        return DRAIN_GRACE_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise _status("INVALID_ARGUMENT", f"{DRAIN_GRACE_ENV} must be a number of seconds >= 0, got {text!r}")
+    return seconds
 
 
 def model_server_config(options):
@@ -189,12 +210,12 @@ def _batcher(options):
         raise _status(exc.code.name, exc.message) from None
 
 
-def grpc_pool(options) -> DrainingExecutor:
+def grpc_pool(options) -> futures.ThreadPoolExecutor:
     """The --grpc_max_threads worker pool for grpc_server."""
-    return DrainingExecutor(max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc")
+    return futures.ThreadPoolExecutor(max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc")
 
 
-def grpc_server(options, pool: Optional[DrainingExecutor] = None) -> LoopServer:
+def grpc_server(options, pool: Optional[futures.ThreadPoolExecutor] = None) -> LoopServer:
     """A gRPC server (grpc.aio, on its own loop thread) with the flags' thread
     pool (`pool`, else a new grpc_pool) and channel arguments, no services or
     ports yet (the benchmark's null server is built by the same function)."""
@@ -216,10 +237,12 @@ class ModelServer:
         self.options = options
         self.core = None
         self.grpc_server = None
-        self._grpc_pool: Optional[DrainingExecutor] = None
+        self._drain = Drain()
         self.http_server = None
         self.health = None
+        self.drain_grace_s = DRAIN_GRACE_S
         self._stop = threading.Event()
+        self._grace_over = threading.Event()
         self._config_poller: Optional[threading.Thread] = None
 
     def start(self) -> None:
@@ -228,6 +251,7 @@ class ModelServer:
 
         options = self.options
         check_options(options)
+        self.drain_grace_s = drain_grace_seconds()
         config = model_server_config(options)
         self.core = build_core(options)
         try:
@@ -268,10 +292,10 @@ class ModelServer:
         from serving import grpc_service, metrics
 
         options = self.options
-        self._grpc_pool = grpc_pool(options)
-        metrics.watch_grpc_calls_in_flight(self._grpc_pool.in_flight)
-        server = self.grpc_server = grpc_server(options, self._grpc_pool)  # shutdown() stops it
-        grpc_service.add_services(server, self.core, self._grpc_pool, server.loop)
+        pool = grpc_pool(options)
+        metrics.watch_grpc_calls_in_flight(self._drain.in_flight)
+        server = self.grpc_server = grpc_server(options, pool)
+        grpc_service.add_services(server, self.core, pool, server.loop, self._drain)
         if options.enable_grpc_healthcheck_service:
             self._add_health(server)
         if options.enable_profiler:
@@ -345,35 +369,52 @@ class ModelServer:
             signal.pause()  # returns after each signal handler ran
 
     def request_stop(self, *_signal_args) -> None:
-        """Ask the serving loop to end (signal-handler safe)."""
+        """Ask the serving loop to end; asked again, cut the drain's grace period short (signal-handler safe)."""
+        if self._stop.is_set():
+            self._grace_over.set()
         self._stop.set()
 
-    def shutdown(self, grace: float = SHUTDOWN_GRACE_S) -> None:
-        """Stop taking requests, let in-flight ones finish within `grace`, unload.
+    def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
+        """SIGTERM's stop, which loses nothing the server received before it.
 
-        gRPC and REST drain together: new gRPC calls are refused (UNAVAILABLE)
-        from the start, while calls already accepted, including those still
-        queued for a worker thread, run to completion; grpc's own stop comes
-        last, once nothing accepted is left for it to cancel.
+        At once the health service answers NOT_SERVING and HTTP responses close
+        their connections, so that load balancers and clients move elsewhere;
+        everything is still served for the grace period (`drain_grace_s`). Then
+        gRPC calls taken from now on are refused (UNAVAILABLE) and the HTTP
+        server stops accepting, while every call and request taken before,
+        including connections waiting in the listen backlog, is answered within
+        `timeout`. gRPC is left running: the caller is to exit the process now,
+        which closes its connections (see serving.drain for why).
         """
         self._stop.set()
-        deadline = time.monotonic() + grace
         if self.health is not None:
             self.health.enter_graceful_shutdown()
-        # Counted as refusals begin: the calls the drain must still answer (the
-        # drain tests read this line to prove their premise).
-        in_flight = self._grpc_pool.begin_drain() if self._grpc_pool is not None else 0
-        log.info("Shutting down: draining requests for up to %gs (%d gRPC calls in flight)", grace, in_flight)
+        http_in_flight = self.http_server.begin_drain() if self.http_server is not None else 0
+        # The counts prove a drain test's premise: requests were in flight at SIGTERM.
+        log.info("Draining: serving for %gs more before refusing new requests (%d gRPC calls and %d HTTP "
+                 "requests in flight)", self.drain_grace_s, self._drain.in_flight(), http_in_flight)
+        self._grace_over.wait(self.drain_grace_s)
+        deadline = time.monotonic() + timeout
+        in_flight = self._drain.begin()
+        log.info("Shutting down: draining requests for up to %gs (%d gRPC calls in flight)", timeout, in_flight)
         if self.http_server is not None:
-            self.http_server.stop(grace)
-        if self.grpc_server is not None:
-            if not self._grpc_pool.wait_drained(max(0.0, deadline - time.monotonic())):
-                log.warning("Grace period of %gs over: cancelling the gRPC calls still running",
-                            grace)
-            self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
+            self.http_server.stop(timeout)
+        if not self._drain.wait_answered(max(0.0, deadline - time.monotonic())):
+            log.warning("Drain timeout of %gs over: exiting with %d gRPC calls unanswered", timeout,
+                        self._drain.in_flight())
         if self.core is not None:
             self.core.stop()
         log.info("Server stopped")
+
+    def close(self) -> None:
+        """Stop whatever a failed or abandoned start() got running."""
+        self._stop.set()
+        if self.http_server is not None:
+            self.http_server.stop(0)
+        if self.grpc_server is not None:
+            self.grpc_server.stop(0)
+        if self.core is not None:
+            self.core.stop()
 
 
 def _print_version() -> None:
@@ -412,12 +453,16 @@ def main(argv: list) -> int:
         server.start()
     except StartError as exc:
         print(f"Failed to start server. Error: {exc}", flush=True)
-        server.shutdown(grace=0)
+        server.close()
         return 255
     except SystemExit:
-        server.shutdown(grace=0)
+        server.close()
         raise
     starting = False
     server.wait()
-    server.shutdown()
-    return 0
+    server.drain()
+    # Exit without stopping gRPC, whose shutdown would cancel the calls still
+    # arriving (serving.drain); the drain has answered everything taken.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from serving import LISTEN_HOST_ENV
+from serving import DRAIN_GRACE_ENV, LISTEN_HOST_ENV
 from toolkit.errors import InputError, ServerNotReady
 from toolkit.status import model_versions
 
@@ -205,6 +205,8 @@ class LocalServer:
         env.setdefault("GRPC_VERBOSITY", "ERROR")
         if self.host and not self.binary:
             env[LISTEN_HOST_ENV] = self.host
+        if not self.binary:
+            env.setdefault(DRAIN_GRACE_ENV, "0")  # no load balancer routes here: stop() drains at once
         with self._lines_lock:
             self._lines.clear()
         self.process = subprocess.Popen(

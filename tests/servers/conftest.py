@@ -1,4 +1,5 @@
-"""Servers shared across the tests that start servers.
+"""Servers shared across the tests that start servers, and `other_golden`, a golden file of another
+model than the session's export.
 
 `logreg_server` is `python -m serving` on the session's export (tests/conftest.py),
 logreg version 1 only, over gRPC (127.0.0.1 and the UNIX socket `logreg_socket`)
@@ -24,3 +25,25 @@ def logreg_server(exported_model, logreg_socket):
             f"--grpc_socket_path={logreg_socket}"]
     with LocalServer(args, rest=True, timeout=120) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def other_golden(tmp_path_factory):
+    """A golden file written for another SavedModel (y = 2x)."""
+    import numpy as np
+
+    from toolkit.artifacts.golden import GoldenFeed
+    from toolkit.artifacts.golden_writer import write_golden
+    from toolkit.tfenv import import_tf
+
+    tf = import_tf()
+
+    class Double(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="features")])
+        def serve(self, features):
+            return {"y": features * 2.0}
+
+    folder = tmp_path_factory.mktemp("other_model") / "1"
+    module = Double()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return write_golden(folder, [GoldenFeed("rows", [{"features": np.ones((3, 2), np.float32)}])])

@@ -11,13 +11,17 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.server import DRAIN_GRACE_S, DRAIN_TIMEOUT_S
 from toolkit.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
+# What our server needs after SIGTERM before it may be killed: its grace period and its drain.
+SERVER_DRAIN_S = DRAIN_GRACE_S + DRAIN_TIMEOUT_S
 
 
 def _pinned_tensorflow() -> str:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["full"]
     return next(d.split("==")[1] for d in deps if d.startswith("tensorflow=="))
 
 
@@ -71,6 +75,28 @@ def test_compose_services_ports_mounts_and_probe(compose, models_dir):
     assert dict(config.model_config_list.config[0].version_labels) == {"stable": 1, "canary": 2}
 
 
+def _seconds(duration: str) -> float:
+    """A compose duration such as `30s` or `1m30s`, in seconds."""
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert parts and duration, duration
+    return int(parts[1] or 0) * 60 + int(parts[2] or 0)
+
+
+def _checks_available_state(script: str, model: str) -> bool:
+    """Whether a bash readiness script asks the REST status of `model` and requires the AVAILABLE state
+    (the status answers 200 while a version is still LOADING)."""
+    return f"GET /v1/models/{model} " in script and "grep -q '\"AVAILABLE\"'" in script
+
+
+def test_compose_replicas_drain_before_they_are_killed(compose):
+    for server, out in compose.items():
+        for service in yaml.safe_load((out / "docker-compose.yaml").read_text())["services"].values():
+            assert _seconds(service["stop_grace_period"]) > SERVER_DRAIN_S, server
+            test = service["healthcheck"]["test"]
+            assert test[:3] == ["CMD", "bash", "-c"]
+            assert _checks_available_state(test[3], "plus") and _checks_available_state(test[3], "two")
+
+
 def test_compose_python_fallback_runs_our_server_with_the_same_flags(compose):
     official = yaml.safe_load((compose["tf-serving"] / "docker-compose.yaml").read_text())
     fallback = yaml.safe_load((compose["python"] / "docker-compose.yaml").read_text())
@@ -94,7 +120,7 @@ def test_k8s_deployment_service_and_configmap(models_dir, tmp_path):
     docs = _k8s(models_dir, tmp_path, "--replicas", 4, "--namespace", "ml", "--cpus", 1.5,
                 "--memory-mib", 2048)
     by_kind = {d["kind"]: d for d in docs}
-    assert list(by_kind) == ["ConfigMap", "Deployment", "Service"]
+    assert list(by_kind) == ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
     assert {d["metadata"]["namespace"] for d in docs} == {"ml"}
 
     deployment = by_kind["Deployment"]["spec"]
@@ -105,7 +131,6 @@ def test_k8s_deployment_service_and_configmap(models_dir, tmp_path):
     assert container["command"] == ["tensorflow_model_server"]
     assert "--model_config_file=/config/models.config" in container["args"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"grpc": 8500, "http": 8501}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/plus", "port": 8501}
     assert container["resources"]["requests"] == {"cpu": "1500m", "memory": "2048Mi"}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/models"]["readOnly"] and mounts["/config"]["readOnly"]
@@ -127,6 +152,26 @@ def test_k8s_deployment_service_and_configmap(models_dir, tmp_path):
     (plus,) = config.model_config_list.config
     assert plus.base_path == "/models/plus"
     assert dict(plus.version_labels) == {"stable": 1, "canary": 2}
+
+
+@pytest.mark.parametrize("server", ["tf-serving", "python"])
+def test_k8s_rollouts_and_evictions_lose_no_request(models_dir, tmp_path, server):
+    by_kind = {d["kind"]: d for d in _k8s(models_dir, tmp_path, "--replicas", 3, "--server", server)}
+    deployment = by_kind["Deployment"]["spec"]
+    assert deployment["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    pod = deployment["template"]["spec"]
+    (container,) = pod["containers"]
+    # The pod leaves the Service's endpoints during the pause, before SIGTERM; SIGKILL comes only
+    # after the pause and our server's whole drain.
+    pause = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep" and int(pause[1]) >= 5
+    assert pod["terminationGracePeriodSeconds"] > int(pause[1]) + SERVER_DRAIN_S
+    probe = container["readinessProbe"]
+    assert probe["exec"]["command"][:2] == ["bash", "-c"]
+    assert _checks_available_state(probe["exec"]["command"][2], "plus")
+    budget = by_kind["PodDisruptionBudget"]
+    assert budget["apiVersion"] == "policy/v1"
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": deployment["selector"]}
 
 
 def test_k8s_python_fallback_and_host_volume(models_dir, tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from input_models import save_default_scale_model, save_temperature_model
+from support import tflite_runtimes
 
 
 def tfkit(*args):
@@ -27,7 +28,7 @@ def test_check_runs_and_passes_with_a_rank0_input(rank0_models, tmp_path, name, 
     result = tfkit("check", rank0_models[name], "--no-server", "--report", tmp_path)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
-    assert {c["candidate"] for c in report["comparisons"]} == {"tflite:converted.tflite"}
+    assert {c["candidate"] for c in report["comparisons"]} == tflite_runtimes("converted.tflite")
     assert all(c["passed"] for c in report["comparisons"])
     # Batch invariance re-ran single rows, each with the scalar whole.
     assert any(b["runtime"] == "eager" for b in report["batch_invariance"])

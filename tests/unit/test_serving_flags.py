@@ -48,3 +48,24 @@ def test_grpc_channel_arguments():
         == [("grpc.max_connection_age_ms", 2000), ("grpc.lb_policy_name", "grpclb")]
     with pytest.raises(flags.FlagError):
         flags.grpc_channel_arguments("novalue")
+
+
+@pytest.mark.parametrize("value,expected", [(None, 5.0), ("0", 0.0), ("2.5", 2.5)])
+def test_drain_grace_comes_from_the_environment(monkeypatch, value, expected):
+    from serving import DRAIN_GRACE_ENV, server
+
+    if value is None:
+        monkeypatch.delenv(DRAIN_GRACE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(DRAIN_GRACE_ENV, value)
+    assert server.drain_grace_seconds() == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan", "inf"])
+def test_a_bad_drain_grace_is_a_start_error(monkeypatch, value):
+    from serving import DRAIN_GRACE_ENV, server
+
+    monkeypatch.setenv(DRAIN_GRACE_ENV, value)
+    with pytest.raises(server.StartError) as err:
+        server.drain_grace_seconds()
+    assert str(err.value) == f"INVALID_ARGUMENT: {DRAIN_GRACE_ENV} must be a number of seconds >= 0, got '{value}'"

@@ -8,6 +8,9 @@ BASE/NAME/VERSION/
   model_{dynamic,float16,int8}.tflite  quantized variants, when asked for
   assets.extra/tf_serving_warmup_requests   TFRecord of PredictionLog Predict requests
   assets.extra/tfkit_inputs/<signature>.npz  the inputs each signature was fed
+  assets.extra/tfkit_golden/<signature>.{json,npz}  golden file: those inputs (for a training run also the
+                                       boundary and extreme cases `tfkit check` feeds), the SavedModel's
+                                       outputs, hashes, versions, policies (toolkit.artifacts.golden)
   manifest.json                        source, versions, signatures, inputs, TFLite facts, sha256 per file
 
 What to export comes from a `Source` (toolkit.artifacts.sources); what to feed
@@ -44,6 +47,8 @@ import numpy as np
 from toolkit import __version__
 from toolkit.artifacts import saved_model
 from toolkit.artifacts.arrays import save_arrays
+from toolkit.artifacts.golden import GoldenFeed
+from toolkit.artifacts.golden_writer import write_golden
 from toolkit.artifacts.inspect import saved_model_info, tflite_facts
 from toolkit.artifacts.layout import INPUTS_DIR, MANIFEST_FILE, WARMUP_FILE, sha256_file, version_numbers
 from toolkit.artifacts.sources import RunSource, Source
@@ -212,7 +217,7 @@ def _build_version(source: Source, provider: InputProvider, folder: Path, name: 
         calibration = {key: provider.calibration(folder, key) or inputs[key] for key in inputs}
     tflite = _write_tflite_files(source, folder, list(inputs), calibration, settings) if settings.tflite else {}
     _write_warmup(folder / WARMUP_FILE, name, inputs)
-    _write_golden(folder, inputs)
+    _write_golden(folder, inputs, settings.tags, name, version)
     described = source.describe()
     _write_manifest(folder, {
         "name": name,
@@ -350,12 +355,21 @@ def _inputs_file(signature: str) -> str:
     return f"{INPUTS_DIR}/{safe}.npz"
 
 
-def _write_golden(folder: Path, inputs: dict[str, SignatureInputs]) -> None:
+def _write_golden(folder: Path, inputs: dict[str, SignatureInputs], tags: tuple[str, ...], name: str,
+                  version: int) -> None:
     """The evidence a version carries about its signatures: the inputs each was fed, one .npz per signature
     (rows along the first axis, or one sample per entry for a fixed-shape signature; strings kept whole),
-    which `tfkit check --inputs` reads and the golden-output writer takes."""
+    which `tfkit check --inputs` reads, and the golden file of each: those inputs with the SavedModel's
+    outputs. A training run's held-out rows also get the boundary and extreme cases `tfkit check` feeds.
+    Written last but the manifest: a golden file records the sha256 of every .tflite file."""
     for key, fed in inputs.items():
         save_arrays(folder / _inputs_file(key), _stacked(fed))
+        if fed.source == "heldout":
+            features = np.concatenate([call[fed.row_inputs[0]] for call in fed.calls])
+            write_golden(folder, heldout=features, signature=key, tags=tags, name=name, version=version)
+        else:
+            feeds = [GoldenFeed(fed.source, fed.calls, batched=bool(fed.row_inputs))]
+            write_golden(folder, feeds=feeds, signature=key, tags=tags, name=name, version=version)
 
 
 def _stacked(fed: SignatureInputs) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ import click
 
 from toolkit.cli.group import cli, tags_option
 from toolkit.errors import ToolkitError
-from toolkit.parity import bounds
+from toolkit import policies as bounds
 
 
 def parity_options(command):
@@ -73,6 +73,8 @@ def finish_check(ctx, result, report_dir, junit) -> None:
     click.echo(report.summary(result))
     paths = report.write_report(result, report_dir)
     click.echo(f"report: {paths['markdown']} and {paths['json']} ({len(paths['plots'])} plots)")
+    if result.saved_outputs:
+        click.echo(f"outputs: {result.saved_outputs}")
     if junit:
         click.echo(f"junit: {report.write_junit(result, junit)}")
     if not result.passed:
@@ -80,7 +82,7 @@ def finish_check(ctx, result, report_dir, junit) -> None:
 
 
 @cli.command()
-@click.argument("model", type=click.Path())
+@click.argument("model", type=click.Path(), required=False)
 @click.option("--tflite", "tflite", multiple=True, type=click.Path(), metavar="FILE",
               help="TFLite file(s) to check (default: model*.tflite in the version, else convert).")
 @click.option("--no-convert", is_flag=True, help="Do not convert the SavedModel when it has no .tflite file.")
@@ -90,8 +92,9 @@ def finish_check(ctx, result, report_dir, junit) -> None:
               help="A running TF Serving's REST address, e.g. http://host:8501 (repeatable).")
 @click.option("--no-server", is_flag=True, help="Do not start a local server when no --target is given.")
 @click.option("--model-name", help="Model name on the server (default: the model folder's name).")
-@click.option("--signature", default="serving_default", show_default=True,
-              help="Signature to call (the SavedModel's signature key).")
+@click.option("--signature", default=None,
+              help="Signature to call (the SavedModel's signature key). Default: the --load-outputs file's, "
+                   "else serving_default.")
 @tags_option
 @click.option("--inputs", type=click.Path(dir_okay=False), metavar="FILE",
               help=".npz with one array per input name (bytes kept whole as NAME.bytes uint8 + NAME.lengths), "
@@ -101,14 +104,25 @@ def finish_check(ctx, result, report_dir, junit) -> None:
 @click.option("--value-range", type=(float, float), default=None, metavar="LOW HIGH",
               help="Range of every generated number (default per dtype: floats [-1, 1], 8/16-bit integers "
                    "their whole range, wider integers [0, 9]).")
+@click.option("--load-outputs", "load_outputs", multiple=True, type=click.Path(), metavar="FILE",
+              help="Stored outputs as one more runtime each (repeatable): a golden file (.json or .npz, e.g. "
+                   "VERSION/assets.extra/tfkit_golden/serving_default.json), a --save-outputs file, or a "
+                   "tfkit-edge report.json or its folder. Their recorded inputs are fed to every runtime. Without "
+                   "MODEL the first one is the reference.")
+@click.option("--save-outputs", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write every runtime's inputs and outputs to FILE.json + FILE.npz (the golden format).")
+@click.option("--allow-model-mismatch", is_flag=True,
+              help="Judge --load-outputs recorded for another SavedModel (its sha256 differs) instead of exiting 2.")
 @parity_options
 @click.pass_context
 def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, model_name, signature, tags, inputs,
-          samples, seed, value_range, report_dir, junit, **tolerances):
+          samples, seed, value_range, load_outputs, save_outputs, allow_model_mismatch, report_dir, junit,
+          **tolerances):
     """Prove eager TF, TF Serving (gRPC, REST) and TFLite agree on MODEL.
 
     MODEL is a SavedModel version folder or a model folder of versions (the
-    latest is checked). Exit 0 all judged runtimes pass (a runtime tfkit added
+    latest is checked). Without MODEL, --load-outputs files are compared with
+    each other and with --target/--rest-target servers. Exit 0 all judged runtimes pass (a runtime tfkit added
     on its own that cannot run this model, such as an on-the-fly TFLite
     conversion, is named "not run"), 1 a mismatch, 2 usage or input error,
     3 a server never became ready or has no such model. Every run writes
@@ -121,7 +135,8 @@ def check(ctx, model, tflite, no_convert, targets, rest_targets, no_server, mode
         options = check_options(
             **tolerances, signature=signature, tags=tags, tflite=list(tflite), convert=not no_convert,
             targets=list(targets), rest_targets=list(rest_targets), local_server=not no_server, model_name=model_name,
-            inputs=inputs, samples=samples, seed=seed, value_range=value_range, work_dir=report_dir)
+            inputs=inputs, samples=samples, seed=seed, value_range=value_range, work_dir=report_dir,
+            load_outputs=list(load_outputs), save_outputs=save_outputs, allow_model_mismatch=allow_model_mismatch)
         result = run_check(model, options, progress=progress)
     finish_check(ctx, result, report_dir, junit)
 

@@ -110,7 +110,7 @@ def deploy_compose(model_dirs, policies, labels, server, image, replicas, cpus, 
               type=click.Path(dir_okay=False), help="Multi-document manifest file to write.")
 def deploy_k8s(model_dirs, policies, labels, server, image, replicas, cpus, memory_mib, app,
                namespace, models_volume, out):
-    """Write Kubernetes manifests: ConfigMap with models.config, Deployment, Service."""
+    """Write Kubernetes manifests: ConfigMap with models.config, Deployment, Service, PodDisruptionBudget."""
     from toolkit.artifacts import layout
     from toolkit.fleet import manifests
     from toolkit.fleet import plan
@@ -120,7 +120,8 @@ def deploy_k8s(model_dirs, policies, labels, server, image, replicas, cpus, memo
     docs = manifests.k8s_manifests(models, options, app, namespace, models_volume)
     path = layout.write_atomic(out, manifests.dump_yaml(docs))
     click.echo(f"wrote {path}: ConfigMap {app}-config, Deployment {app} "
-               f"({replicas} replicas of {options.resolved_image}), Service {app}")
+               f"({replicas} replicas of {options.resolved_image}), Service {app}, "
+               f"PodDisruptionBudget {app}")
     _echo_models(models)
     click.echo(f"apply: kubectl apply -f {path}")
 

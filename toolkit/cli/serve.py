@@ -37,9 +37,10 @@ def serve(model, name, port, rest_port, host, server_binary, prefer_binary, serv
     if binary:
         click.echo(f"tfkit: {binary} listens on every interface (--host applies to python -m serving)", err=True)
     else:
-        from serving import LISTEN_HOST_ENV
+        from serving import DRAIN_GRACE_ENV, LISTEN_HOST_ENV
 
         os.environ[LISTEN_HOST_ENV] = host
+        os.environ.setdefault(DRAIN_GRACE_ENV, "0")  # Ctrl-C stops at once, as the binary does
     os.execvp(command[0], command)
 
 

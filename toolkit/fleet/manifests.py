@@ -17,6 +17,14 @@ from toolkit.fleet.plan import (CONFIG_DIR, CONFIG_NAME, GRPC_PORT, MODELS_MOUNT
 
 _K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
+# Replacing a replica loses no request (docs/server.md, "Draining and rollouts"). tensorflow_model_server has
+# no SIGTERM handler; as a container's PID 1 it ignores SIGTERM and serves on until SIGKILL, so the
+# time between the two is its drain. Our server drains itself (serving.server.ModelServer.drain).
+PRESTOP_PAUSE_S = 10  # Kubernetes: SIGTERM only once every Service has stopped routing to the pod
+# SIGTERM to SIGKILL (Kubernetes: counted from the preStop pause's start); covers the pause and
+# our server's whole drain (DRAIN_GRACE_S + DRAIN_TIMEOUT_S).
+TERMINATION_GRACE_S = 30
+
 
 def serving_image() -> str:
     """The official image matching the TensorFlow we export with.
@@ -94,7 +102,9 @@ class FleetOptions:
 def readiness_script(models: list[ModelEntry], rest_port: int = REST_PORT) -> str:
     """A bash check that every model reports an AVAILABLE version over REST.
 
-    Uses bash's /dev/tcp because the tensorflow/serving image ships no curl.
+    `GET /v1/models/NAME` answers 200 while a version is still LOADING, so the
+    check reads the state. Uses bash's /dev/tcp because the tensorflow/serving
+    image ships no curl.
     """
     checks = [
         f"exec 3<>/dev/tcp/127.0.0.1/{rest_port} && "
@@ -129,6 +139,7 @@ def compose_spec(models: list[ModelEntry], options: FleetOptions,
             "healthcheck": {"test": ["CMD", "bash", "-c", readiness_script(models)],
                             "interval": "10s", "timeout": "5s", "retries": 3,
                             "start_period": "60s"},
+            "stop_grace_period": f"{TERMINATION_GRACE_S}s",
             "deploy": {"resources": {"reservations": {
                 "cpus": str(options.cpus), "memory": f"{options.memory_mib}M"}}},
             "restart": "unless-stopped",
@@ -158,11 +169,13 @@ def _source_dir() -> Path:
 
 def k8s_manifests(models: list[ModelEntry], options: FleetOptions, app: str = "tfserving",
                   namespace: str | None = None, models_volume: str = "pvc:tfkit-models") -> list[dict]:
-    """ConfigMap (models.config), Deployment and Service for a TF Serving fleet.
+    """ConfigMap (models.config), Deployment, Service and PodDisruptionBudget for a TF Serving fleet.
 
     `models_volume` is `pvc:CLAIM` or `host:/PATH`: a volume holding NAME/VERSION
-    folders for every model, mounted read-only at /models. The readiness probe
-    asks the REST status of the first model.
+    folders for every model, mounted read-only at /models. A pod is ready once
+    every model has an AVAILABLE version (readiness_script). Updates roll one
+    new pod in before an old one goes, and an old pod leaves the Service's
+    endpoints (preStop pause) before it is told to stop.
     """
     if not _K8S_NAME_RE.match(app) or len(app) > 53:
         raise InputError(f"app name {app!r} must be a DNS-1123 label (lowercase letters, digits, -)")
@@ -187,8 +200,9 @@ def k8s_manifests(models: list[ModelEntry], options: FleetOptions, app: str = "t
         "args": args,
         "ports": [{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
                   {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": f"/v1/models/{models[0].name}", "port": REST_PORT},
-                           "initialDelaySeconds": 5, "periodSeconds": 5, "failureThreshold": 3},
+        "readinessProbe": {"exec": {"command": ["bash", "-c", readiness_script(models)]},
+                           "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 5,
+                           "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": GRPC_PORT},
                           "initialDelaySeconds": 30, "periodSeconds": 10},
         "resources": {"requests": {"cpu": f"{round(options.cpus * 1000)}m",
@@ -196,6 +210,7 @@ def k8s_manifests(models: list[ModelEntry], options: FleetOptions, app: str = "t
                       "limits": {"memory": f"{options.memory_mib}Mi"}},
         "volumeMounts": [{"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True},
                          {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_PAUSE_S)]}}},
     }
     if options.server == "python":
         container["env"] = [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "3"}]
@@ -205,14 +220,20 @@ def k8s_manifests(models: list[ModelEntry], options: FleetOptions, app: str = "t
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
          "spec": {"replicas": options.replicas,
                   "selector": {"matchLabels": {"app": app}},
+                  "strategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                   "template": {"metadata": {"labels": {"app": app}},
-                               "spec": {"containers": [container],
+                               "spec": {"terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+                                        "containers": [container],
                                         "volumes": [volume, {"name": "config", "configMap": {
                                             "name": config_meta["name"]}}]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": meta,
          "spec": {"selector": {"app": app},
                   "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
                             {"name": "http", "port": REST_PORT, "targetPort": "http"}]}},
+        # Node drains and other voluntary evictions take one pod at a time.
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
+         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": app}}}},
     ]
 
 

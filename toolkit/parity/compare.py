@@ -21,7 +21,7 @@ count) is compared row by row; any other output (a mean over the batch, a
 scalar, a fixed-size vector) call by call: each call is one unit, never
 cut into fake rows.
 
-Policies (defaults in `toolkit.parity.bounds`): `exact` (bit-exact), `session`
+Policies (`toolkit.policies`): `exact` (bit-exact), `session`
 (our server: same TensorFlow build run by a Session), `float` (TFLite float32,
 remote servers), `quantized` (the score output's error and class agreement).
 """
@@ -34,65 +34,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.parity import bounds
+from toolkit.policies import FLIP_SIGNIFICANCE, Policy, Tolerance, default_policies  # noqa: F401  (re-exported)
 from toolkit.parity.runners.base import dtype_name
 
 #: how many of the worst elements a result lists with their values
 WORST_ELEMENTS = 5
 #: lists of failed rows or calls are cut to this many; the counts stay exact
 LISTED_UNITS = 100
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """`|a - b| <= atol + rtol * |b| + ulps * eps * scale` (see the module docstring)."""
-
-    atol: float = 0.0
-    rtol: float = 0.0
-    ulps: float = 0.0
-
-
-@dataclass
-class Policy:
-    """How a candidate runtime is judged against the reference."""
-
-    name: str
-    default: Tolerance
-    per_output: dict[str, Tolerance] = field(default_factory=dict)
-    #: quantized: only the score output and class agreement decide the verdict
-    quantized: bool = False
-    #: class agreement the candidate must plausibly reach (flips near the threshold excluded)
-    min_class_agreement: float = 1.0
-
-    def tolerance(self, output: str) -> Tolerance:
-        return self.per_output.get(output, self.default)
-
-
-def default_policies(atol: dict | None = None, rtol: dict | None = None,
-                     quantized_atol: float = bounds.QUANTIZED_ATOL,
-                     min_class_agreement: float = bounds.MIN_CLASS_AGREEMENT,
-                     session_ulps: float = bounds.SESSION_ULPS, float_ulps: float = bounds.FLOAT_ULPS
-                     ) -> dict[str, Policy]:
-    """The four policies, with the user's `--atol`/`--rtol` added to `exact`, `session` and `float`.
-
-    `atol`/`rtol` map an output name (or None for every output) to a value,
-    as parsed by `parse_overrides` from `--atol [OUTPUT=]VALUE`.
-    """
-    policies = {
-        "exact": Policy("exact", Tolerance()),
-        "session": Policy("session", Tolerance(ulps=session_ulps)),
-        "float": Policy("float", Tolerance(ulps=float_ulps)),
-        "quantized": Policy("quantized", Tolerance(atol=quantized_atol), quantized=True,
-                            min_class_agreement=min_class_agreement),
-    }
-    atol, rtol = atol or {}, rtol or {}
-    for policy in (policies["exact"], policies["session"], policies["float"]):
-        ulps = policy.default.ulps
-        base = Tolerance(atol.get(None, 0.0), rtol.get(None, 0.0), ulps)
-        policy.default = base
-        for name in (set(atol) | set(rtol)) - {None}:
-            policy.per_output[name] = Tolerance(atol.get(name, base.atol), rtol.get(name, base.rtol), ulps)
-    return policies
 
 
 def parse_overrides(values, option: str) -> dict:
@@ -111,7 +59,7 @@ def parse_overrides(values, option: str) -> dict:
     return parsed
 
 
-def allowed_flips(rows: int, min_agreement: float, significance: float = bounds.FLIP_SIGNIFICANCE) -> int:
+def allowed_flips(rows: int, min_agreement: float, significance: float = FLIP_SIGNIFICANCE) -> int:
     """Most class flips among `rows` that a true agreement of `min_agreement` still explains.
 
     One-sided binomial test: k flips fail when P(X >= k) < `significance` for

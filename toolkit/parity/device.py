@@ -2,7 +2,7 @@
 
 File size, the ops it uses (and whether any needs the Flex / select-TF-ops
 delegate that edge runtimes usually lack), its quantization kind (all three
-read from the flatbuffer by `toolkit.artifacts.inspect.tflite_facts`), input
+read from the flatbuffer by `toolkit.artifacts.flatbuffer.tflite_facts`), input
 and output dtypes with quantization parameters, and latency per row measured
 in the LiteRT interpreter.
 """
@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 # The check reads a file's facts through this module, with the rest of its device view.
-from toolkit.artifacts.inspect import tflite_facts as model_facts
+from toolkit.artifacts.flatbuffer import tflite_facts as model_facts
 from toolkit.parity.runners.base import feed_rows, take_rows
 
 

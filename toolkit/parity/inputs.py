@@ -18,17 +18,17 @@ of PredictionLogs (TF Serving's warmup and request-log format).
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts.arrays import BYTES_SUFFIX, LENGTHS_SUFFIX
+from toolkit.artifacts.arrays import BYTES_SUFFIX, LENGTHS_SUFFIX, join_bytes
+from toolkit.artifacts.golden import heldout_feeds
 from toolkit.artifacts.layout import HELDOUT_FILE
 from toolkit.errors import InputError
-from toolkit.parity.runners.base import Signature, TensorSpec, feed_rows
+from toolkit.parity.feeds import Feed, Inputs
+from toolkit.parity.runners.base import Signature, TensorSpec
 #: integer inputs wider than 16 bits are usually ids, indices or counts
 WIDE_INT_RANGE = (0, 9)
 FLOAT_RANGE = (-1.0, 1.0)
@@ -36,58 +36,6 @@ FLOAT_RANGE = (-1.0, 1.0)
 
 class MissingInputs(InputError):
     """An inputs file holds nothing for this signature (no array of an input, no request for it)."""
-
-
-@dataclass
-class Feed:
-    """Calls that belong together, e.g. "heldout" or "on the decision boundary"."""
-
-    name: str
-    calls: list[dict]
-    #: True when the calls may be split further into smaller batches
-    batched: bool = True
-    #: False for rows deliberately outside the data (quantized variants are reported, not judged, on them)
-    in_distribution: bool = True
-    #: inputs that carry rows (dynamic first dimension); empty: each call is one sample
-    row_inputs: tuple[str, ...] = ()
-
-    @property
-    def rows(self) -> int:
-        if not self.row_inputs:
-            return len(self.calls)
-        return sum(feed_rows(call, self.row_inputs) or 0 for call in self.calls)
-
-
-@dataclass
-class Inputs:
-    """All feeds of one check plus where they came from."""
-
-    source: str
-    feeds: list[Feed]
-    seed: int | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.feeds)
-
-    def sha256(self) -> str:
-        """A digest of every array fed, so a report names exactly what was run."""
-        digest = hashlib.sha256()
-        for feed in self.feeds:
-            digest.update(feed.name.encode())
-            for call in feed.calls:
-                for name in sorted(call):
-                    value = np.ascontiguousarray(call[name])
-                    digest.update(f"{name}:{value.dtype.str}:{value.shape}".encode())
-                    digest.update(value.tobytes() if value.dtype.kind != "O" else repr(value.tolist()).encode())
-        return digest.hexdigest()
-
-    def to_json(self) -> dict:
-        return {"source": self.source, "seed": self.seed, "rows": self.rows, "sha256": self.sha256(),
-                "feeds": [{"name": f.name, "rows": f.rows, "calls": len(f.calls), "in_distribution": f.in_distribution}
-                          for f in self.feeds],
-                "notes": self.notes}
 
 
 def heldout_path(version_dir: Path) -> Path | None:
@@ -109,7 +57,8 @@ def heldout_features(version_dir: Path, signature: Signature) -> np.ndarray | No
 
 # -- tfkit's own model: held-out rows plus boundary and extreme cases -----------------
 def tfkit_feeds(features: np.ndarray, signature: Signature, reference) -> Inputs:
-    """Held-out rows plus boundary and extreme cases for a one-input classifier like tfkit's.
+    """Held-out rows plus boundary and extreme cases for a one-input classifier like tfkit's
+    (`toolkit.artifacts.golden.heldout_feeds`: the rows a tfkit export's golden file holds).
 
     `reference` is a started Runner; its logits (or probabilities) locate the
     decision boundary, so the cases fit whatever model was trained.
@@ -118,56 +67,8 @@ def tfkit_feeds(features: np.ndarray, signature: Signature, reference) -> Inputs
     features = np.asarray(features, dtype=spec.dtype)
     if spec.shape is not None and (len(spec.shape) != 2 or spec.shape[1] not in (None, features.shape[1])):
         raise InputError(f"held-out features of shape {list(features.shape)} do not fit input {spec.describe()}")
-    rows = (name,)
-    cases = _boundary_cases(features, lambda x: _logit(reference.infer({name: x})))
-    feeds = [Feed("heldout", [{name: features}], row_inputs=rows)]
-    feeds += [Feed(label, [{name: values.astype(spec.dtype)}], in_distribution=inside, row_inputs=rows)
-              for label, values, inside in cases]
-    feeds.append(Feed("batch of 1", [{name: features[:1]}], batched=False, row_inputs=rows))
-    feeds.append(Feed("empty batch", [{name: features[:0]}], batched=False, row_inputs=rows))
-    return Inputs("heldout+boundary", feeds)
-
-
-def _logit(outputs: dict) -> np.ndarray:
-    if "logits" in outputs:
-        return np.asarray(outputs["logits"], np.float64).reshape(len(outputs["logits"]), -1)[:, 0]
-    for key, value in outputs.items():
-        if "prob" in key.lower():
-            p = np.clip(np.asarray(value, np.float64).reshape(len(value), -1)[:, -1], 1e-12, 1 - 1e-12)
-            return np.log(p / (1 - p))
-    raise InputError(f"cannot find a logits or probabilities output among {', '.join(outputs)} "
-                     "to place boundary cases; pass --inputs FILE")
-
-
-def _boundary_cases(x: np.ndarray, logit, pairs: int = 8) -> list[tuple[str, np.ndarray, bool]]:
-    """(label, rows, in distribution): on the decision boundary and zeros (inside the
-    data's range), saturated far from the boundary and huge magnitudes (outside it)."""
-    cases = [("zeros", np.zeros((1, x.shape[1]), x.dtype), True),
-             ("large magnitude x1e3", x[:pairs] * 1e3, False),
-             ("large magnitude x1e6", x[:pairs] * 1e6, False)]
-    scores = logit(x)
-    pos, neg = x[scores > 0][:pairs], x[scores <= 0][:pairs]
-    n = min(len(pos), len(neg))
-    if n == 0:
-        return cases
-    a, b = neg[:n].astype(np.float64), pos[:n].astype(np.float64)
-    la, lb = logit(a.astype(x.dtype)), logit(b.astype(x.dtype))
-    direction = b - a
-    # Far from the boundary: step along each segment until the logit is about +/-40.
-    scale = (40.0 / np.where(lb - la == 0, 1.0, lb - la))[:, None]
-    # Secant steps along each segment: exact in one step for a linear logit.
-    for _ in range(3):
-        t = np.clip(la / np.where(la - lb == 0, 1, la - lb), 0, 1)[:, None]
-        mid = a + t * (b - a)
-        lm = logit(mid.astype(x.dtype))
-        left = (lm > 0)[:, None]
-        b, a = np.where(left, mid, b), np.where(left, a, mid)
-        lb, la = np.where(left[:, 0], lm, lb), np.where(left[:, 0], la, lm)
-    boundary = mid
-    cases.insert(0, ("on the decision boundary", boundary, True))
-    cases.insert(1, ("saturated (logit ~ +/-40)", np.concatenate([boundary + scale * direction,
-                                                                    boundary - scale * direction]), False))
-    return cases
+    feeds = heldout_feeds(features, name, reference.infer)
+    return Inputs("heldout+boundary", [Feed(f.name, f.calls, f.batched, f.in_distribution, (name,)) for f in feeds])
 
 
 # -- generated from the signature -----------------------------------------------------
@@ -310,16 +211,10 @@ def npz_feeds(path, signature: Signature) -> Inputs:
 
 def _joined_bytes(data: np.ndarray, lengths: np.ndarray, path: Path, name: str) -> np.ndarray:
     """The object array of bytes that NAME.bytes + NAME.lengths store."""
-    where = f"--inputs {path}: {name}{BYTES_SUFFIX} + {name}{LENGTHS_SUFFIX}"
-    if data.dtype != np.uint8 or data.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths < 0).any():
-        raise InputError(f"{where}: expected a 1-D uint8 array and non-negative integer lengths "
-                         f"(got {data.dtype}{list(data.shape)} and {lengths.dtype})")
-    if int(lengths.sum()) != data.size:
-        raise InputError(f"{where}: the lengths add up to {int(lengths.sum())} bytes, the data holds {data.size}")
-    ends = np.cumsum(lengths.ravel())
-    blob = data.tobytes()
-    values = [blob[end - size:end] for end, size in zip(ends.tolist(), lengths.ravel().tolist(), strict=True)]
-    return np.array(values, dtype=object).reshape(lengths.shape)
+    try:
+        return join_bytes(data, lengths)
+    except ValueError as exc:
+        raise InputError(f"--inputs {path}: {name}{BYTES_SUFFIX} + {name}{LENGTHS_SUFFIX}: {exc}") from None
 
 
 def _as_input(value: np.ndarray, spec: TensorSpec, path: Path, notes: list) -> np.ndarray:

@@ -14,6 +14,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 
 from toolkit.errors import InputError
+from toolkit.policies import policies_json
 
 SCHEMA_VERSION = 2
 #: rows or calls named in a failure line before "+N more"
@@ -41,11 +42,7 @@ def to_json(result) -> dict:
         "reference": result.reference,
         "runtimes": result.runtime_names(),
         "runtime_details": result.runtimes,
-        "policies": {name: {"atol": p.default.atol, "rtol": p.default.rtol, "ulps": p.default.ulps,
-                            "per_output": {o: {"atol": t.atol, "rtol": t.rtol, "ulps": t.ulps}
-                                           for o, t in p.per_output.items()},
-                            "quantized": p.quantized, "min_class_agreement": p.min_class_agreement}
-                     for name, p in result.policies.items()},
+        "policies": policies_json(result.policies),
         "inputs": result.inputs.to_json(),
         "rows": result.rows,
         "calls": result.calls,
@@ -59,9 +56,11 @@ def to_json(result) -> dict:
         "not_judged": result.not_judged,
         "signature_consistency": [s.to_json() for s in result.signatures],
         "edge": result.edge,
+        "kernel_spread": result.kernel_spread,
         "errors": result.errors,
         "not_run": result.not_run,
         "reproducibility": result.reproducibility,
+        "saved_outputs": result.saved_outputs,
     })
 
 
@@ -69,7 +68,7 @@ def error_json(error, model) -> dict:
     """The report.json of a check that ended in an error (exit 2 or 3) before any verdict."""
     return {"schema_version": SCHEMA_VERSION, "status": "error", "passed": False, "exit_code": error.exit_code,
             "error": str(error), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model": {"path": str(model)}}
+            "model": {"path": None if model is None else str(model)}}
 
 
 def _per_call_outputs(result) -> set[str]:
@@ -231,6 +230,7 @@ def summary(result) -> str:
                    f"{'NEEDS FLEX ' + ','.join(e['flex_ops']) if e['needs_flex'] else 'builtin ops only'}"
                    + (f", {lat['us_per_row_batched']:.3g} us/row batched, {lat['us_single_row']:.3g} us single row"
                       if lat else ""))
+    out += _kernel_lines(result)
     for n in result.model.get("notes", []) + result.inputs.notes:
         out.append(f"note: {n}")
     out += [f"not judged: {item}" for item in result.not_judged]
@@ -246,13 +246,31 @@ def summary(result) -> str:
     return "\n".join(out)
 
 
+def _kernel_lines(result) -> list[str]:
+    """One line per TFLite file run under several op resolvers: how far its kernels' answers lie apart."""
+    by_file: dict[str, list] = {}
+    for k in result.kernel_spread:
+        by_file.setdefault(k["file"], []).append(k)
+    lines = []
+    for file, spread in by_file.items():
+        resolvers = len(spread[0]["runtimes"])
+        if all(k["bit_identical"] for k in spread):
+            lines.append(f"kernels: {file}: identical under {resolvers} op resolvers")
+            continue
+        parts = [f"{k['output']} " + ("(shape or dtype differs)" if k["max_abs_difference"] is None
+                                      else _num(k["max_abs_difference"])) for k in spread if not k["bit_identical"]]
+        lines.append(f"kernels: {file}: {resolvers} op resolvers differ by up to {', '.join(parts)} (max abs)")
+    return lines
+
+
 # -- files ------------------------------------------------------------------------------
-def write_report(result, directory) -> dict:
-    """Write report.json, report.md and plots/*.png into `directory`; return their paths."""
+def write_report(result, directory, plots: bool = True) -> dict:
+    """Write report.json, report.md and (with `plots`, which needs matplotlib) plots/*.png into
+    `directory`; return their paths."""
     directory = Path(directory)
     with _writing(directory):
         directory.mkdir(parents=True, exist_ok=True)
-        plots = write_plots(result, directory / "plots")
+        plots = write_plots(result, directory / "plots") if plots else []
         document = to_json(result)
         document["plots"] = [str(p.relative_to(directory)) for p in plots]
         (directory / "report.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -331,6 +349,11 @@ def markdown(result, document: dict) -> str:
                       f"{', '.join(f'{k}×{v}' for k, v in e['ops'].items())} | "
                       f"{', '.join(e['flex_ops']) or 'none'} | {ios} | "
                       f"{_num(lat.get('us_per_row_batched'))} | {_num(lat.get('us_single_row'))} |")
+    if result.kernel_spread:
+        md += ["", "## Kernels (op resolvers)", "", "| file | output | runtimes | max abs difference | identical |",
+               "|---|---|---|---|---|"]
+        md += [f"| {k['file']} | {k['output']} | {', '.join(k['runtimes'])} | {_num(k['max_abs_difference'])} | "
+               f"{'yes' if k['bit_identical'] else 'no'} |" for k in result.kernel_spread]
     issues = problems(result)
     if issues:
         md += ["", "## Problems", ""] + [f"- {line}" for line in issues]

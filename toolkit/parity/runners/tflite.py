@@ -6,6 +6,10 @@ zero point, so a fully quantized variant is fed and compared like the float
 model it was converted from. An integer input or output without a scale (a
 uint8 image input that a float model casts itself) holds raw values: it keeps
 its dtype and is passed through as is.
+
+Devices differ in which kernels run, so a file can be run under each of
+LiteRT's op resolvers (`RESOLVERS`): the default with the XNNPACK delegate,
+the optimized builtin kernels without it, and the reference kernels.
 """
 
 from __future__ import annotations
@@ -16,11 +20,20 @@ import numpy as np
 
 from toolkit.errors import InputError, root_cause
 from toolkit.parity.runners.base import Runner, Signature, TensorSpec, shape_from_dims
-from toolkit.tfenv import captured_stderr
+from toolkit.stderr import captured_stderr
+
+
+#: op resolver label -> LiteRT's OpResolverType; "auto" (XNNPACK) is what an app gets by default
+RESOLVERS = {"auto": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "ref": "BUILTIN_REF"}
+
+
+def runtime_name(path, resolver: str = "auto") -> str:
+    """`tflite:FILE` under the default resolver, `tflite:FILE[RESOLVER]` under another."""
+    return f"tflite:{Path(path).name}" + ("" if resolver == "auto" else f"[{resolver}]")
 
 
 class TFLiteRunner(Runner):
-    """Runs signature `signature_name` of the .tflite file at `path`.
+    """Runs signature `signature_name` of the .tflite file at `path` under op resolver `resolver`.
 
     With `signature_name=None` the file's only signature is used; a file with
     no signatures at all is run through its raw input/output tensors.
@@ -29,11 +42,14 @@ class TFLiteRunner(Runner):
     kind = "tflite"
 
     def __init__(self, path, signature_name: str | None = "serving_default", name: str | None = None,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, resolver: str = "auto"):
+        if resolver not in RESOLVERS:
+            raise ValueError(f"unknown op resolver {resolver!r} (one of {', '.join(RESOLVERS)})")
         self.path = Path(path)
-        super().__init__(name or f"tflite:{self.path.name}")
+        super().__init__(name or runtime_name(self.path, resolver))
         self.signature_name = signature_name
         self.num_threads = num_threads
+        self.resolver = resolver
         self._interpreter = None
         self._runner = None
         self._inputs: dict = {}
@@ -42,7 +58,7 @@ class TFLiteRunner(Runner):
 
     def describe(self) -> dict:
         return {**super().describe(), "source": str(self.path), "signature": self.signature_name,
-                "quantized_io": sorted(n for n, d in {**self._inputs, **self._outputs}.items() if _quantized(d))}
+                "resolver": self.resolver, "quantized_io": sorted(n for n, d in {**self._inputs, **self._outputs}.items() if _quantized(d))}
 
     @property
     def tensor_details(self) -> tuple[dict, dict]:
@@ -50,12 +66,13 @@ class TFLiteRunner(Runner):
         return self._inputs, self._outputs
 
     def _start(self) -> Signature:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         if not self.path.is_file():
             raise InputError(f"TFLite file not found: {self.path}")
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads)
+            self._interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads,
+                                            experimental_op_resolver_type=OpResolverType[RESOLVERS[self.resolver]])
         except (ValueError, RuntimeError) as exc:
             raise InputError(f"cannot load TFLite file {self.path}: {root_cause(exc)}") from None
         signatures = self._interpreter.get_signature_list()

@@ -1,0 +1,5 @@
+import sys
+
+from toolkit.edge.cli import main
+
+sys.exit(main())
