@@ -22,7 +22,6 @@ import zipfile
 from pathlib import Path
 
 from toolkit.artifacts.export import (
-    DEFAULT_TAGS,
     Exported,
     ExportSettings,
     RunInputs,
@@ -31,6 +30,7 @@ from toolkit.artifacts.export import (
     export_version,
 )
 from toolkit.artifacts.layout import WARMUP_FILE
+from toolkit.artifacts.saved_model import DEFAULT_TAGS
 from toolkit.artifacts.sources import FolderSource, RunSource, Source, open_source
 from toolkit.artifacts.tflite import parse_quantize
 from toolkit.errors import InputError

@@ -61,7 +61,6 @@ WARMUP_RECORDS = 10
 MAX_WARMUP_RECORDS = 1000
 # Samples fed to the int8 converter to calibrate activation ranges, per signature.
 REPRESENTATIVE_SAMPLES = 500
-DEFAULT_TAGS = ("serve",)
 
 
 @dataclass
@@ -135,7 +134,7 @@ class ExportSettings:
     """What to export besides the SavedModel; the defaults suit a tfkit run."""
 
     signatures: tuple[str, ...] = ()  # empty: every signature
-    tags: tuple[str, ...] = DEFAULT_TAGS  # the MetaGraph TF Serving loads (--saved_model_tags)
+    tags: tuple[str, ...] = saved_model.DEFAULT_TAGS  # the MetaGraph to export (TF Serving's --saved_model_tags)
     quantize: tuple[str, ...] = ()
     tflite: bool = True
     allow_flex: bool = False

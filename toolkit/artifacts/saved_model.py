@@ -15,6 +15,8 @@ from toolkit.tfenv import import_tf
 
 SAVED_MODEL_PB = "saved_model.pb"
 FINGERPRINT_PB = "fingerprint.pb"
+#: the MetaGraph TF Serving loads unless --saved_model_tags says otherwise
+DEFAULT_TAGS = ("serve",)
 
 
 def read(folder: str | Path):

@@ -132,8 +132,10 @@ def tflite_candidates(paths, signature: str, named: bool, made_here: bool, note,
             edge.append({**facts, "latency": None, "policy": None})
             continue
         policy = "float" if facts["quantization"] == "float32" else "quantized"
+        # The other resolvers are tfkit's own addition: one lacking a kernel the file uses (the reference
+        # kernels have no HASHTABLE) is "not run", like an on-the-fly conversion that fails.
         candidates += [Candidate(TFLiteRunner(path, signature, resolver=resolver), policy,
-                                 facts if resolver == "auto" else None, made_here=made_here)
+                                 facts if resolver == "auto" else None, made_here=made_here or resolver != "auto")
                        for resolver in RESOLVERS]
     return candidates
 
