@@ -20,8 +20,7 @@ SERVER_DRAIN_S = DRAIN_GRACE_S + DRAIN_TIMEOUT_S
 
 
 def _pinned_tensorflow() -> str:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["full"]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["full"]
     return next(d.split("==")[1] for d in deps if d.startswith("tensorflow=="))
 
 

@@ -82,7 +82,7 @@ def test_splitting_a_call_keeps_scalars_whole():
 
 
 def test_check_splits_calls_with_scalars_whole():
-    from toolkit.parity.check import uniform_calls
+    from toolkit.parity.verdict import uniform_calls
 
     signature = sig(x=("float32", (None, 2)), t=("float32", ()))
     inputs = generated_feeds(signature, samples=5)

@@ -4,9 +4,9 @@ import contextlib
 
 import click
 
+from toolkit import policies as bounds
 from toolkit.cli.group import cli, tags_option
 from toolkit.errors import ToolkitError
-from toolkit import policies as bounds
 
 
 def parity_options(command):

@@ -59,7 +59,7 @@ def python_image() -> str:
 _PYTHON_DOCKERFILE = """\
 FROM python:3.11-slim
 COPY . /src
-RUN pip install --no-cache-dir /src
+RUN pip install --no-cache-dir "/src[full]"
 ENV TF_CPP_MIN_LOG_LEVEL=3
 EXPOSE 8500 8501
 ENTRYPOINT ["python", "-m", "serving"]

@@ -27,8 +27,15 @@ from toolkit.parity import stored
 from toolkit.parity.compare import default_policies, signature_consistency
 from toolkit.parity.inputs import Inputs, file_feeds, generated_feeds, heldout_features, tfkit_feeds
 from toolkit.parity.runners.base import DEFAULT_TAGS, Runner
-from toolkit.parity.verdict import (Candidate, CheckResult, extent_text, judge_runtimes,  # noqa: F401  (re-exported)
-                                    reproducibility, tflite_candidates, uniform_calls, without_name, without_not_run)
+from toolkit.parity.verdict import (
+    Candidate,
+    CheckResult,
+    judge_runtimes,
+    reproducibility,
+    tflite_candidates,
+    without_name,
+    without_not_run,
+)
 from toolkit.serve import BackgroundServer, serve_version
 from toolkit.tfenv import import_tf
 

@@ -21,8 +21,15 @@ import numpy as np
 from toolkit.artifacts.golden import library_versions
 from toolkit.artifacts.layout import sha256_file
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
-from toolkit.parity.compare import (ClassifierSpec, Comparator, Layout, PairComparison, Policy, SignatureConsistency,
-                                    WithinRuntime)
+from toolkit.parity.compare import (
+    ClassifierSpec,
+    Comparator,
+    Layout,
+    PairComparison,
+    Policy,
+    SignatureConsistency,
+    WithinRuntime,
+)
 from toolkit.parity.feeds import Feed, Inputs
 from toolkit.parity.runners.base import Runner, Signature, feed_rows, take_rows
 from toolkit.parity.runners.recorded import RecordedRunner
@@ -310,7 +317,7 @@ def uniform_calls(inputs: Inputs, runners: list, max_batch: int | None) -> list[
         for call in feed.calls:
             rows = feed_rows(call, feed.row_inputs) if feed.batched else None
             limits = [r.max_rows(call) for r in runners] + [max_batch]
-            limit = min((l for l in limits if l), default=None)
+            limit = min((n for n in limits if n), default=None)
             if rows is None or limit is None or rows <= limit:
                 calls.append((feed, call))
             else:

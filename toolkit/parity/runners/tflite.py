@@ -22,7 +22,6 @@ from toolkit.errors import InputError, root_cause
 from toolkit.parity.runners.base import Runner, Signature, TensorSpec, shape_from_dims
 from toolkit.stderr import captured_stderr
 
-
 #: op resolver label -> LiteRT's OpResolverType; "auto" (XNNPACK) is what an app gets by default
 RESOLVERS = {"auto": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "ref": "BUILTIN_REF"}
 
