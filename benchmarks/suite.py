@@ -9,7 +9,8 @@ cores and every process on it competes for them:
    after the server measurement it bounds;
 2. the CLI: `tfkit --help` vs `python -c "import click"`;
 3. serving: our server (`python -m serving` with REST), the same with
-   --enable_batching, and the null server, all on ephemeral 127.0.0.1 ports;
+   --enable_batching, the same with request logging at each LOG_RATES rate,
+   and the null server, all on ephemeral 127.0.0.1 ports;
    client processes (benchmarks.load) drive them, value and ceiling measured back
    to back in every repeat so a busy moment on the shared machine hits both;
 4. `tfkit run` vs `python -c "import tensorflow"`;
@@ -32,8 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import numpy as np
 
@@ -44,6 +45,8 @@ from benchmarks.load import ClientPool, Window
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = inproc.MODEL_NAME
 CONCURRENCY = (1, 8, 32)
+# Request logging's cost: grpc_predict_c8 on a server logging at each rate, beside our server without logging.
+LOG_RATES = ("1", "0.01")
 # Client processes: one per core. More would only take turns on the same two
 # cores; fewer would let one client interpreter bound the server's figure.
 CLIENT_PROCESSES = 2
@@ -57,10 +60,14 @@ max_enqueued_batches { value: 100 }
 num_batch_threads { value: 1 }
 """
 TARGETS = {  # minimum ratio, from the issue
-    "grpc_predict_c1": 0.7, "grpc_predict_c8": 0.7, "grpc_predict_c32": 0.7,
+    "grpc_predict_c1": 0.7,
+    "grpc_predict_c8": 0.7,
+    "grpc_predict_c32": 0.7,
     "grpc_predict_c8_p99_ms": 0.5,
-    "grpc_predict_rows_10k": 0.5, "grpc_predict_rows_100k": 0.5,
+    "grpc_predict_rows_10k": 0.5,
+    "grpc_predict_rows_100k": 0.5,
     "batching_c32": 1.5,
+    **{f"grpc_predict_c8_log_rate_{rate}": 0.9 for rate in LOG_RATES},  # logging costs at most 10%
     "tflite_rows_b10k": 0.5,
     "cli_help_s": 0.5,
     "run_s": 1 / 6,
@@ -84,18 +91,32 @@ class Budget:
     training: training.TrainingBudget = training.FULL
 
 
-FULL = Budget(warmup_s=0.4, window_s=1.5, rows_window_s=1.5, repeats=3, inproc_window_s=0.7, cli_repeats=5,
-              run_repeats=2)
-QUICK = Budget(warmup_s=0.15, window_s=0.35, rows_window_s=0.45, repeats=2, inproc_window_s=0.2, cli_repeats=3,
-               run_repeats=1, training=training.QUICK)
+FULL = Budget(
+    warmup_s=0.4, window_s=1.5, rows_window_s=1.5, repeats=3, inproc_window_s=0.7, cli_repeats=5, run_repeats=2
+)
+QUICK = Budget(
+    warmup_s=0.15,
+    window_s=0.35,
+    rows_window_s=0.45,
+    repeats=2,
+    inproc_window_s=0.2,
+    cli_repeats=3,
+    run_repeats=1,
+    training=training.QUICK,
+)
 
 GROUPS = {
     "inproc": ("tflite_rows_b1", "tflite_rows_b10k", "eager_rows_b1"),
     "cli": ("cli_help_s",),
     "serving": tuple(
-        [name for c in CONCURRENCY for name in (f"grpc_predict_c{c}", f"grpc_predict_c{c}_p50_ms",
-                                                f"grpc_predict_c{c}_p99_ms")]
-        + ["grpc_predict_rows_10k", "grpc_predict_rows_100k", "rest_predict_c8", "batching_c32"]),
+        [
+            name
+            for c in CONCURRENCY
+            for name in (f"grpc_predict_c{c}", f"grpc_predict_c{c}_p50_ms", f"grpc_predict_c{c}_p99_ms")
+        ]
+        + ["grpc_predict_rows_10k", "grpc_predict_rows_100k", "rest_predict_c8", "batching_c32"]
+        + [f"grpc_predict_c8_log_rate_{rate}" for rate in LOG_RATES]
+    ),
     "run": ("run_s",),
     "edge": ("edge_check_s",),
     "training": ("train_peak_rss_mb", "train_rows_per_s", "train_scaleout_2w"),
@@ -107,12 +128,15 @@ def _windows_of(name: str) -> tuple:
     """The serving windows a result needs: its value's, then its ceiling's (if measured here).
 
     Windows are named SERVER_cN (N concurrent batch-1 clients on "ours",
-    "null", "batching" or "rest"), rows_N (one client sending N-row requests
-    to ours) or signature_N (the same rows through the signature in process).
+    "null", "batching", "rest" or "lograteR", our server logging requests at
+    rate R), rows_N (one client sending N-row requests to ours) or
+    signature_N (the same rows through the signature in process).
     """
     if name.startswith("grpc_predict_rows_"):
         rows = name.rsplit("_", 1)[1].replace("k", "000")
         return (f"rows_{rows}", f"signature_{rows}")
+    if name.startswith("grpc_predict_c8_log_rate_"):
+        return (f"lograte{name.rsplit('_', 1)[1]}_c8", "ours_c8")
     if name.startswith("grpc_predict_c"):
         c = name.split("_")[2]
         return (f"ours_{c}", f"null_{c}")
@@ -164,13 +188,14 @@ def _interleaved(repeats: int, commands: dict) -> dict:
 class Suite:
     """One benchmark run: a work folder, a budget and the measurements asked for."""
 
-    def __init__(self, budget: Budget, names: Iterable[str], workdir: Path,
-                 progress: Callable[[str], None] = lambda msg: None):
+    def __init__(
+        self, budget: Budget, names: Iterable[str], workdir: Path, progress: Callable[[str], None] = lambda msg: None
+    ):
         self.budget = budget
         self.names = set(names)
         self.workdir = workdir
         self.progress = progress
-        self.inproc: Optional[inproc.InProcess] = None
+        self.inproc: inproc.InProcess | None = None
 
     def run(self) -> list[Result]:
         """Run the groups the names need; their results in NAMES order."""
@@ -182,10 +207,13 @@ class Suite:
                 # Preparation, not measured: the servers' start-up overlaps the
                 # training and export; they load the version once it is published.
                 (self.workdir / "models" / MODEL).mkdir(parents=True, exist_ok=True)
-                self.progress("training and exporting the model (benchmarks.inproc)"
-                              + (", starting the servers" if "serving" in wanted else ""))
+                self.progress(
+                    "training and exporting the model (benchmarks.inproc)"
+                    + (", starting the servers" if "serving" in wanted else "")
+                )
                 if "serving" in wanted:
-                    servers = self._start_servers(stack, any(n.startswith("batching") for n in self.names))
+                    log_rates = [r for r in LOG_RATES if f"grpc_predict_c8_log_rate_{r}" in self.names]
+                    servers = self._start_servers(stack, any(n.startswith("batching") for n in self.names), log_rates)
                 self.inproc = inproc.InProcess(self.workdir, _env(), ROOT)
                 stack.callback(self.inproc.close)
             if "inproc" in wanted:
@@ -208,8 +236,10 @@ class Suite:
 
     def _inproc(self) -> list[Result]:
         self.progress("TFLite, eager and numpy rates in process")
-        s = {name: [] for name in ("tflite_rows_b1", "numpy_rows_b1", "eager_rows_b1", "tflite_rows_b10k",
-                                   "numpy_rows_b10k")}
+        s = {
+            name: []
+            for name in ("tflite_rows_b1", "numpy_rows_b1", "eager_rows_b1", "tflite_rows_b10k", "numpy_rows_b10k")
+        }
         for _ in range(self.budget.repeats):
             for name, values in s.items():
                 values.append(self.inproc.rate(name, self.budget.inproc_window_s))
@@ -221,32 +251,58 @@ class Suite:
 
     def _cli(self) -> list[Result]:
         self.progress("timing tfkit --help")
-        times = _interleaved(self.budget.cli_repeats, {
-            "help": ([_tfkit(), "--help"], "tfkit --help"),
-            "click": ([sys.executable, "-c", "import click"], "python -c 'import click'"),
-        })
+        times = _interleaved(
+            self.budget.cli_repeats,
+            {
+                "help": ([_tfkit(), "--help"], "tfkit --help"),
+                "click": ([sys.executable, "-c", "import click"], "python -c 'import click'"),
+            },
+        )
         return [self._result("cli_help_s", times["help"], "s", times["click"], "import click")]
 
     def _run(self) -> list[Result]:
         self.progress("timing tfkit run")
         # Exit 1 (a parity mismatch) still ran every step; its time counts.
-        times = _interleaved(self.budget.run_repeats, {
-            "run": ([_tfkit(), "run", "--force", "--out", str(self.workdir / "tfkit-run")], "tfkit run", (0, 1)),
-            "tf": ([sys.executable, "-c", "import tensorflow"], "python -c 'import tensorflow'"),
-        })
+        times = _interleaved(
+            self.budget.run_repeats,
+            {
+                "run": ([_tfkit(), "run", "--force", "--out", str(self.workdir / "tfkit-run")], "tfkit run", (0, 1)),
+                "tf": ([sys.executable, "-c", "import tensorflow"], "python -c 'import tensorflow'"),
+            },
+        )
         return [self._result("run_s", times["run"], "s", times["tf"], "import tensorflow")]
 
     def _edge(self) -> list[Result]:
         version = self._demo_export()
         self.progress("timing tfkit-edge check on the demo export")
         # Exit 1 (a mismatch) still reached the verdict; its time counts.
-        times = _interleaved(self.budget.run_repeats + 2, {
-            "edge": ([sys.executable, "-m", "toolkit.edge", "check", str(version), "--report",
-                      str(self.workdir / "edge-report")], "tfkit-edge check", (0, 1)),
-            "litert": ([sys.executable, "-c", "import numpy; from ai_edge_litert.interpreter import Interpreter; "
-                        f"Interpreter(model_path={str(version / 'model.tflite')!r})"],
-                       "python -c 'import numpy; Interpreter(model.tflite)'"),
-        })
+        times = _interleaved(
+            self.budget.run_repeats + 2,
+            {
+                "edge": (
+                    [
+                        sys.executable,
+                        "-m",
+                        "toolkit.edge",
+                        "check",
+                        str(version),
+                        "--report",
+                        str(self.workdir / "edge-report"),
+                    ],
+                    "tfkit-edge check",
+                    (0, 1),
+                ),
+                "litert": (
+                    [
+                        sys.executable,
+                        "-c",
+                        "import numpy; from ai_edge_litert.interpreter import Interpreter; "
+                        f"Interpreter(model_path={str(version / 'model.tflite')!r})",
+                    ],
+                    "python -c 'import numpy; Interpreter(model.tflite)'",
+                ),
+            },
+        )
         return [self._result("edge_check_s", times["edge"], "s", times["litert"], "numpy + LiteRT load")]
 
     def _demo_export(self) -> Path:
@@ -258,8 +314,23 @@ class Suite:
         self.progress("training and exporting the demo model for tfkit-edge (not measured)")
         run = self.workdir / "edge-run"
         _command([_tfkit(), "train", "--out", str(run), "--no-plots", "--force"], "tfkit train")
-        _command([_tfkit(), "export", str(run), "--model-base-path", str(self.workdir / "edge-models"), "--name",
-                  MODEL, "--version", "1", "--force", "--quantize", "dynamic,float16,int8"], "tfkit export")
+        _command(
+            [
+                _tfkit(),
+                "export",
+                str(run),
+                "--model-base-path",
+                str(self.workdir / "edge-models"),
+                "--name",
+                MODEL,
+                "--version",
+                "1",
+                "--force",
+                "--quantize",
+                "dynamic,float16,int8",
+            ],
+            "tfkit export",
+        )
         return self.workdir / "edge-models" / MODEL / "1"
 
     def _training(self) -> list[Result]:
@@ -269,16 +340,25 @@ class Suite:
         return [
             self._result("train_peak_rss_mb", s["rss_big"], "MB", s["rss_small"], f"{b.small_rows:,}-row CSV"),
             self._result("train_rows_per_s", s["rows_big"], "rows/s", s["bare_big"], "bare read+parse"),
-            self._result("train_scaleout_2w", s["rows_2w"], "rows/s", s["rows_1w"],
-                         "1 worker" + (", 1 core each" if trainer.cores else "")),
+            self._result(
+                "train_scaleout_2w",
+                s["rows_2w"],
+                "rows/s",
+                s["rows_1w"],
+                "1 worker" + (", 1 core each" if trainer.cores else ""),
+            ),
         ]
 
-    def _serving(self, stack: contextlib.ExitStack, ours, batching) -> list[Result]:
+    def _serving(self, stack: contextlib.ExitStack, ours, batching, logging: dict) -> list[Result]:
         b = self.budget
         requests = {rows: inproc.request_file(self.workdir, rows).read_bytes() for rows in inproc.REQUEST_ROWS}
         # Each value's window right before its ceiling's, in the table's order.
         needed = list(dict.fromkeys(w for name in GROUPS["serving"] if name in self.names for w in _windows_of(name)))
-        targets = {"ours": ours.grpc_target, "batching": batching and batching.grpc_target}
+        targets = {
+            "ours": ours.grpc_target,
+            "batching": batching and batching.grpc_target,
+            **{f"lograte{rate}": server.grpc_target for rate, server in logging.items()},
+        }
         if any(w.startswith("null") for w in needed):
             response = self._response_bytes(ours.grpc_target, requests[1])
             targets["null"] = stack.enter_context(self._null_server(response)).grpc_target
@@ -309,19 +389,25 @@ class Suite:
         ceiling = ceiling[0] if ceiling else None
         if name.endswith("_ms"):
             q = float(name.rsplit("_p", 1)[1][:-3])
-            return self._result(name, [w.percentile_ms(q) for w in value], "ms",
-                                [w.percentile_ms(q) for w in ceiling], "null server")
+            return self._result(
+                name, [w.percentile_ms(q) for w in value], "ms", [w.percentile_ms(q) for w in ceiling], "null server"
+            )
         if name.startswith("grpc_predict_rows_"):
             rows = int(_windows_of(name)[0].removeprefix("rows_"))
             # One client, one request at a time: throughput is rows over mean latency.
             rates = [rows * len(w.latencies) / float(np.sum(w.latencies)) for w in value]
             return self._result(name, rates, "rows/s", ceiling, "in-process signature")
-        ceiling_of = {"rest_predict_c8": "our gRPC c8", "batching_c32": "unbatched c32"}.get(name, "null server")
+        ceiling_of = {
+            "rest_predict_c8": "our gRPC c8",
+            "batching_c32": "unbatched c32",
+            **{f"grpc_predict_c8_log_rate_{r}": "no logging c8" for r in LOG_RATES},
+        }.get(name, "null server")
         return self._result(name, [w.rate for w in value], "req/s", [w.rate for w in ceiling], ceiling_of)
 
-    def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool) -> Callable[[], tuple]:
-        """Launch our server with REST and (with_batching) one with --enable_batching;
-        returns a function that waits for them: (ours, batching or None)."""
+    def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool, log_rates: list) -> Callable[[], tuple]:
+        """Launch our server with REST, (with_batching) one with --enable_batching and one
+        logging requests at each of `log_rates`; returns a function that waits for them:
+        (ours, batching or None, {rate: logging server})."""
         from toolkit.serve import LocalServer
 
         base = ["--model_name=" + MODEL, f"--model_base_path={self.workdir / 'models' / MODEL}"]
@@ -332,8 +418,11 @@ class Suite:
         if with_batching:
             params = self.workdir / "batching.config"
             params.write_text(BATCHING_PARAMETERS)
-            servers.append(LocalServer(base + ["--enable_batching", f"--batching_parameters_file={params}"], [],
-                                       env=_env()))
+            servers.append(
+                LocalServer(base + ["--enable_batching", f"--batching_parameters_file={params}"], [], env=_env())
+            )
+        for rate in log_rates:
+            servers.append(LocalServer([f"--model_config_file={self._logging_config(rate)}"], [], env=_env()))
         for server in servers:
             stack.callback(server.stop)
         # Their TensorFlow imports overlap; nothing is being measured yet.
@@ -347,9 +436,24 @@ class Suite:
                 thread.join()
             if errors:
                 raise BenchError(str(errors[0]))
-            return servers[0], (servers[1] if with_batching else None)
+            logging = dict(zip(log_rates, servers[-len(log_rates) :])) if log_rates else {}
+            return servers[0], (servers[1] if with_batching else None), logging
 
         return ready
+
+    def _logging_config(self, rate: str) -> Path:
+        """A model config serving the model with every request logged at `rate` (files under workdir)."""
+        config = self.workdir / f"logging-{rate}.config"
+        config.write_text(
+            "model_config_list { config {\n"
+            f'  name: "{MODEL}" base_path: "{self.workdir / "models" / MODEL}" model_platform: "tensorflow"\n'
+            "  logging_config {\n"
+            f'    log_collector_config {{ type: "file" filename_prefix: "{self.workdir / "request-logs" / rate}" }}\n'
+            f"    sampling_config {{ sampling_rate: {rate} }}\n"
+            "  }\n"
+            "} }\n"
+        )
+        return config
 
     def _response_bytes(self, target: str, request: bytes) -> bytes:
         """A real batch-1 PredictResponse of our server, as bytes."""
@@ -361,8 +465,9 @@ class Suite:
             try:
                 return channel.unary_unary(PREDICT_METHOD)(request, timeout=30)
             except grpc.RpcError as exc:
-                raise BenchError(f"Predict on our server at {target} failed: {exc.code().name}: "
-                                 f"{exc.details()}") from None
+                raise BenchError(
+                    f"Predict on our server at {target} failed: {exc.code().name}: {exc.details()}"
+                ) from None
 
     @contextlib.contextmanager
     def _null_server(self, response: bytes):
@@ -373,8 +478,9 @@ class Suite:
         # LocalServer launches an executable with the server's flags; this one
         # is the null server, so it gets the same ports and readiness checks.
         launcher = self.workdir / "null-model-server"
-        launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m benchmarks.nullserver '
-                            f'--response="{response_file}" "$@"\n')
+        launcher.write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" -m benchmarks.nullserver --response="{response_file}" "$@"\n'
+        )
         launcher.chmod(0o755)
         with LocalServer([], models=[], binary=str(launcher), env=_env()) as server:
             yield server
@@ -397,8 +503,7 @@ def _checked(name: str, window):
     return window
 
 
-def run(budget: Budget, names: Iterable[str], progress=lambda msg: None,
-        keep: Optional[Path] = None) -> list[Result]:
+def run(budget: Budget, names: Iterable[str], progress=lambda msg: None, keep: Path | None = None) -> list[Result]:
     """Run the named measurements in a temporary work folder (or `keep`)."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,11 @@ there, start to finish, with no hand-off. Measured side by side against null
 servers of both kinds, that took our batch-1 Predict from ~0.5 to ~0.7 of
 the null server at 8 and 32 clients (README, Performance).
 
-Handlers that are plain functions (everything but Predict), and large
-Predicts, run on the `--grpc_max_threads` pool as before, which
-`DrainingExecutor` keeps counting for the graceful drain; a batched Predict
-waits for its batch on the loop without holding a thread. The rest of the
-server is synchronous, so this class drives the loop from the caller's
-thread and exposes the few grpc.Server methods the server uses.
+The model work of every other method, and of large Predicts, runs on the
+`--grpc_max_threads` pool as before; a batched Predict waits for its batch on
+the loop without holding a thread. The rest of the server is synchronous, so
+this class drives the loop from the caller's thread and exposes the few
+grpc.Server methods the server uses.
 """
 
 import asyncio

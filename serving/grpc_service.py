@@ -3,28 +3,32 @@
 Each call maps ServingError to its status code and message (context.abort),
 records the request in serving.metrics, and logs nothing on success.
 
-Every method but Predict is a plain function, which the aio server runs on
-the --grpc_max_threads pool. Predict is a coroutine: a small request (the
-common batch-1 call, a few dozen microseconds of work) is served right on the
-event loop, which saves the hand-off to a worker thread (see
-serving.grpc_loop); with batching on, it waits for its batch there without
-blocking the loop. A large request goes to the pool like the other methods,
-so it cannot hold up the loop.
+Every method is a coroutine on the aio server's event loop. It first admits
+its call to the drain (serving.drain: counted until answered, or refused once
+the server is shutting down), then runs the core method on the
+--grpc_max_threads pool. Predict is the exception: a small request (the common
+batch-1 call, a few dozen microseconds of work) is served right on the event
+loop, which saves the hand-off to a worker thread (see serving.grpc_loop);
+with batching on, it waits for its batch there without blocking the loop. A
+large request goes to the pool like the other methods, so it cannot hold up
+the loop.
 """
 
 import asyncio
 import logging
 import time
+from concurrent import futures
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
 from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
-from serving import drain, inference, metrics
+from serving import inference, metrics
 from serving.batching import Done
 from serving.core import ServerCore
-from serving.errors import ServingError, unavailable
+from serving.drain import Drain
+from serving.errors import ServingError
 
 log = logging.getLogger("serving")
 
@@ -89,34 +93,27 @@ class _Call:
             self.error = (code, f"{type(exc).__name__}: {exc}")
         elif exc is not None:  # cancellation, interpreter exit: not ours to answer
             return False
-        metrics.record_request(self.model_of(self.request), self.signature_of(self.request),
-                               self.api, code.name, time.perf_counter() - self.started)
+        metrics.record_request(
+            self.model_of(self.request),
+            self.signature_of(self.request),
+            self.api,
+            code.name,
+            time.perf_counter() - self.started,
+        )
         return True
 
 
-def _shutting_down() -> ServingError:
-    return unavailable(drain.SHUTTING_DOWN)
-
-
-def _served(core_method, core: ServerCore, request, api: str, model_of=_model,
-            signature_of=_signature) -> _Call:
-    """core_method(core, request) on a pool thread, as a finished _Call."""
-    with _Call(api, request, model_of, signature_of) as call:
-        if drain.refusing():
-            raise _shutting_down()
-        call.response = core_method(core, request)
-    return call
-
-
 def _call(core_method, api: str, model_of=_model, signature_of=_signature):
-    """A servicer method run on a pool thread: core_method(request), errors mapped."""
+    """A servicer method: core_method(core, request) on the worker pool, errors mapped."""
 
-    def handler(self, request, context):
+    async def handler(self, request, context):
         if request is _UNPARSEABLE:
-            context.abort(*_UNPARSEABLE_STATUS)
-        call = _served(core_method, self.core, request, api, model_of, signature_of)
+            await context.abort(*_UNPARSEABLE_STATUS)
+        with _Call(api, request, model_of, signature_of) as call:
+            self._drain.admit(context)
+            call.response = await self._loop.run_in_executor(self._pool, core_method, self.core, request)
         if call.error:
-            context.abort(*call.error)
+            await context.abort(*call.error)
         return call.response
 
     handler.__name__ = api
@@ -127,57 +124,54 @@ def _first_task_model(request) -> str:
     return request.tasks[0].model_spec.name if request.tasks else ""
 
 
-class PredictionService:
-    """tensorflow.serving.PredictionService."""
+class _Servicer:
+    """What every servicer method needs: the core, the worker pool, the event loop, the drain."""
 
-    def __init__(self, core: ServerCore, pool: drain.DrainingExecutor,
-                 loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self, core: ServerCore, pool: futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, drain: Drain
+    ):
         self.core = core
         self._pool = pool
         self._loop = loop
+        self._drain = drain
+
+
+class PredictionService(_Servicer):
+    """tensorflow.serving.PredictionService."""
 
     async def Predict(self, request, context):
         if request is _UNPARSEABLE:
             await context.abort(*_UNPARSEABLE_STATUS)
-        if request.ByteSize() > INLINE_PREDICT_MAX_BYTES:
-            call = await self._loop.run_in_executor(self._pool, _served, ServerCore.predict,
-                                                    self.core, request, "Predict")
-        else:
-            # ServerCore.predict, except that a batched run is awaited.
-            with _Call("Predict", request) as call:
-                if self._pool.refuse_inline():
-                    raise _shutting_down()
+        with _Call("Predict", request) as call:
+            self._drain.admit(context)
+            if request.ByteSize() > INLINE_PREDICT_MAX_BYTES:
+                call.response = await self._loop.run_in_executor(self._pool, self.core.predict, request)
+            else:
+                # ServerCore.predict, except that a batched run is awaited.
                 servable = self.core.take(request.model_spec)
                 try:
                     run = inference.start_predict(servable, request)
                     if not isinstance(run, Done):
                         await self._batch_done(run)
                     call.response = inference.predict_response(
-                        servable, request, run.result(),
-                        self.core.options.enable_serialization_as_tensor_content)
+                        servable, request, run.result(), self.core.options.enable_serialization_as_tensor_content
+                    )
                 finally:
                     servable.release()
+                self.core.log_predict(request, call.response)
         if call.error:
             await context.abort(*call.error)
         return call.response
 
     async def _batch_done(self, run) -> None:
-        """Wait for a batched run; the loop serves other calls meanwhile. The
-        call counts as accepted for the drain until its batch has run."""
+        """Wait for a batched run; the loop serves other calls meanwhile."""
         ready = self._loop.create_future()
         run.add_done_callback(lambda: self._loop.call_soon_threadsafe(_set_done, ready))
-        if not self._pool.admit():  # the drain began after this call was accepted
-            await ready
-            return
-        try:
-            await ready
-        finally:
-            self._pool.finish()
+        await ready
 
     Classify = _call(ServerCore.classify, "Classify")
     Regress = _call(ServerCore.regress, "Regress")
-    MultiInference = _call(ServerCore.multi_inference, "MultiInference", _first_task_model,
-                           lambda r: "")
+    MultiInference = _call(ServerCore.multi_inference, "MultiInference", _first_task_model, lambda r: "")
     GetModelMetadata = _call(ServerCore.get_model_metadata, "GetModelMetadata")
 
 
@@ -186,15 +180,13 @@ def _set_done(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-class ModelService:
+class ModelService(_Servicer):
     """tensorflow.serving.ModelService."""
 
-    def __init__(self, core: ServerCore):
-        self.core = core
-
     GetModelStatus = _call(ServerCore.get_model_status, "GetModelStatus")
-    HandleReloadConfigRequest = _call(ServerCore.handle_reload_config_request,
-                                      "HandleReloadConfigRequest", lambda r: "", lambda r: "")
+    HandleReloadConfigRequest = _call(
+        ServerCore.handle_reload_config_request, "HandleReloadConfigRequest", lambda r: "", lambda r: ""
+    )
 
 
 def _add_service(server, servicer, service) -> None:
@@ -204,16 +196,21 @@ def _add_service(server, servicer, service) -> None:
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             getattr(servicer, method.name),
             request_deserializer=_lenient(GetMessageClass(method.input_type).FromString),
-            response_serializer=GetMessageClass(method.output_type).SerializeToString)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name,
-                                                                          handlers),))
+            response_serializer=GetMessageClass(method.output_type).SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
-def add_services(server, core: ServerCore, pool: drain.DrainingExecutor,
-                 loop: asyncio.AbstractEventLoop) -> None:
+def add_services(
+    server, core: ServerCore, pool: futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, drain: Drain
+) -> None:
     """Register both TF Serving services on a serving.grpc_loop.LoopServer whose
-    event loop is `loop` and worker pool `pool`."""
-    _add_service(server, PredictionService(core, pool, loop),
-                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"])
-    _add_service(server, ModelService(core),
-                 model_service_pb2.DESCRIPTOR.services_by_name["ModelService"])
+    event loop is `loop` and worker pool `pool`; `drain` counts and refuses their calls."""
+    _add_service(
+        server,
+        PredictionService(core, pool, loop, drain),
+        prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+    )
+    _add_service(
+        server, ModelService(core, pool, loop, drain), model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
+    )

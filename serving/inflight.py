@@ -21,6 +21,10 @@ class InFlight:
             if not self._count:
                 self._idle.notify_all()
 
+    def count(self) -> int:
+        """How many are in progress now."""
+        return self._count
+
     def __enter__(self):
         self.add()
 

@@ -4,24 +4,30 @@ Mirrors model_servers/server.cc: check the flags, build the model config
 (one model from --model_name/--model_base_path or a --model_config_file),
 load every model before listening (a model that cannot load fails the start
 with the binary's message and exit code 255), then serve gRPC (and REST with
---rest_api_port) until SIGTERM/SIGINT, which stop gracefully and exit 0.
+--rest_api_port) until SIGTERM/SIGINT, which drain (`ModelServer.drain`) and
+exit 0. The binary has no SIGTERM handler at all: it dies at once.
 """
 
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Optional
+from concurrent import futures
 
-from serving import LISTEN_HOST_ENV, flags
-from serving.drain import DrainingExecutor
+from serving import DRAIN_GRACE_ENV, LISTEN_HOST_ENV, flags
+from serving.drain import Drain
 from serving.grpc_loop import LoopServer
 
 log = logging.getLogger("serving")
 
-SHUTDOWN_GRACE_S = 10.0
+# After SIGTERM: how long everything is still served (so that load balancers
+# stop routing here; DRAIN_GRACE_ENV overrides it), then how long the requests
+# taken by then get to finish.
+DRAIN_GRACE_S = 5.0
+DRAIN_TIMEOUT_S = 10.0
 
 
 class StartError(Exception):
@@ -70,28 +76,54 @@ def _read_text_proto(path: str, message):
 def check_options(options) -> None:
     """The flag combinations server.cc rejects, with its messages."""
     if options.port == 0 and not options.grpc_socket_path:
-        raise _status("INVALID_ARGUMENT", "At least one of server_options.grpc_port or "
-                      "server_options.grpc_socket_path must be set.")
+        raise _status(
+            "INVALID_ARGUMENT",
+            "At least one of server_options.grpc_port or server_options.grpc_socket_path must be set.",
+        )
     if options.use_alts_credentials and options.ssl_config_file:
-        raise _status("INVALID_ARGUMENT", "Either use_alts_credentials must be false or "
-                      "ssl_config_file must be empty.")
+        raise _status("INVALID_ARGUMENT", "Either use_alts_credentials must be false or ssl_config_file must be empty.")
     if not options.model_base_path and not options.model_config_file:
-        raise _status("INVALID_ARGUMENT", "Both server_options.model_base_path and "
-                      "server_options.model_config_file are empty!")
+        raise _status(
+            "INVALID_ARGUMENT", "Both server_options.model_base_path and server_options.model_config_file are empty!"
+        )
     if not options.enable_batching and options.batching_parameters_file:
-        raise _status("INVALID_ARGUMENT", "server_options.batching_parameters_file is set without "
-                      "setting server_options.enable_batching to true.")
-    if (options.tensorflow_intra_op_parallelism > 0 and options.tensorflow_inter_op_parallelism > 0
-            and options.tensorflow_session_parallelism > 0):
-        raise _status("INVALID_ARGUMENT", "Either configure server_options.tensorflow_session_parallelism "
-                      "or (server_options.tensorflow_intra_op_parallelism, "
-                      "server_options.tensorflow_inter_op_parallelism) separately. "
-                      "You cannot configure all.")
+        raise _status(
+            "INVALID_ARGUMENT",
+            "server_options.batching_parameters_file is set without setting server_options.enable_batching to true.",
+        )
+    if (
+        options.tensorflow_intra_op_parallelism > 0
+        and options.tensorflow_inter_op_parallelism > 0
+        and options.tensorflow_session_parallelism > 0
+    ):
+        raise _status(
+            "INVALID_ARGUMENT",
+            "Either configure server_options.tensorflow_session_parallelism "
+            "or (server_options.tensorflow_intra_op_parallelism, "
+            "server_options.tensorflow_inter_op_parallelism) separately. "
+            "You cannot configure all.",
+        )
     if options.platform_config_file:
-        raise _status("UNIMPLEMENTED", "--platform_config_file is not supported by this server; "
-                      "it serves the TensorFlow platform only.")
+        raise _status(
+            "UNIMPLEMENTED",
+            "--platform_config_file is not supported by this server; it serves the TensorFlow platform only.",
+        )
     if options.use_alts_credentials:
         raise _status("UNIMPLEMENTED", "--use_alts_credentials is not supported by this server.")
+
+
+def drain_grace_seconds() -> float:
+    """The grace period after SIGTERM: DRAIN_GRACE_ENV, else DRAIN_GRACE_S."""
+    text = os.environ.get(DRAIN_GRACE_ENV, "")
+    if not text:
+        return DRAIN_GRACE_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise _status("INVALID_ARGUMENT", f"{DRAIN_GRACE_ENV} must be a number of seconds >= 0, got {text!r}")
+    return seconds
 
 
 def model_server_config(options):
@@ -102,8 +134,11 @@ def model_server_config(options):
     config = model_server_config_pb2.ModelServerConfig()
     if options.model_config_file:
         return _read_text_proto(options.model_config_file, config)
-    log.info("Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
-             options.model_name, options.model_base_path)
+    log.info(
+        "Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
+        options.model_name,
+        options.model_base_path,
+    )
     model = config.model_config_list.config.add()
     model.name, model.base_path = options.model_name, options.model_base_path
     model.model_platform = "tensorflow"
@@ -144,13 +179,19 @@ def build_core(options):
 
     def loader(name, version, path):
         servable = load_servable(
-            name, version, path, tags=tags, prefer_tflite=options.prefer_tflite_model,
+            name,
+            version,
+            path,
+            tags=tags,
+            prefer_tflite=options.prefer_tflite_model,
             num_tflite_interpreters=max(1, options.num_tflite_pools),
-            session_config=session_config)
+            session_config=session_config,
+        )
         try:
             if options.enable_model_warmup:
-                run_warmup(servable, options.num_request_iterations_for_warmup,
-                           options.enable_signature_method_name_check)
+                run_warmup(
+                    servable, options.num_request_iterations_for_warmup, options.enable_signature_method_name_check
+                )
         except Exception:
             servable.unload()
             raise
@@ -163,12 +204,14 @@ def build_core(options):
         manager=ManagerOptions(
             max_num_load_retries=options.max_num_load_retries,
             load_retry_interval_s=max(0.0, retry_s),
-            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds),
+            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+        ),
         allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         enable_serialization_as_tensor_content=options.enable_serialization_as_tensor_content,
-        enable_signature_method_name_check=options.enable_signature_method_name_check)
-    return ServerCore(loader, core_options,
-                      on_load=metrics.record_load)
+        enable_signature_method_name_check=options.enable_signature_method_name_check,
+        saved_model_tags=tuple(tags),
+    )
+    return ServerCore(loader, core_options, on_load=metrics.record_load)
 
 
 def _batcher(options):
@@ -189,12 +232,12 @@ def _batcher(options):
         raise _status(exc.code.name, exc.message) from None
 
 
-def grpc_pool(options) -> DrainingExecutor:
+def grpc_pool(options) -> futures.ThreadPoolExecutor:
     """The --grpc_max_threads worker pool for grpc_server."""
-    return DrainingExecutor(max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc")
+    return futures.ThreadPoolExecutor(max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc")
 
 
-def grpc_server(options, pool: Optional[DrainingExecutor] = None) -> LoopServer:
+def grpc_server(options, pool: futures.ThreadPoolExecutor | None = None) -> LoopServer:
     """A gRPC server (grpc.aio, on its own loop thread) with the flags' thread
     pool (`pool`, else a new grpc_pool) and channel arguments, no services or
     ports yet (the benchmark's null server is built by the same function)."""
@@ -203,9 +246,11 @@ def grpc_server(options, pool: Optional[DrainingExecutor] = None) -> LoopServer:
     except flags.FlagError as exc:
         raise _status("INVALID_ARGUMENT", str(exc)) from None
     max_size = 2**31 - 1
-    server_options = [("grpc.max_receive_message_length", max_size),
-                      ("grpc.max_send_message_length", max_size),
-                      ("grpc.so_reuseport", 0)] + channel_args
+    server_options = [
+        ("grpc.max_receive_message_length", max_size),
+        ("grpc.max_send_message_length", max_size),
+        ("grpc.so_reuseport", 0),
+    ] + channel_args
     return LoopServer(pool or grpc_pool(options), server_options)
 
 
@@ -216,11 +261,13 @@ class ModelServer:
         self.options = options
         self.core = None
         self.grpc_server = None
-        self._grpc_pool: Optional[DrainingExecutor] = None
+        self._drain = Drain()
         self.http_server = None
         self.health = None
+        self.drain_grace_s = DRAIN_GRACE_S
         self._stop = threading.Event()
-        self._config_poller: Optional[threading.Thread] = None
+        self._grace_over = threading.Event()
+        self._config_poller: threading.Thread | None = None
 
     def start(self) -> None:
         """BuildAndStart: load models, then listen. StartError on failure."""
@@ -228,6 +275,7 @@ class ModelServer:
 
         options = self.options
         check_options(options)
+        self.drain_grace_s = drain_grace_seconds()
         config = model_server_config(options)
         self.core = build_core(options)
         try:
@@ -236,8 +284,7 @@ class ModelServer:
             raise _status(exc.code.name, exc.message) from None
         self.core.manager.start_polling()
         if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
-            self._config_poller = threading.Thread(target=self._poll_config, name="config-poll",
-                                                   daemon=True)
+            self._config_poller = threading.Thread(target=self._poll_config, name="config-poll", daemon=True)
             self._config_poller.start()
         self._start_grpc()
         if options.rest_api_port:
@@ -268,10 +315,10 @@ class ModelServer:
         from serving import grpc_service, metrics
 
         options = self.options
-        self._grpc_pool = grpc_pool(options)
-        metrics.watch_grpc_calls_in_flight(self._grpc_pool.in_flight)
-        server = self.grpc_server = grpc_server(options, self._grpc_pool)  # shutdown() stops it
-        grpc_service.add_services(server, self.core, self._grpc_pool, server.loop)
+        pool = grpc_pool(options)
+        metrics.watch_grpc_calls_in_flight(self._drain.in_flight)
+        server = self.grpc_server = grpc_server(options, pool)
+        grpc_service.add_services(server, self.core, pool, server.loop, self._drain)
         if options.enable_grpc_healthcheck_service:
             self._add_health(server)
         if options.enable_profiler:
@@ -299,9 +346,9 @@ class ModelServer:
                 else:
                     server.add_secure_port(address, credentials)
             except RuntimeError as exc:
-                raise _status("INVALID_ARGUMENT",
-                              f"Failed to BuildAndStart gRPC server: cannot listen on {address} "
-                              f"({exc})") from None
+                raise _status(
+                    "INVALID_ARGUMENT", f"Failed to BuildAndStart gRPC server: cannot listen on {address} ({exc})"
+                ) from None
         server.start()
         if options.port:
             log.info("Running gRPC ModelServer at %s:%d ...", host, options.port)
@@ -319,8 +366,10 @@ class ModelServer:
     def _start_rest(self) -> None:
         options = self.options
         if options.rest_api_port == options.port:
-            log.error("server_options.http_port cannot be same as grpc_port. Please use a different "
-                      "port for HTTP/REST API. Skipped exporting HTTP/REST API.")
+            log.error(
+                "server_options.http_port cannot be same as grpc_port. Please use a different "
+                "port for HTTP/REST API. Skipped exporting HTTP/REST API."
+            )
             return
         from serving import rest_api as rest
 
@@ -330,8 +379,9 @@ class ModelServer:
 
             _read_text_proto(options.monitoring_config_file, MonitoringConfig())
         try:
-            self.http_server = rest.create_http_server(self.core, options.rest_api_port, options,
-                                                       host=os.environ.get(LISTEN_HOST_ENV) or None)
+            self.http_server = rest.create_http_server(
+                self.core, options.rest_api_port, options, host=os.environ.get(LISTEN_HOST_ENV) or None
+            )
             self.http_server.start()
         except rest.RestStartError as exc:
             self.http_server = None
@@ -345,35 +395,58 @@ class ModelServer:
             signal.pause()  # returns after each signal handler ran
 
     def request_stop(self, *_signal_args) -> None:
-        """Ask the serving loop to end (signal-handler safe)."""
+        """Ask the serving loop to end; asked again, cut the drain's grace period short (signal-handler safe)."""
+        if self._stop.is_set():
+            self._grace_over.set()
         self._stop.set()
 
-    def shutdown(self, grace: float = SHUTDOWN_GRACE_S) -> None:
-        """Stop taking requests, let in-flight ones finish within `grace`, unload.
+    def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
+        """SIGTERM's stop, which loses nothing the server received before it.
 
-        gRPC and REST drain together: new gRPC calls are refused (UNAVAILABLE)
-        from the start, while calls already accepted, including those still
-        queued for a worker thread, run to completion; grpc's own stop comes
-        last, once nothing accepted is left for it to cancel.
+        At once the health service answers NOT_SERVING and HTTP responses close
+        their connections, so that load balancers and clients move elsewhere;
+        everything is still served for the grace period (`drain_grace_s`). Then
+        gRPC calls taken from now on are refused (UNAVAILABLE) and the HTTP
+        server stops accepting, while every call and request taken before,
+        including connections waiting in the listen backlog, is answered within
+        `timeout`. gRPC is left running: the caller is to exit the process now,
+        which closes its connections (see serving.drain for why).
         """
         self._stop.set()
-        deadline = time.monotonic() + grace
         if self.health is not None:
             self.health.enter_graceful_shutdown()
-        # Counted as refusals begin: the calls the drain must still answer (the
-        # drain tests read this line to prove their premise).
-        in_flight = self._grpc_pool.begin_drain() if self._grpc_pool is not None else 0
-        log.info("Shutting down: draining requests for up to %gs (%d gRPC calls in flight)", grace, in_flight)
+        http_in_flight = self.http_server.begin_drain() if self.http_server is not None else 0
+        # The counts prove a drain test's premise: requests were in flight at SIGTERM.
+        log.info(
+            "Draining: serving for %gs more before refusing new requests (%d gRPC calls and %d HTTP "
+            "requests in flight)",
+            self.drain_grace_s,
+            self._drain.in_flight(),
+            http_in_flight,
+        )
+        self._grace_over.wait(self.drain_grace_s)
+        deadline = time.monotonic() + timeout
+        in_flight = self._drain.begin()
+        log.info("Shutting down: draining requests for up to %gs (%d gRPC calls in flight)", timeout, in_flight)
         if self.http_server is not None:
-            self.http_server.stop(grace)
-        if self.grpc_server is not None:
-            if not self._grpc_pool.wait_drained(max(0.0, deadline - time.monotonic())):
-                log.warning("Grace period of %gs over: cancelling the gRPC calls still running",
-                            grace)
-            self.grpc_server.stop(max(0.0, deadline - time.monotonic()))
+            self.http_server.stop(timeout)
+        if not self._drain.wait_answered(max(0.0, deadline - time.monotonic())):
+            log.warning(
+                "Drain timeout of %gs over: exiting with %d gRPC calls unanswered", timeout, self._drain.in_flight()
+            )
         if self.core is not None:
             self.core.stop()
         log.info("Server stopped")
+
+    def close(self) -> None:
+        """Stop whatever a failed or abandoned start() got running."""
+        self._stop.set()
+        if self.http_server is not None:
+            self.http_server.stop(0)
+        if self.grpc_server is not None:
+            self.grpc_server.stop(0)
+        if self.core is not None:
+            self.core.stop()
 
 
 def _print_version() -> None:
@@ -412,12 +485,16 @@ def main(argv: list) -> int:
         server.start()
     except StartError as exc:
         print(f"Failed to start server. Error: {exc}", flush=True)
-        server.shutdown(grace=0)
+        server.close()
         return 255
     except SystemExit:
-        server.shutdown(grace=0)
+        server.close()
         raise
     starting = False
     server.wait()
-    server.shutdown()
-    return 0
+    server.drain()
+    # Exit without stopping gRPC, whose shutdown would cancel the calls still
+    # arriving (serving.drain); the drain has answered everything taken.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -8,7 +8,10 @@ Barriers, all measured by the server under test:
   polling passes (`:tfkit:serving:poll_count`);
 - `grpc_calls_in_flight`: gRPC calls accepted and not yet answered;
 - `grpc_calls_in_flight_at_shutdown`: the same, counted by the server when
-  SIGTERM began its drain (its "Shutting down" log line);
+  its drain began refusing new calls (its "Shutting down" log line, at the end
+  of the grace period after SIGTERM);
+- `in_flight_at_sigterm`: gRPC calls and HTTP requests the server had taken
+  and not yet answered when SIGTERM arrived (its "Draining" log line);
 - `unread_bytes`: bytes a client sent that the server has not read yet.
 """
 
@@ -17,9 +20,9 @@ import json
 import re
 import time
 
-from tf_serving_testdata import TESTDATA
-
 from toolkit.serve import free_port  # noqa: F401  (the suite's one free_port, re-exported)
+
+from tf_serving_testdata import TESTDATA
 
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # what MONITORING_CONFIG says
 MONITORING_CONFIG = TESTDATA / "monitoring_config.txt"
@@ -117,6 +120,16 @@ def grpc_calls_in_flight_at_shutdown(log_lines) -> int:
         if match:
             return int(match[1])
     raise AssertionError("the server never logged its 'Shutting down: ...' line")
+
+
+_DRAINING_LINE = re.compile(r"Draining: .*\((\d+) gRPC calls and (\d+) HTTP requests in flight\)")
+
+
+def in_flight_at_sigterm(log_text: str) -> tuple[int, int]:
+    """(gRPC calls, HTTP requests) the server counted in flight when SIGTERM arrived."""
+    match = _DRAINING_LINE.search(log_text)
+    assert match, "the server never logged its 'Draining: ...' line"
+    return int(match[1]), int(match[2])
 
 
 def unread_bytes(sock) -> int | None:

@@ -155,7 +155,7 @@ def _resolve_tfkit(words: list[str]):
 
 def _program(tokens: list[str], i: int) -> str | None:
     """Which of our programs token i starts: tfkit, edge (tfkit-edge), server, reliability or bench."""
-    token, module = tokens[i], tokens[i - 1:i + 1] if i else []
+    token, module = tokens[i], tokens[i - 1 : i + 1] if i else []
     if token == "tfkit" or token.endswith("/tfkit") or module == ["-m", "toolkit"]:
         return "tfkit"
     if token == "tfkit-edge" or token.endswith("/tfkit-edge") or module == ["-m", "toolkit.edge"]:
@@ -173,7 +173,7 @@ def _command_problems(tokens: list[str]) -> list[str]:
     """What is wrong with one command line, if it runs one of our programs."""
     joined = " ".join(tokens)
     for i in range(len(tokens)):
-        program, rest = _program(tokens, i), tokens[i + 1:]
+        program, rest = _program(tokens, i), tokens[i + 1 :]
         if program == "tfkit":
             command, rest = _resolve_tfkit(rest)
             if command is None:
@@ -188,7 +188,7 @@ def _command_problems(tokens: list[str]) -> list[str]:
                 argv = ["soak"]
             else:  # python -m reliability SUBCOMMAND
                 argv = [word for word in rest[:1] if not word.startswith("-")]
-                rest = rest[len(argv):]
+                rest = rest[len(argv) :]
             allowed, what = _reliability_flags(*argv), f"an option of reliability {' '.join(argv)}"
         elif program == "bench":
             allowed, what = _bench_flags(), "an option of scripts/bench"
@@ -196,7 +196,7 @@ def _command_problems(tokens: list[str]) -> list[str]:
             argv = [word for word in rest[:1] if not word.startswith("-")]
             if argv not in ([], ["check"]):
                 return [f"`{joined}`: tfkit-edge has no command {argv[0]!r}"]
-            rest = rest[len(argv):]
+            rest = rest[len(argv) :]
             allowed, what = _edge_flags(*argv), f"an option of {' '.join(['tfkit-edge', *argv])}"
         else:
             continue
@@ -225,7 +225,8 @@ def _defines(body, name: str):
             if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                 return node
         if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
-                (alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
+            (alias.asname or alias.name.split(".")[0]) == name for alias in node.names
+        ):
             return node
     return None
 
@@ -300,8 +301,11 @@ def test_commands_and_flags_exist(page):
             problems += _command_problems(tokens)
     for span in _inline_spans(text):
         if span.startswith("--"):
-            problems += [f"`{span}`: {flag} is not a flag of any of our programs"
-                         for flag in _flags(span.split()) if flag not in _every_flag()]
+            problems += [
+                f"`{span}`: {flag} is not a flag of any of our programs"
+                for flag in _flags(span.split())
+                if flag not in _every_flag()
+            ]
     assert not problems, f"{_page_id(page)}:\n" + "\n".join(problems)
 
 
@@ -323,14 +327,18 @@ def _cli_sections() -> dict[str, str]:
     return sections
 
 
-@pytest.mark.parametrize("path,command", [pytest.param(p, c, id=" ".join(p)) for p, c in _click_commands()
-                                          if len(p) > 1])
+@pytest.mark.parametrize(
+    "path,command", [pytest.param(p, c, id=" ".join(p)) for p, c in _click_commands() if len(p) > 1]
+)
 def test_cli_reference_documents_every_option(path, command):
     sections = _cli_sections()
     name = " ".join(path)
     assert name in sections, f"docs/cli.md has no heading for `{name}`"
-    undocumented = sorted(option for option in _click_options(command) - {"-h", "--help"}
-                          if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", sections[name]))
+    undocumented = sorted(
+        option
+        for option in _click_options(command) - {"-h", "--help"}
+        if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", sections[name])
+    )
     assert not undocumented, f"docs/cli.md, `{name}`: options not described: {undocumented}"
 
 

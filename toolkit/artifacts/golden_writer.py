@@ -25,9 +25,16 @@ REFERENCE = "savedmodel"
 REFERENCE_POLICY = "float"
 
 
-def write_golden(folder, feeds: list[golden.GoldenFeed] | None = None, heldout: np.ndarray | None = None,
-                 signature: str = "serving_default", tags=("serve",), name: str | None = None,
-                 version: int | None = None, source: str | None = None) -> Path:
+def write_golden(
+    folder,
+    feeds: list[golden.GoldenFeed] | None = None,
+    heldout: np.ndarray | None = None,
+    signature: str = "serving_default",
+    tags=("serve",),
+    name: str | None = None,
+    version: int | None = None,
+    source: str | None = None,
+) -> Path:
     """Run `feeds` (or the held-out rows and boundary cases built from `heldout` features) through
     `signature` of the SavedModel in `folder`; write the golden file; return its .json path.
 
@@ -46,8 +53,10 @@ def write_golden(folder, feeds: list[golden.GoldenFeed] | None = None, heldout: 
     inputs = _input_specs(function)
 
     def infer(feed: dict) -> dict:
-        args = {k: tf.constant(v, dtype=tf.string if inputs[k]["dtype"] == "string" else inputs[k]["dtype"])
-                for k, v in feed.items()}
+        args = {
+            k: tf.constant(v, dtype=tf.string if inputs[k]["dtype"] == "string" else inputs[k]["dtype"])
+            for k, v in feed.items()
+        }
         try:
             return {k: np.asarray(v.numpy()) for k, v in function(**args).items()}
         except (tf.errors.OpError, ValueError, TypeError) as exc:
@@ -56,21 +65,29 @@ def write_golden(folder, feeds: list[golden.GoldenFeed] | None = None, heldout: 
     if feeds is None:
         if heldout is None or len(inputs) != 1:
             raise InputError(f"golden file of {folder}: give the feeds (held-out features fit one-input models only)")
-        (input_name, spec), = inputs.items()
+        ((input_name, spec),) = inputs.items()
         feeds = golden.heldout_feeds(np.asarray(heldout, spec["dtype"]), input_name, infer)
         source = source or "heldout+boundary"
     outputs = [infer(call) for feed in feeds for call in feed.calls]
     record = golden.Golden(
-        signature=signature, inputs=inputs,
+        signature=signature,
+        inputs=inputs,
         outputs={k: _spec(s) for k, s in sorted(function.structured_outputs.items())},
-        feeds=feeds, runtimes=[golden.GoldenRuntime(REFERENCE, "savedmodel", REFERENCE_POLICY, outputs,
-                                                    {"signature": signature})],
-        reference=REFERENCE, origin="export", source=source or "given",
-        model={"name": name or folder.resolve().parent.name,
-               "version": version if version is not None else folder.name,
-               "saved_model_sha256": golden.saved_model_sha256(folder),
-               "tflite": golden.tflite_sha256(folder.glob("*.tflite"))},
-        policies=policies_json(default_policies()), environment=golden.environment())
+        feeds=feeds,
+        # No source path in the details: `folder` is the export's staging folder, renamed when published.
+        runtimes=[golden.GoldenRuntime(REFERENCE, "savedmodel", REFERENCE_POLICY, outputs, {"signature": signature})],
+        reference=REFERENCE,
+        origin="export",
+        source=source or "given",
+        model={
+            "name": name or folder.resolve().parent.name,
+            "version": version if version is not None else folder.name,
+            "saved_model_sha256": golden.saved_model_sha256(folder),
+            "tflite": golden.tflite_sha256(folder.glob("*.tflite")),
+        },
+        policies=policies_json(default_policies()),
+        environment=golden.environment(),
+    )
     return golden.write(record, golden.golden_path(folder, signature))
 
 

@@ -15,6 +15,13 @@ from pathlib import Path
 
 from toolkit.errors import InputError
 
+# What a version folder holds besides the SavedModel (see docs/artifacts.md).
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+HELDOUT_FILE = "assets.extra/heldout.npz"
+#: the inputs an export fed each signature (warmup, calibration, golden outputs): INPUTS_DIR/<signature>.npz
+INPUTS_DIR = "assets.extra/tfkit_inputs"
+MANIFEST_FILE = "manifest.json"
+
 
 def version_folders(model_dir: str | Path) -> dict[int, Path]:
     """Integer-named subfolders of BASE/NAME -> their paths, as TF Serving sees them."""
@@ -60,6 +67,15 @@ def sha256_file(path: str | Path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_sha256(folder: str | Path) -> str:
+    """One sha256 over every file of a folder: each relative path and its content's sha256, in path order."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 

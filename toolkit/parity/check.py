@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from toolkit import policies
 from toolkit.artifacts.golden import golden_path, read_model, saved_model_sha256, tflite_sha256
 from toolkit.artifacts.layout import resolve_model, version_number
@@ -26,7 +24,7 @@ from toolkit.artifacts.tflite import ConversionError, convert
 from toolkit.errors import InputError, ToolkitError
 from toolkit.parity import stored
 from toolkit.parity.compare import default_policies, signature_consistency
-from toolkit.parity.inputs import Inputs, file_feeds, generated_feeds, heldout_path, tfkit_feeds
+from toolkit.parity.inputs import Inputs, file_feeds, generated_feeds, heldout_features, tfkit_feeds
 from toolkit.parity.runners.base import DEFAULT_TAGS, Runner
 from toolkit.parity.verdict import (
     Candidate,
@@ -56,7 +54,7 @@ class CheckOptions:
     host: str = "127.0.0.1"  # where the local server listens (python -m serving only)
     model_name: str | None = None
     timeout: float = 60.0
-    inputs: str | None = None
+    inputs: list = field(default_factory=list)  # --inputs: one .npz, or PredictionLog files and globs
     samples: int = 64
     seed: int = 0
     value_range: tuple | None = None  # None: a range per dtype (see inputs.generated_feeds)
@@ -72,7 +70,6 @@ class CheckOptions:
     load_outputs: list = field(default_factory=list)  # golden files, saved checks, device reports
     save_outputs: str | None = None  # write every runtime's outputs here, in the golden format
     allow_model_mismatch: bool = False  # judge stored outputs recorded for another SavedModel
-
 
 
 # -- model resolution ---------------------------------------------------------------
@@ -102,9 +99,12 @@ def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run:
     try:
         target.write_bytes(convert(version_dir, [options.signature], tags=options.tags))
     except ConversionError as exc:
-        not_run.append({"runtime": f"tflite:{target.name}",
-                        "reason": f"the TFLite converter failed: {exc.cause}; pass --tflite FILE to check your own "
-                                  "conversion"})
+        not_run.append(
+            {
+                "runtime": f"tflite:{target.name}",
+                "reason": f"the TFLite converter failed: {exc.cause}; pass --tflite FILE to check your own conversion",
+            }
+        )
         return [], True
     kept = f"to {target}" if options.work_dir else "(not kept: pass --report DIR to keep it)"
     note(f"no TFLite file in {version_dir}: converted signature {options.signature!r} {kept}")
@@ -112,8 +112,13 @@ def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run:
 
 
 # -- the check ----------------------------------------------------------------------
-def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
-          in_memory=None, server: BackgroundServer | None = None) -> CheckResult:
+def check(
+    model,
+    options: CheckOptions | None = None,
+    progress=lambda msg: None,
+    in_memory=None,
+    server: BackgroundServer | None = None,
+) -> CheckResult:
     """Check every runtime against the reference; see the module docstring.
 
     `model`: a version folder or model folder; None compares `options.load_outputs` among themselves
@@ -128,34 +133,56 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     if model is None and not loaded:
         raise InputError("nothing to check: give MODEL, or --load-outputs FILE to compare stored outputs")
     if loaded and options.inputs:
-        raise InputError("--inputs and --load-outputs: stored outputs answer only the inputs they recorded; "
-                         "drop --inputs")
+        raise InputError(
+            "--inputs and --load-outputs: stored outputs answer only the inputs they recorded; drop --inputs"
+        )
     if model is not None or options.targets or options.rest_targets or options.tflite:
         import_tf()
     version_dir = resolve_model(model) if model is not None else None
     if version_dir is not None:
         stored.check_model(version_dir, loaded, options.allow_model_mismatch)
     name = _model_name(version_dir, options, loaded)
-    judging = default_policies(options.atol, options.rtol, options.quantized_atol, options.min_class_agreement,
-                               options.session_ulps, options.float_ulps)
+    judging = default_policies(
+        options.atol,
+        options.rtol,
+        options.quantized_atol,
+        options.min_class_agreement,
+        options.session_ulps,
+        options.float_ulps,
+    )
     notes: list[str] = []  # printed once, with the verdict (not also as progress)
     errors: list[str] = []
     edge: list[dict] = []
     not_run: list[dict] = []
 
     with contextlib.ExitStack() as stack, _also_not_run(not_run):
-        if (server is None and version_dir is not None and options.local_server and not options.targets
-                and not options.rest_targets):
+        if (
+            server is None
+            and version_dir is not None
+            and options.local_server
+            and not options.targets
+            and not options.rest_targets
+        ):
             flags = [] if options.tags == DEFAULT_TAGS else [f"--saved_model_tags={','.join(options.tags)}"]
-            server = serve_version(version_dir, name, stack, flags, binary=options.server_binary,
-                                   timeout=options.timeout, host=options.host)
-        reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server, loaded,
-                                               progress, notes.append, errors, edge, not_run)
-        inputs = stored.inputs_of(loaded[0]) if loaded else build_inputs(version_dir, reference, options)
+            server = serve_version(
+                version_dir,
+                name,
+                stack,
+                flags,
+                binary=options.server_binary,
+                timeout=options.timeout,
+                host=options.host,
+            )
+        reference, candidates = _open_runtimes(
+            version_dir, name, options, stack, in_memory, server, loaded, progress, notes.append, errors, edge, not_run
+        )
+        inputs = stored.inputs_of(loaded[0]) if loaded else build_inputs(version_dir, reference, options, name)
+        candidates += _logged_runtime(inputs, reference, stack)
         if not candidates and not errors:
             raise InputError(_nothing_to_compare(version_dir, reference, options, not_run))
-        judged = judge_runtimes(reference, candidates, inputs, judging, options.max_batch, options.max_ulps, errors,
-                                not_run, progress)
+        judged = judge_runtimes(
+            reference, candidates, inputs, judging, options.max_batch, options.max_ulps, errors, not_run, progress
+        )
         signatures = _signatures(version_dir, options, reference, in_memory, judged.candidates)
         tflite = [c.runner.path for c in judged.candidates if c.edge is not None]
         notes += _served_version_notes(version_dir, [reference] + [c.runner for c in judged.candidates])
@@ -165,10 +192,21 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
         repro = reproducibility(version_dir, tflite + recorded, inputs)
         model_record = _model_record(version_dir, name, loaded, tflite)
         result = judged.result(
-            model={"path": str(version_dir) if version_dir else None, "name": name,
-                   "version": str(model_record["version"]), "signature": options.signature, "notes": notes},
-            signatures=signatures, errors=errors, reproducibility=repro, policies=judging, not_run=not_run,
-            seconds=time.monotonic() - started, edge=edge)
+            model={
+                "path": str(version_dir) if version_dir else None,
+                "name": name,
+                "version": str(model_record["version"]),
+                "signature": options.signature,
+                "notes": notes,
+            },
+            signatures=signatures,
+            errors=errors,
+            reproducibility=repro,
+            policies=judging,
+            not_run=not_run,
+            seconds=time.monotonic() - started,
+            edge=edge,
+        )
     if options.save_outputs:
         result.saved_outputs = str(stored.save(result, options.save_outputs, model=model_record))
     return result
@@ -178,23 +216,30 @@ def _served_version_notes(version_dir, runners: list) -> list[str]:
     """A note for each server that answered with another version than the checked folder."""
     if version_dir is None:
         return []
-    return [f"{r.name} answered with model version {r.served_version}, the checked folder is version "
-            f"{version_dir.name}" for r in runners
-            if getattr(r, "served_version", None) not in (None, version_number(version_dir))]
+    return [
+        f"{r.name} answered with model version {r.served_version}, the checked folder is version {version_dir.name}"
+        for r in runners
+        if getattr(r, "served_version", None) not in (None, version_number(version_dir))
+    ]
 
 
 def _model_record(version_dir, name: str, loaded: list, tflite: list) -> dict:
     """What --save-outputs records of the model: name, version and hashes (without a model: the stored ones)."""
     recorded = loaded[0].model if loaded else {}
-    return {"name": name, "version": version_dir.name if version_dir else recorded.get("version"),
-            "saved_model_sha256": saved_model_sha256(version_dir) if version_dir else
-            recorded.get("saved_model_sha256"), "tflite": tflite_sha256(tflite)}
+    return {
+        "name": name,
+        "version": version_dir.name if version_dir else recorded.get("version"),
+        "saved_model_sha256": saved_model_sha256(version_dir) if version_dir else recorded.get("saved_model_sha256"),
+        "tflite": tflite_sha256(tflite),
+    }
 
 
 def _nothing_to_compare(version_dir, reference: Runner, options: CheckOptions, not_run: list) -> str:
     if version_dir is None:
-        return (f"nothing to compare {reference.name} with: give another --load-outputs file, --target, "
-                "--rest-target or MODEL")
+        return (
+            f"nothing to compare {reference.name} with: give another --load-outputs file, --target, "
+            "--rest-target or MODEL"
+        )
     tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
     return f"nothing to compare {version_dir} with: {tflite} and no server was asked for"
 
@@ -206,8 +251,10 @@ def _signature_name(given: str | None, loaded: list) -> str:
     other = {s: p for s, p in recorded.items() if s != name}
     if other:
         signature, path = next(iter(other.items()))
-        raise InputError(f"{path} recorded signature {signature!r}, the check calls {name!r}; pass --signature "
-                         f"{signature} or give stored outputs of {name!r}")
+        raise InputError(
+            f"{path} recorded signature {signature!r}, the check calls {name!r}; pass --signature "
+            f"{signature} or give stored outputs of {name!r}"
+        )
     return name
 
 
@@ -260,8 +307,20 @@ def _also_not_run(not_run: list):
         raise type(exc)(f"{exc} (also: {also})") from None
 
 
-def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, stack, in_memory, server, loaded,
-                   progress, note, errors: list, edge: list, not_run: list) -> tuple[Runner, list[Candidate]]:
+def _open_runtimes(
+    version_dir: Path | None,
+    name: str,
+    options: CheckOptions,
+    stack,
+    in_memory,
+    server,
+    loaded,
+    progress,
+    note,
+    errors: list,
+    edge: list,
+    not_run: list,
+) -> tuple[Runner, list[Candidate]]:
     """Start the reference and every candidate (SavedModel, TFLite files, stored outputs, servers).
 
     The reference is eager TensorFlow on the model, else the first stored file's reference. TFLite
@@ -278,8 +337,9 @@ def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, s
         reference = recorded.pop(0).runner
     elif in_memory is not None:
         reference = EagerRunner(in_memory, options.signature, name="eager")
-        candidates.append(Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel",
-                                                options.tags), "exact"))
+        candidates.append(
+            Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel", options.tags), "exact")
+        )
     else:
         reference = EagerRunner(version_dir, options.signature, name="eager", tags=options.tags)
     progress(f"loading {version_dir or reference.name}")
@@ -289,8 +349,9 @@ def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, s
         paths, converted = tflite_files(version_dir, options, note, stack, not_run)
     else:
         paths, converted = [Path(p) for p in options.tflite], False
-    candidates += tflite_candidates(paths, options.signature, bool(options.tflite), converted, note, errors, edge,
-                                    not_run)
+    candidates += tflite_candidates(
+        paths, options.signature, bool(options.tflite), converted, note, errors, edge, not_run
+    )
     candidates += recorded
 
     timeout, batch, sig = options.timeout, options.max_batch, options.signature
@@ -308,8 +369,10 @@ def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, s
         progress("waiting for the local model server")
         local = server.wait()
         # Our own server runs the same TensorFlow build, but in a Session whose Grappler rewrites differ by ULPs.
-        remote += [Candidate(GrpcRunner(local.grpc_target, name, sig, timeout, batch, name="grpc"), "session"),
-                   Candidate(RestRunner(local.rest_url, name, sig, timeout, batch, name="rest"), "session")]
+        remote += [
+            Candidate(GrpcRunner(local.grpc_target, name, sig, timeout, batch, name="grpc"), "session"),
+            Candidate(RestRunner(local.rest_url, name, sig, timeout, batch, name="rest"), "session"),
+        ]
     for c in remote:
         # A remote target may still be loading: say how long we wait, not just that we do.
         progress(f"connecting to {c.runner.name} (waiting up to {timeout:g}s for the model; --timeout)")
@@ -317,17 +380,36 @@ def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, s
     return reference, candidates + remote
 
 
-def build_inputs(version_dir: Path, reference, options: CheckOptions) -> Inputs:
-    """--inputs FILE, else tfkit's held-out split with boundary cases, else generated values."""
+def _logged_runtime(inputs: Inputs, reference: Runner, stack) -> list[Candidate]:
+    """The responses logged with replayed requests, as one more runtime: what production answered then.
+
+    Judged like a remote server of another build (the float policy): the
+    logging server may have run another TensorFlow build, or another version.
+    """
+    if inputs.logged is None:
+        return []
+    from toolkit.parity.runners.recorded import RecordedRunner
+
+    runner = RecordedRunner(
+        f"logged:{inputs.logged_from}",
+        reference.signature,
+        inputs.logged,
+        kind="logged",
+        details={"source": inputs.source, "records": len(inputs.logged)},
+    )
+    stack.enter_context(runner)
+    return [Candidate(runner, "float")]
+
+
+def build_inputs(version_dir: Path, reference, options: CheckOptions, model_name: str | None = None) -> Inputs:
+    """--inputs FILE..., else tfkit's held-out split with boundary cases, else generated values.
+    Logged requests are those of `model_name` (toolkit.parity.replay.read_replay)."""
     signature = reference.signature
     if options.inputs:
-        return file_feeds(options.inputs, signature, options.signature)
-    heldout = heldout_path(version_dir)
-    single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
-    if heldout is not None and single is not None and single.batch_dynamic and np.dtype(single.dtype).kind == "f":
-        with np.load(heldout, allow_pickle=False) as data:
-            features = data["features"]
+        return file_feeds(
+            options.inputs, signature, options.signature, model_name, explicit_model=options.model_name is not None
+        )
+    features = heldout_features(version_dir, signature)
+    if features is not None:
         return tfkit_feeds(features, signature, reference)
     return generated_feeds(signature, options.samples, options.seed, options.value_range)
-
-

@@ -42,6 +42,10 @@ class Inputs:
     feeds: list[Feed]
     seed: int | None = None
     notes: list[str] = field(default_factory=list)
+    #: (inputs, outputs) of every call as a server answered it when it was logged, else None
+    logged: list[tuple[dict, dict]] | None = None
+    #: the log file, or the common prefix of the log files, `logged` came from
+    logged_from: str = ""
 
     @property
     def rows(self) -> int:
@@ -60,7 +64,14 @@ class Inputs:
         return digest.hexdigest()
 
     def to_json(self) -> dict:
-        return {"source": self.source, "seed": self.seed, "rows": self.rows, "sha256": self.sha256(),
-                "feeds": [{"name": f.name, "rows": f.rows, "calls": len(f.calls), "in_distribution": f.in_distribution}
-                          for f in self.feeds],
-                "notes": self.notes}
+        return {
+            "source": self.source,
+            "seed": self.seed,
+            "rows": self.rows,
+            "sha256": self.sha256(),
+            "feeds": [
+                {"name": f.name, "rows": f.rows, "calls": len(f.calls), "in_distribution": f.in_distribution}
+                for f in self.feeds
+            ],
+            "notes": self.notes,
+        }

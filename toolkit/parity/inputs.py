@@ -11,33 +11,51 @@ signatures get one call per sample.
 
 Sources: the held-out split exported next to a tfkit model plus boundary and
 extreme cases derived from it; values generated from the signature's dtypes
-and shapes; or a user's `--inputs` file: an `.npz` with one array per input
-(bytes kept losslessly as `NAME.bytes` + `NAME.lengths`), or a TFRecord file
-of PredictionLogs (TF Serving's warmup and request-log format).
+and shapes; or a user's `--inputs`: an `.npz` with one array per input
+(bytes kept losslessly as `NAME.bytes` + `NAME.lengths`), or TFRecord files
+of PredictionLogs (TF Serving's warmup and request-log format, replayed by
+toolkit.parity.replay).
 """
 
 from __future__ import annotations
 
+import glob
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.artifacts.golden import BYTES_SUFFIX, LENGTHS_SUFFIX, heldout_feeds, join_bytes
+from toolkit.artifacts.arrays import BYTES_SUFFIX, LENGTHS_SUFFIX, join_bytes
+from toolkit.artifacts.golden import heldout_feeds
+from toolkit.artifacts.layout import HELDOUT_FILE
 from toolkit.errors import InputError
 from toolkit.parity.feeds import Feed, Inputs
 from toolkit.parity.runners.base import Signature, TensorSpec
 
-HELDOUT_FILE = "assets.extra/heldout.npz"
 #: integer inputs wider than 16 bits are usually ids, indices or counts
 WIDE_INT_RANGE = (0, 9)
 FLOAT_RANGE = (-1.0, 1.0)
+
+
+class MissingInputs(InputError):
+    """An inputs file holds nothing for this signature (no array of an input, no request for it)."""
 
 
 def heldout_path(version_dir: Path) -> Path | None:
     """The held-out split a tfkit export keeps next to the model, if any."""
     path = Path(version_dir) / HELDOUT_FILE
     return path if path.is_file() else None
+
+
+def heldout_features(version_dir: Path, signature: Signature) -> np.ndarray | None:
+    """The features of the held-out split beside a tfkit export, when the signature takes them:
+    one float input with a batch dimension."""
+    path = heldout_path(version_dir)
+    single = next(iter(signature.inputs.values())) if len(signature.inputs) == 1 else None
+    if path is None or single is None or not single.batch_dynamic or np.dtype(single.dtype).kind != "f":
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return data["features"]
 
 
 # -- tfkit's own model: held-out rows plus boundary and extreme cases -----------------
@@ -48,7 +66,7 @@ def tfkit_feeds(features: np.ndarray, signature: Signature, reference) -> Inputs
     `reference` is a started Runner; its logits (or probabilities) locate the
     decision boundary, so the cases fit whatever model was trained.
     """
-    (name, spec), = signature.inputs.items()
+    ((name, spec),) = signature.inputs.items()
     features = np.asarray(features, dtype=spec.dtype)
     if spec.shape is not None and (len(spec.shape) != 2 or spec.shape[1] not in (None, features.shape[1])):
         raise InputError(f"held-out features of shape {list(features.shape)} do not fit input {spec.describe()}")
@@ -57,8 +75,9 @@ def tfkit_feeds(features: np.ndarray, signature: Signature, reference) -> Inputs
 
 
 # -- generated from the signature -----------------------------------------------------
-def generated_feeds(signature: Signature, samples: int = 64, seed: int = 0,
-                    value_range: tuple[float, float] | None = None) -> Inputs:
+def generated_feeds(
+    signature: Signature, samples: int = 64, seed: int = 0, value_range: tuple[float, float] | None = None
+) -> Inputs:
     """Random values from each input's dtype and shape, plus zeros and a batch of 1.
 
     Each dtype gets its own range (`value_range` overrides it for every numeric
@@ -90,13 +109,17 @@ def generated_feeds(signature: Signature, samples: int = 64, seed: int = 0,
 
     rows = signature.row_inputs
     if rows:
-        feeds = [Feed("generated", [call(samples, draw)], row_inputs=rows),
-                 Feed("zeros", [call(1, zeros)], row_inputs=rows),
-                 Feed("batch of 1", [call(1, draw)], batched=False, row_inputs=rows)]
+        feeds = [
+            Feed("generated", [call(samples, draw)], row_inputs=rows),
+            Feed("zeros", [call(1, zeros)], row_inputs=rows),
+            Feed("batch of 1", [call(1, draw)], batched=False, row_inputs=rows),
+        ]
     else:
         # A fully static signature takes exactly one shape: one call per sample.
-        feeds = [Feed("generated", [call(0, draw) for _ in range(samples)], batched=False),
-                 Feed("zeros", [call(0, zeros)], batched=False)]
+        feeds = [
+            Feed("generated", [call(0, draw) for _ in range(samples)], batched=False),
+            Feed("zeros", [call(0, zeros)], batched=False),
+        ]
     return Inputs("generated", feeds, seed=seed, notes=[_generated_note(specs, ranges, seed)])
 
 
@@ -112,8 +135,9 @@ def _generated_range(spec: TensorSpec, value_range: tuple[float, float] | None) 
         return (int(info.min), int(info.max)) if dtype.itemsize <= 2 else WIDE_INT_RANGE
     low, high = max(info.min, int(np.ceil(value_range[0]))), min(info.max, int(np.floor(value_range[1])))
     if low > high:
-        raise InputError(f"--value-range {value_range[0]:g} {value_range[1]:g} holds no {dtype.name} value "
-                         f"for input {spec.name}")
+        raise InputError(
+            f"--value-range {value_range[0]:g} {value_range[1]:g} holds no {dtype.name} value for input {spec.name}"
+        )
     return low, high
 
 
@@ -127,16 +151,20 @@ def _generated_note(specs, ranges: dict, seed: int) -> str:
         parts.append(f"{spec.name} {np.dtype(spec.dtype).name} {what}")
     note = f"generated from seed {seed}: {', '.join(parts)}"
     if any(np.dtype(s.dtype).kind in "iu" for s in specs):
-        note += ("; integer inputs are often ids or indices: if these ranges do not fit the model, "
-                 "pass --value-range LOW HIGH or --inputs FILE")
+        note += (
+            "; integer inputs are often ids or indices: if these ranges do not fit the model, "
+            "pass --value-range LOW HIGH or --inputs FILE"
+        )
     return note
 
 
 def _check_generatable(spec: TensorSpec) -> None:
     hint = f"pass --inputs FILE (.npz with an array named {spec.name!r}, or a PredictionLog TFRecord)"
     if np.dtype(spec.dtype).kind in "SUO":
-        raise InputError(f"input {spec.describe()} is a string tensor (e.g. serialized tf.Example) that "
-                         f"cannot be generated from its signature; {hint}")
+        raise InputError(
+            f"input {spec.describe()} is a string tensor (e.g. serialized tf.Example) that "
+            f"cannot be generated from its signature; {hint}"
+        )
     if np.dtype(spec.dtype).kind not in "fiub":
         raise InputError(f"cannot generate values for input {spec.describe()}; {hint}")
     if spec.shape is None:
@@ -146,14 +174,45 @@ def _check_generatable(spec: TensorSpec) -> None:
 
 
 # -- a user's file ------------------------------------------------------------------------
-def file_feeds(path, signature: Signature, signature_name: str = "serving_default") -> Inputs:
-    """`--inputs FILE`: an .npz (a zip file), else a TFRecord file of PredictionLogs."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--inputs {path}: no such file")
-    if zipfile.is_zipfile(path):
-        return npz_feeds(path, signature)
-    return prediction_log_feeds(path, signature, signature_name)
+def file_feeds(
+    patterns,
+    signature: Signature,
+    signature_name: str = "serving_default",
+    model_name: str | None = None,
+    explicit_model: bool = False,
+) -> Inputs:
+    """`--inputs FILE...`: one .npz (a zip file), else TFRecord files of PredictionLogs.
+
+    `patterns`: a path or a list of paths and globs (expanded, sorted). Which
+    model's logged calls are replayed: toolkit.parity.replay.read_replay
+    (`explicit_model`: `model_name` came from --model-name).
+    """
+    paths = input_paths([patterns] if isinstance(patterns, (str, Path)) else patterns)
+    archives = [p for p in paths if zipfile.is_zipfile(p)]
+    if archives and len(paths) > 1:
+        raise InputError(
+            f"--inputs {archives[0]}: an .npz is read on its own; give it as the only --inputs, "
+            "or give only PredictionLog files"
+        )
+    if archives:
+        return npz_feeds(archives[0], signature)
+    return prediction_log_feeds(paths, signature, signature_name, model_name, explicit_model)
+
+
+def input_paths(patterns) -> list[Path]:
+    """The files `--inputs` names: each pattern a path or a glob (sorted), without repeats."""
+    paths = []
+    for pattern in map(str, patterns):
+        if glob.has_magic(pattern):
+            found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+            if not found:
+                raise InputError(f"--inputs {pattern}: no file matches")
+        elif Path(pattern).is_file():
+            found = [Path(pattern)]
+        else:
+            raise InputError(f"--inputs {pattern}: no such file")
+        paths += [p for p in found if p not in paths]
+    return paths
 
 
 def npz_feeds(path, signature: Signature) -> Inputs:
@@ -169,8 +228,14 @@ def npz_feeds(path, signature: Signature) -> Inputs:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        hint = (f"; store strings as a bytes array (dtype 'S') or as NAME{BYTES_SUFFIX} + NAME{LENGTHS_SUFFIX}, "
-                "never as objects") if "pickle" in str(exc) else ""
+        hint = (
+            (
+                f"; store strings as a bytes array (dtype 'S') or as NAME{BYTES_SUFFIX} + NAME{LENGTHS_SUFFIX}, "
+                "never as objects"
+            )
+            if "pickle" in str(exc)
+            else ""
+        )
         raise InputError(f"cannot read --inputs {path}: {exc}{hint}") from None
     feed, notes = {}, []
     for name, spec in signature.inputs.items():
@@ -180,15 +245,19 @@ def npz_feeds(path, signature: Signature) -> Inputs:
             feed[name] = _as_input(arrays[name], spec, path, notes)
     missing = sorted(set(signature.inputs) - set(feed))
     if missing:
-        raise InputError(f"--inputs {path} lacks array(s) {', '.join(missing)} "
-                         f"(it has: {', '.join(sorted(arrays)) or 'none'}; the signature needs "
-                         f"{', '.join(s.describe() for s in signature.inputs.values())})")
+        raise MissingInputs(
+            f"--inputs {path} lacks array(s) {', '.join(missing)} "
+            f"(it has: {', '.join(sorted(arrays)) or 'none'}; the signature needs "
+            f"{', '.join(s.describe() for s in signature.inputs.values())})"
+        )
     rows = signature.row_inputs
     if rows:
         counts = {np.shape(feed[n])[0] if np.ndim(feed[n]) else None for n in rows}
         if len(counts) != 1 or None in counts:
-            raise InputError(f"--inputs {path}: arrays {', '.join(rows)} must have rows along their first axis, "
-                             f"and as many each (they have {[list(np.shape(feed[n])) for n in rows]})")
+            raise InputError(
+                f"--inputs {path}: arrays {', '.join(rows)} must have rows along their first axis, "
+                f"and as many each (they have {[list(np.shape(feed[n])) for n in rows]})"
+            )
         return Inputs(f"npz:{path}", [Feed(path.name, [feed], row_inputs=rows)], notes=notes)
     calls = _sample_calls(feed, signature, path)
     return Inputs(f"npz:{path}", [Feed(path.name, calls, batched=False)], notes=notes)
@@ -218,18 +287,24 @@ def _as_input(value: np.ndarray, spec: TensorSpec, path: Path, notes: list) -> n
 def _check_zero_bytes(value: np.ndarray, name: str, path: Path, notes: list) -> None:
     """numpy 'S' arrays drop trailing zero bytes. Refuse an array that surely lost some
     (even its longest value is shorter than its width); note one of binary values that may have."""
-    fix = (f"store them losslessly as {name}{BYTES_SUFFIX} (uint8, the values' bytes concatenated) + "
-           f"{name}{LENGTHS_SUFFIX} (each value's length), or pass a TFRecord file of PredictionLogs")
+    fix = (
+        f"store them losslessly as {name}{BYTES_SUFFIX} (uint8, the values' bytes concatenated) + "
+        f"{name}{LENGTHS_SUFFIX} (each value's length), or pass a TFRecord file of PredictionLogs"
+    )
     values = value.ravel().tolist()
     longest = max(map(len, values), default=value.itemsize)
     if longest < value.itemsize:
         # Cut protos fail to parse in every runtime with an unreadable message: say why first.
-        raise InputError(f"--inputs {path}: array {name} (dtype S{value.itemsize}, longest value {longest} "
-                         "bytes) lost trailing zero bytes, which numpy drops from 'S' arrays; " + fix)
+        raise InputError(
+            f"--inputs {path}: array {name} (dtype S{value.itemsize}, longest value {longest} "
+            "bytes) lost trailing zero bytes, which numpy drops from 'S' arrays; " + fix
+        )
     control = bytes(range(9)) + bytes(range(14, 32))  # bytes that plain text does not hold
     if any(len(x) < value.itemsize and any(c in control for c in x) for x in values):
-        notes.append(f"--inputs {path}: array {name} holds binary values (e.g. serialized tf.Example) in a numpy 'S' "
-                     "array, which drops trailing zero bytes; if a value ended in one, " + fix)
+        notes.append(
+            f"--inputs {path}: array {name} holds binary values (e.g. serialized tf.Example) in a numpy 'S' "
+            "array, which drops trailing zero bytes; if a value ended in one, " + fix
+        )
 
 
 def _sample_calls(feed: dict, signature: Signature, path: Path) -> list[dict]:
@@ -240,67 +315,29 @@ def _sample_calls(feed: dict, signature: Signature, path: Path) -> list[dict]:
     if not stacked:
         return [feed]
     if len(counts) != 1 or any(np.shape(feed[n])[1:] != tuple(signature.inputs[n].shape) for n in stacked):
-        raise InputError(f"--inputs {path}: arrays {', '.join(sorted(stacked))} fit neither their input's shape "
-                         "nor a stack of samples of it "
-                         f"(the signature needs {', '.join(s.describe() for s in signature.inputs.values())})")
+        raise InputError(
+            f"--inputs {path}: arrays {', '.join(sorted(stacked))} fit neither their input's shape "
+            "nor a stack of samples of it "
+            f"(the signature needs {', '.join(s.describe() for s in signature.inputs.values())})"
+        )
     return [{n: v[i] if n in stacked else v for n, v in feed.items()} for i in range(counts.pop())]
 
 
-def prediction_log_feeds(path, signature: Signature, signature_name: str) -> Inputs:
-    """One call per logged PredictRequest of `signature_name` (a warmup file or a request log)."""
-    path = Path(path)
-    calls, skipped = predict_log_requests(path, signature_name)
-    if not calls:
-        raise InputError(f"--inputs {path}: no PredictionLog with a Predict request for signature "
-                         f"{signature_name!r} ({'; '.join(skipped) or 'the file holds no records'})")
-    for i, call in enumerate(calls):
-        missing = sorted(set(signature.inputs) - set(call))
-        if missing:
-            raise InputError(f"--inputs {path}: Predict request {i} lacks input(s) {', '.join(missing)} "
-                             f"(it has: {', '.join(sorted(call)) or 'none'})")
-    notes = [f"--inputs {path}: skipped {'; '.join(skipped)}"] if skipped else []
+def prediction_log_feeds(
+    paths, signature: Signature, signature_name: str, model_name: str | None = None, explicit_model: bool = False
+) -> Inputs:
+    """One call per logged request of `signature_name` in PredictionLog files (warmup files or request logs),
+    one feed per file; their logged responses, when every record has one (see toolkit.parity.replay)."""
+    from toolkit.parity.replay import read_replay
+
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    replay = read_replay(paths, signature, signature_name, model_name, explicit_model)
     rows = signature.row_inputs
-    return Inputs(f"predictionlog:{path}", [Feed(path.name, calls, batched=bool(rows), row_inputs=rows)],
-                  notes=notes)
-
-
-def predict_log_requests(path: Path, signature_name: str) -> tuple[list[dict], list[str]]:
-    """The inputs of every PredictLog request for `signature_name` in a TFRecord file
-    of PredictionLogs, and what was skipped (other log kinds, other signatures)."""
-    from google.protobuf.message import DecodeError
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    from toolkit.parity.runners.protos import from_tensor_proto
-
-    calls, skipped = [], {}
-    for i, record in enumerate(_tfrecords(path)):
-        try:
-            log = prediction_log_pb2.PredictionLog.FromString(record)
-        except DecodeError:
-            raise InputError(f"--inputs {path}: record {i} is not a PredictionLog") from None
-        kind = log.WhichOneof("log_type")
-        request = log.predict_log.request
-        if kind != "predict_log":
-            reason = f"{kind or 'empty'} records"
-        elif (request.model_spec.signature_name or "serving_default") != signature_name:
-            reason = f"requests for signature {request.model_spec.signature_name!r}"
-        else:
-            calls.append({name: from_tensor_proto(tensor) for name, tensor in request.inputs.items()})
-            continue
-        skipped[reason] = skipped.get(reason, 0) + 1
-    return calls, [f"{count} {reason}" for reason, count in skipped.items()]
-
-
-def _tfrecords(path: Path):
-    """The records of a TFRecord file (length- and CRC-checked by TensorFlow)."""
-    from toolkit.tfenv import import_tf
-
-    tf = import_tf()
-    try:
-        yield from (record.numpy() for record in tf.data.TFRecordDataset(str(path)))
-    except tf.errors.OpError as exc:
-        raise InputError(f"--inputs {path}: neither an .npz nor a TFRecord file of PredictionLogs "
-                         f"({exc.message.strip().splitlines()[0]})") from None
+    feeds = [
+        Feed(path.name, calls, batched=bool(rows), row_inputs=rows) for path, calls in replay.calls.items() if calls
+    ]
+    source = f"predictionlog:{paths[0]}" if len(paths) == 1 else f"predictionlog:{replay.label} ({len(paths)} files)"
+    return Inputs(source, feeds, notes=replay.notes(), logged=replay.recorded(), logged_from=replay.label)
 
 
 def literal_feed(signature: Signature, json_text: str | None = None, csv_text: str | None = None) -> dict:
@@ -316,8 +353,9 @@ def literal_feed(signature: Signature, json_text: str | None = None, csv_text: s
             raise InputError(f"--json: not valid JSON ({exc})") from None
         if not isinstance(value, dict):
             if len(specs) != 1:
-                raise InputError(f"--json: the signature has inputs {', '.join(specs)}; pass an object "
-                                 '{"name": values, ...}')
+                raise InputError(
+                    f'--json: the signature has inputs {", ".join(specs)}; pass an object {{"name": values, ...}}'
+                )
             value = {next(iter(specs)): value}
         raw = value
     else:
@@ -335,8 +373,9 @@ def literal_feed(signature: Signature, json_text: str | None = None, csv_text: s
     for name, values in raw.items():
         spec = specs[name]
         if np.dtype(spec.dtype) == np.dtype(object):
-            feed[name] = np.array([v.encode() if isinstance(v, str) else v for v in np.ravel(values)],
-                                  dtype=object).reshape(np.shape(values))
+            feed[name] = np.array(
+                [v.encode() if isinstance(v, str) else v for v in np.ravel(values)], dtype=object
+            ).reshape(np.shape(values))
         else:
             try:
                 feed[name] = np.asarray(values, dtype=spec.dtype)
