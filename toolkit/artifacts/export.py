@@ -399,7 +399,7 @@ def _write_golden(
             write_golden(folder, heldout=features, signature=key, tags=tags, name=name, version=version)
         else:
             feeds = [GoldenFeed(fed.source, fed.calls, batched=bool(fed.row_inputs))]
-            write_golden(folder, feeds=feeds, signature=key, tags=tags, name=name, version=version)
+            write_golden(folder, feeds=feeds, signature=key, tags=tags, name=name, version=version, source=fed.source)
 
 
 def _stacked(fed: SignatureInputs) -> dict[str, np.ndarray]:

@@ -44,7 +44,6 @@ SCHEMA_VERSION = 1
 GOLDEN_DIR = "assets.extra/tfkit_golden"
 #: what a SavedModel's hash covers (fingerprint.pb and assets.extra/ are derived or extra)
 SAVED_MODEL_PARTS = ("saved_model.pb", "saved_model.pbtxt", "variables", "assets")
-ORIGINS = ("export", "check", "device")
 
 
 @dataclass

@@ -33,12 +33,14 @@ def write_golden(
     tags=("serve",),
     name: str | None = None,
     version: int | None = None,
+    source: str | None = None,
 ) -> Path:
     """Run `feeds` (or the held-out rows and boundary cases built from `heldout` features) through
     `signature` of the SavedModel in `folder`; write the golden file; return its .json path.
 
     Call it last when building a version: it records the sha256 of the SavedModel and of every .tflite
-    file then in `folder`. `name`/`version` default to the folder's parent name and its own name.
+    file then in `folder`. `name`/`version` default to the folder's parent name and its own name;
+    `source` says where the feeds came from (e.g. `npz:PATH`, `generated`).
     """
     folder = Path(folder)
     tf = import_tf()
@@ -55,27 +57,28 @@ def write_golden(
             k: tf.constant(v, dtype=tf.string if inputs[k]["dtype"] == "string" else inputs[k]["dtype"])
             for k, v in feed.items()
         }
-        return {k: np.asarray(v.numpy()) for k, v in function(**args).items()}
+        try:
+            return {k: np.asarray(v.numpy()) for k, v in function(**args).items()}
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise InputError(f"SavedModel {folder} failed on the golden file's inputs: {root_cause(exc)}") from None
 
     if feeds is None:
         if heldout is None or len(inputs) != 1:
             raise InputError(f"golden file of {folder}: give the feeds (held-out features fit one-input models only)")
         ((input_name, spec),) = inputs.items()
         feeds = golden.heldout_feeds(np.asarray(heldout, spec["dtype"]), input_name, infer)
+        source = source or "heldout+boundary"
     outputs = [infer(call) for feed in feeds for call in feed.calls]
     record = golden.Golden(
         signature=signature,
         inputs=inputs,
         outputs={k: _spec(s) for k, s in sorted(function.structured_outputs.items())},
         feeds=feeds,
-        runtimes=[
-            golden.GoldenRuntime(
-                REFERENCE, "savedmodel", REFERENCE_POLICY, outputs, {"source": str(folder), "signature": signature}
-            )
-        ],
+        # No source path in the details: `folder` is the export's staging folder, renamed when published.
+        runtimes=[golden.GoldenRuntime(REFERENCE, "savedmodel", REFERENCE_POLICY, outputs, {"signature": signature})],
         reference=REFERENCE,
         origin="export",
-        source="heldout+boundary" if heldout is not None else "given",
+        source=source or "given",
         model={
             "name": name or folder.resolve().parent.name,
             "version": version if version is not None else folder.name,

@@ -150,12 +150,10 @@ def check(
         options.session_ulps,
         options.float_ulps,
     )
-    notes: list[str] = []
+    notes: list[str] = []  # printed once, with the verdict (not also as progress)
     errors: list[str] = []
     edge: list[dict] = []
     not_run: list[dict] = []
-
-    note = notes.append  # printed once, with the verdict (not also as progress)
 
     with contextlib.ExitStack() as stack, _also_not_run(not_run):
         if (
@@ -176,7 +174,7 @@ def check(
                 host=options.host,
             )
         reference, candidates = _open_runtimes(
-            version_dir, name, options, stack, in_memory, server, loaded, progress, note, errors, edge, not_run
+            version_dir, name, options, stack, in_memory, server, loaded, progress, notes.append, errors, edge, not_run
         )
         inputs = stored.inputs_of(loaded[0]) if loaded else build_inputs(version_dir, reference, options, name)
         candidates += _logged_runtime(inputs, reference, stack)
@@ -187,26 +185,12 @@ def check(
         )
         signatures = _signatures(version_dir, options, reference, in_memory, judged.candidates)
         tflite = [c.runner.path for c in judged.candidates if c.edge is not None]
-        for runner in [reference] + [c.runner for c in judged.candidates]:
-            served = getattr(runner, "served_version", None)
-            if version_dir is not None and served not in (None, version_number(version_dir)):
-                note(
-                    f"{runner.name} answered with model version {served}, "
-                    f"the checked folder is version {version_dir.name}"
-                )
-        for text in _tflite_changes(version_dir, options.signature, loaded, tflite):
-            note(text)
+        notes += _served_version_notes(version_dir, [reference] + [c.runner for c in judged.candidates])
+        notes += _tflite_changes(version_dir, options.signature, loaded, tflite)
         # Hash while converted files still exist (a temporary folder goes with the stack).
         recorded = [path for g in loaded for path in (g.path, g.path.with_suffix(".npz"))]
         repro = reproducibility(version_dir, tflite + recorded, inputs)
-        model_record = {
-            "name": name,
-            "version": version_dir.name if version_dir else loaded[0].model.get("version"),
-            "saved_model_sha256": saved_model_sha256(version_dir)
-            if version_dir
-            else loaded[0].model.get("saved_model_sha256"),
-            "tflite": tflite_sha256(tflite),
-        }
+        model_record = _model_record(version_dir, name, loaded, tflite)
         result = judged.result(
             model={
                 "path": str(version_dir) if version_dir else None,
@@ -226,6 +210,28 @@ def check(
     if options.save_outputs:
         result.saved_outputs = str(stored.save(result, options.save_outputs, model=model_record))
     return result
+
+
+def _served_version_notes(version_dir, runners: list) -> list[str]:
+    """A note for each server that answered with another version than the checked folder."""
+    if version_dir is None:
+        return []
+    return [
+        f"{r.name} answered with model version {r.served_version}, the checked folder is version {version_dir.name}"
+        for r in runners
+        if getattr(r, "served_version", None) not in (None, version_number(version_dir))
+    ]
+
+
+def _model_record(version_dir, name: str, loaded: list, tflite: list) -> dict:
+    """What --save-outputs records of the model: name, version and hashes (without a model: the stored ones)."""
+    recorded = loaded[0].model if loaded else {}
+    return {
+        "name": name,
+        "version": version_dir.name if version_dir else recorded.get("version"),
+        "saved_model_sha256": saved_model_sha256(version_dir) if version_dir else recorded.get("saved_model_sha256"),
+        "tflite": tflite_sha256(tflite),
+    }
 
 
 def _nothing_to_compare(version_dir, reference: Runner, options: CheckOptions, not_run: list) -> str:
@@ -281,7 +287,10 @@ def _tflite_changes(version_dir, signature: str, loaded: list, files: list) -> l
     recorded = [(g.path, g.model) for g in loaded]
     exported = golden_path(version_dir, signature) if version_dir is not None else None
     if exported is not None and exported.is_file():
-        recorded.append((exported, read_model(exported)))
+        try:
+            recorded.append((exported, read_model(exported)))
+        except InputError as exc:  # not asked for: the check goes on without it
+            return [f"{exc}; TFLite files not compared with the sha256 it records"]
     return stored.tflite_changes(recorded, files)
 
 

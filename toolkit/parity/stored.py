@@ -35,9 +35,10 @@ def read(path) -> Golden:
     """The golden file at `path`: its .json or .npz, a report.json that saved outputs (the device
     checker's), or a report folder holding one."""
     path = Path(path)
-    report = path / REPORT_FILE if path.is_dir() else path
-    if report.name == REPORT_FILE or path.is_dir():
-        return golden_file.read(_saved_outputs_of(report))
+    if path.is_dir():
+        path = path / REPORT_FILE
+    if path.name == REPORT_FILE:
+        return golden_file.read(_saved_outputs_of(path))
     return golden_file.read(path)
 
 
@@ -45,13 +46,13 @@ def _saved_outputs_of(report: Path) -> Path:
     try:
         document = json.loads(report.read_text())
     except FileNotFoundError:
-        raise InputError(f"--load-outputs {report}: no such file") from None
+        raise InputError(f"{report}: no such file") from None
     except (OSError, ValueError) as exc:
-        raise InputError(f"--load-outputs {report}: not a readable report.json ({exc})") from None
+        raise InputError(f"{report}: not a readable report.json ({exc})") from None
     saved = document.get("saved_outputs") if isinstance(document, dict) else None
     if not saved:
         raise InputError(
-            f"--load-outputs {report}: this report saved no outputs; run the check again with "
+            f"{report}: this report saved no outputs; run the check again with "
             "--save-outputs FILE (tfkit-edge check always saves them)"
         )
     return report.parent / saved

@@ -30,9 +30,11 @@ from toolkit.parity.compare import (
     SignatureConsistency,
     WithinRuntime,
 )
+from toolkit.parity.device import edge_report, model_facts
 from toolkit.parity.feeds import Feed, Inputs
 from toolkit.parity.runners.base import Runner, Signature, feed_rows, take_rows
 from toolkit.parity.runners.recorded import RecordedRunner
+from toolkit.parity.runners.tflite import RESOLVERS, TFLiteRunner, runtime_name
 
 #: rows of the first batched feed re-run one at a time for batch invariance
 INVARIANCE_ROWS = 16
@@ -123,9 +125,6 @@ def tflite_candidates(
     (then its runner says so). A file that needs Flex ops cannot run in LiteRT:
     its facts go to `edge`, and it goes to `errors` when named, else to `not_run`.
     """
-    from toolkit.parity.device import model_facts
-    from toolkit.parity.runners.tflite import RESOLVERS, TFLiteRunner, runtime_name
-
     candidates = []
     for path in paths:
         facts = model_facts(path)
@@ -248,9 +247,6 @@ def judge_runtimes(
     call_labels, in_dist = _call_labels(calls)
     ran = [c for c in candidates if c.runner.name in outputs]
     judgement = _judge(reference, ran, policies, calls, counts, outputs, layout, in_dist, max_ulps, errors)
-
-    from toolkit.parity.device import edge_report
-
     sample = calls[_first_batched(calls)][1] if calls else None
     edge = [{**edge_report(c.runner, sample), "policy": c.policy} for c in ran if c.edge is not None]
     return Judged(
