@@ -13,14 +13,14 @@ taken yet, and every call that arrives before the client has read its GOAWAY
 the process ends those calls UNAVAILABLE instead, which is what a client's
 retry policy retries, as it does our own refusals.
 
-A call counts from the first line of its handler (`admit`) until its RPC has
-ended, i.e. its status was handed to the transport (grpc's done callback).
-Both run on the event loop's thread, so the counts need no lock.
+A call counts from the first line of its handler (`admit`), which runs as soon
+as gRPC hands the call over, before its request has arrived (see
+serving.grpc_service), until its RPC has ended, i.e. its status was handed to
+the transport (grpc's done callback). Both run on the event loop's thread, so
+the counts need no lock.
 """
 
 import time
-
-from serving.errors import unavailable
 
 SHUTTING_DOWN = "The server is shutting down"
 # How long no admitted call may be left before the drain counts as done: a call
@@ -38,13 +38,14 @@ class Drain:
         self._taken = 0
         self._answered = 0
 
-    def admit(self, context) -> None:
-        """Count the call of `context` (a grpc.aio ServicerContext) until its RPC ends, or, once the
-        drain has begun, refuse it: ServingError UNAVAILABLE. Call on the event loop."""
+    def admit(self, context) -> bool:
+        """Count the call of `context` (a grpc.aio ServicerContext) until its RPC ends (True), or,
+        once the drain has begun, do not: the call is to be refused. Call on the event loop."""
         if self._draining:
-            raise unavailable(SHUTTING_DOWN)
+            return False
         self._taken += 1
         context.add_done_callback(self._answer)
+        return True
 
     def _answer(self, _context) -> None:
         self._answered += 1

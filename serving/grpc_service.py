@@ -5,13 +5,19 @@ records the request in serving.metrics, and logs nothing on success.
 
 Every method is a coroutine on the aio server's event loop. It first admits
 its call to the drain (serving.drain: counted until answered, or refused once
-the server is shutting down), then runs the core method on the
---grpc_max_threads pool. Predict is the exception: a small request (the common
-batch-1 call, a few dozen microseconds of work) is served right on the event
-loop, which saves the hand-off to a worker thread (see serving.grpc_loop);
-with batching on, it waits for its batch there without blocking the loop. A
-large request goes to the pool like the other methods, so it cannot hold up
-the loop.
+the server is shutting down), then reads the request and runs the core method
+on the --grpc_max_threads pool. Predict is the exception: a small request (the
+common batch-1 call, a few dozen microseconds of work) is served right on the
+event loop, which saves the hand-off to a worker thread (see
+serving.grpc_loop); with batching on, it waits for its batch there without
+blocking the loop. A large request goes to the pool like the other methods,
+so it cannot hold up the loop.
+
+Every method is registered as client-streaming although clients send it one
+message (the wire protocol is the same as unary's): so its handler runs as
+soon as gRPC hands the call over, before the request has arrived, and a call
+still uploading a large request when SIGTERM lands is already counted, and
+served, by the drain.
 """
 
 import asyncio
@@ -27,7 +33,7 @@ from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 from serving import inference, metrics
 from serving.batching import Done
 from serving.core import ServerCore
-from serving.drain import Drain
+from serving.drain import SHUTTING_DOWN, Drain
 from serving.errors import ServingError
 
 log = logging.getLogger("serving")
@@ -106,11 +112,9 @@ class _Call:
 def _call(core_method, api: str, model_of=_model, signature_of=_signature):
     """A servicer method: core_method(core, request) on the worker pool, errors mapped."""
 
-    async def handler(self, request, context):
-        if request is _UNPARSEABLE:
-            await context.abort(*_UNPARSEABLE_STATUS)
+    async def handler(self, _requests, context):
+        request = await self._take(context)
         with _Call(api, request, model_of, signature_of) as call:
-            self._drain.admit(context)
             call.response = await self._loop.run_in_executor(self._pool, core_method, self.core, request)
         if call.error:
             await context.abort(*call.error)
@@ -135,15 +139,23 @@ class _Servicer:
         self._loop = loop
         self._drain = drain
 
+    async def _take(self, context):
+        """The call's request, read once the drain has admitted the call; aborts the call
+        when the drain refuses it or its request does not parse."""
+        if not self._drain.admit(context):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+        request = await context.read()
+        if request is _UNPARSEABLE or request is grpc.aio.EOF:
+            await context.abort(*_UNPARSEABLE_STATUS)
+        return request
+
 
 class PredictionService(_Servicer):
     """tensorflow.serving.PredictionService."""
 
-    async def Predict(self, request, context):
-        if request is _UNPARSEABLE:
-            await context.abort(*_UNPARSEABLE_STATUS)
+    async def Predict(self, _requests, context):
+        request = await self._take(context)
         with _Call("Predict", request) as call:
-            self._drain.admit(context)
             if request.ByteSize() > INLINE_PREDICT_MAX_BYTES:
                 call.response = await self._loop.run_in_executor(self._pool, self.core.predict, request)
             else:
@@ -193,7 +205,7 @@ def _add_service(server, servicer, service) -> None:
     """Register every method of `service` (a ServiceDescriptor) on `servicer`."""
     handlers = {}
     for method in service.methods:
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+        handlers[method.name] = grpc.stream_unary_rpc_method_handler(
             getattr(servicer, method.name),
             request_deserializer=_lenient(GetMessageClass(method.input_type).FromString),
             response_serializer=GetMessageClass(method.output_type).SerializeToString,
