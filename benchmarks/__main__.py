@@ -14,10 +14,12 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "bench" / "results.json"
 def main(argv: list) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench",
-        description="Measure tfkit's serving and inference paths beside their ceilings; print a table, write results.json.")
+        description="Measure tfkit's serving and inference paths beside their ceilings; print a table, write results.json.",
+    )
     parser.add_argument("--quick", action="store_true", help="shorter windows, fewer repeats (under a minute)")
-    parser.add_argument("--only", metavar="NAME,...",
-                        help=f"measure only these (default: all): {', '.join(suite.NAMES)}")
+    parser.add_argument(
+        "--only", metavar="NAME,...", help=f"measure only these (default: all): {', '.join(suite.NAMES)}"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results file (default: bench/results.json)")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it (model, requests, logs)")
     args = parser.parse_args(argv)

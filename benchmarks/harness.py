@@ -14,9 +14,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Optional, Sequence
 
 # Units where less is better: the ratio is ceiling / value.
 TIME_UNITS = ("s", "ms", "us", "MB")
@@ -36,7 +36,7 @@ class Result:
     unit: str
     ceiling: float
     ceiling_of: str  # what the ceiling is, for the table
-    target: Optional[float] = None  # minimum ratio, when the issue sets one
+    target: float | None = None  # minimum ratio, when the issue sets one
 
     @property
     def ratio(self) -> float:
@@ -51,12 +51,23 @@ class Result:
         return "ok" if self.ratio >= self.target else "MISS"
 
     def as_json(self) -> dict:
-        return {"name": self.name, "value": _round(self.value), "unit": self.unit,
-                "ceiling": _round(self.ceiling), "ratio": _round(self.ratio)}
+        return {
+            "name": self.name,
+            "value": _round(self.value),
+            "unit": self.unit,
+            "ceiling": _round(self.ceiling),
+            "ratio": _round(self.ratio),
+        }
 
 
-def result(name: str, values: Sequence[float], unit: str, ceilings: Sequence[float], ceiling_of: str,
-           target: Optional[float] = None) -> Result:
+def result(
+    name: str,
+    values: Sequence[float],
+    unit: str,
+    ceilings: Sequence[float],
+    ceiling_of: str,
+    target: float | None = None,
+) -> Result:
     """A Result from the repeats of a value and of its ceiling (medians of each)."""
     return Result(name, statistics.median(values), unit, statistics.median(ceilings), ceiling_of, target)
 
@@ -110,13 +121,25 @@ def table(results: Sequence[Result]) -> str:
     """The results as an aligned text table."""
     head = ("name", "value", "unit", "ceiling", "ceiling is", "ratio", "target")
     rows = [head] + [
-        (r.name, _fmt(r.value), r.unit, _fmt(r.ceiling), r.ceiling_of, f"{r.ratio:.2f}",
-         f">= {r.target:.2g} {r.verdict}" if r.target is not None else "")
-        for r in results]
+        (
+            r.name,
+            _fmt(r.value),
+            r.unit,
+            _fmt(r.ceiling),
+            r.ceiling_of,
+            f"{r.ratio:.2f}",
+            f">= {r.target:.2g} {r.verdict}" if r.target is not None else "",
+        )
+        for r in results
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     right = {1, 3, 5}
-    lines = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))
+        ).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -125,5 +148,4 @@ def write_results(path: Path, machine_info: dict, results: Sequence[Result]) -> 
     """results.json: {"machine": {...}, "results": [{name, value, unit, ceiling, ratio}]}."""
     machine_info = {**machine_info, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine_info, "results": [r.as_json() for r in results]},
-                               indent=2) + "\n")
+    path.write_text(json.dumps({"machine": machine_info, "results": [r.as_json() for r in results]}, indent=2) + "\n")

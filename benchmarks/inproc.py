@@ -124,8 +124,15 @@ def _tf_call(fn, x: np.ndarray, keyword: bool):
     return call
 
 
-SERIES_NAMES = ("signature_rows_10k", "signature_rows_100k", "tflite_rows_b1", "tflite_rows_b10k",
-                "numpy_rows_b1", "numpy_rows_b10k", "eager_rows_b1")
+SERIES_NAMES = (
+    "signature_rows_10k",
+    "signature_rows_100k",
+    "tflite_rows_b1",
+    "tflite_rows_b10k",
+    "numpy_rows_b1",
+    "numpy_rows_b10k",
+    "eager_rows_b1",
+)
 
 
 def series(workdir: Path, models: tuple = ()) -> dict:
@@ -181,7 +188,12 @@ class InProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.inproc", str(workdir), f"--models={','.join(models)}"],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._log, text=True, env=env, cwd=cwd)
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
         self._reply("@ready")
 
     def rate(self, name: str, seconds: float) -> float:
@@ -197,8 +209,9 @@ class InProcess:
                 return line.strip()
         self.close()
         tail = "\n  ".join(self._log_path.read_text().strip().splitlines()[-10:])
-        raise BenchError(f"benchmarks.inproc did not answer {prefix!r} (exit code {self.process.returncode}); "
-                         f"its log:\n  {tail}")
+        raise BenchError(
+            f"benchmarks.inproc did not answer {prefix!r} (exit code {self.process.returncode}); its log:\n  {tail}"
+        )
 
     def close(self) -> None:
         """End the process (closing its stdin ends its loop)."""

@@ -16,6 +16,7 @@ window ends, and only requests that complete inside the window count.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import http.client
 import multiprocessing
@@ -176,19 +177,19 @@ class ClientPool:
         self._processes = []
         for index in range(size):
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=_serve_jobs, args=(child_end,), name=f"bench-client-{index}",
-                                      daemon=True)
+            process = context.Process(target=_serve_jobs, args=(child_end,), name=f"bench-client-{index}", daemon=True)
             process.start()
             self._pipes.append(parent_end)
             self._processes.append(process)
         for pipe in self._pipes:
             pipe.recv()  # "ready"
 
-    def measure(self, kind: str, target: str, payload: bytes, concurrency: int,
-                warmup_s: float, window_s: float) -> Window:
+    def measure(
+        self, kind: str, target: str, payload: bytes, concurrency: int, warmup_s: float, window_s: float
+    ) -> Window:
         """Keep `concurrency` requests in flight (split over the workers) through
         a warm-up, then count the ones completing in a `window_s` window."""
-        pipes = self._pipes[:min(concurrency, len(self._pipes))]
+        pipes = self._pipes[: min(concurrency, len(self._pipes))]
         for index, pipe in enumerate(pipes):
             share = concurrency // len(pipes) + (index < concurrency % len(pipes))
             pipe.send(Job(kind, target, payload, share))
@@ -204,21 +205,20 @@ class ClientPool:
             duration=window_s,
             latencies=np.concatenate([np.asarray(r["latencies"], dtype=np.float64) for r in results]),
             errors=sum(r["errors"] for r in results),
-            first_error=errors[0]["first_error"] if errors else "")
+            first_error=errors[0]["first_error"] if errors else "",
+        )
 
     def close(self) -> None:
         """Stop the workers."""
         for pipe in self._pipes:
-            try:
+            with contextlib.suppress(OSError):
                 pipe.send(None)
-            except OSError:
-                pass
         for process in self._processes:
             process.join(5)
             if process.is_alive():
                 process.kill()
 
-    def __enter__(self) -> "ClientPool":
+    def __enter__(self) -> ClientPool:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -34,8 +34,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import numpy as np
 
@@ -62,9 +62,12 @@ max_enqueued_batches { value: 100 }
 num_batch_threads { value: 1 }
 """
 TARGETS = {  # minimum ratio, from the issue
-    "grpc_predict_c1": 0.7, "grpc_predict_c8": 0.7, "grpc_predict_c32": 0.7,
+    "grpc_predict_c1": 0.7,
+    "grpc_predict_c8": 0.7,
+    "grpc_predict_c32": 0.7,
     "grpc_predict_c8_p99_ms": 0.5,
-    "grpc_predict_rows_10k": 0.5, "grpc_predict_rows_100k": 0.5,
+    "grpc_predict_rows_10k": 0.5,
+    "grpc_predict_rows_100k": 0.5,
     "batching_c32": 1.5,
     # Logging costs at most 10%: of the throughput, and of the server's CPU per request.
     **{f"grpc_predict_c8_log_rate_{rate}{cpu}": 0.9 for rate in LOG_RATES for cpu in ("", "_cpu_us")},
@@ -91,19 +94,32 @@ class Budget:
     training: training.TrainingBudget = training.FULL
 
 
-FULL = Budget(warmup_s=0.4, window_s=1.5, rows_window_s=1.5, repeats=3, inproc_window_s=0.7, cli_repeats=5,
-              run_repeats=2)
-QUICK = Budget(warmup_s=0.15, window_s=0.35, rows_window_s=0.45, repeats=2, inproc_window_s=0.2, cli_repeats=3,
-               run_repeats=1, training=training.QUICK)
+FULL = Budget(
+    warmup_s=0.4, window_s=1.5, rows_window_s=1.5, repeats=3, inproc_window_s=0.7, cli_repeats=5, run_repeats=2
+)
+QUICK = Budget(
+    warmup_s=0.15,
+    window_s=0.35,
+    rows_window_s=0.45,
+    repeats=2,
+    inproc_window_s=0.2,
+    cli_repeats=3,
+    run_repeats=1,
+    training=training.QUICK,
+)
 
 GROUPS = {
     "inproc": ("tflite_rows_b1", "tflite_rows_b10k", "eager_rows_b1"),
     "cli": ("cli_help_s",),
     "serving": tuple(
-        [name for c in CONCURRENCY for name in (f"grpc_predict_c{c}", f"grpc_predict_c{c}_p50_ms",
-                                                f"grpc_predict_c{c}_p99_ms")]
+        [
+            name
+            for c in CONCURRENCY
+            for name in (f"grpc_predict_c{c}", f"grpc_predict_c{c}_p50_ms", f"grpc_predict_c{c}_p99_ms")
+        ]
         + ["grpc_predict_rows_10k", "grpc_predict_rows_100k", "rest_predict_c8", "batching_c32"]
-        + [f"grpc_predict_c8_log_rate_{rate}{cpu}" for rate in LOG_RATES for cpu in ("", "_cpu_us")]),
+        + [f"grpc_predict_c8_log_rate_{rate}{cpu}" for rate in LOG_RATES for cpu in ("", "_cpu_us")]
+    ),
     "run": ("run_s",),
     "edge": ("edge_check_s",),
     "training": ("train_peak_rss_mb", "train_rows_per_s", "train_scaleout_2w"),
@@ -186,13 +202,14 @@ def _interleaved(repeats: int, commands: dict) -> dict:
 class Suite:
     """One benchmark run: a work folder, a budget and the measurements asked for."""
 
-    def __init__(self, budget: Budget, names: Iterable[str], workdir: Path,
-                 progress: Callable[[str], None] = lambda msg: None):
+    def __init__(
+        self, budget: Budget, names: Iterable[str], workdir: Path, progress: Callable[[str], None] = lambda msg: None
+    ):
         self.budget = budget
         self.names = set(names)
         self.workdir = workdir
         self.progress = progress
-        self.inproc: Optional[inproc.InProcess] = None
+        self.inproc: inproc.InProcess | None = None
 
     def run(self) -> list[Result]:
         """Run the groups the names need; their results in NAMES order."""
@@ -204,13 +221,17 @@ class Suite:
                 # Preparation, not measured: the servers' start-up overlaps the
                 # training and export; they load the version once it is published.
                 (self.workdir / "models" / MODEL).mkdir(parents=True, exist_ok=True)
-                self.progress("training and exporting the model (benchmarks.inproc)"
-                              + (", starting the servers" if "serving" in wanted else ""))
-                log_rates = [r for r in LOG_RATES if any(_log_rate(n) == r for n in self.names
-                                                         if n.startswith("grpc_predict_c8_log_rate_"))]
+                self.progress(
+                    "training and exporting the model (benchmarks.inproc)"
+                    + (", starting the servers" if "serving" in wanted else "")
+                )
+                log_rates = [
+                    r
+                    for r in LOG_RATES
+                    if any(_log_rate(n) == r for n in self.names if n.startswith("grpc_predict_c8_log_rate_"))
+                ]
                 if "serving" in wanted:
-                    servers = self._start_servers(stack, any(n.startswith("batching") for n in self.names),
-                                                  log_rates)
+                    servers = self._start_servers(stack, any(n.startswith("batching") for n in self.names), log_rates)
                 self.inproc = inproc.InProcess(self.workdir, _env(), ROOT, tuple(map(logged_model, log_rates)))
                 stack.callback(self.inproc.close)
             if "inproc" in wanted:
@@ -233,8 +254,10 @@ class Suite:
 
     def _inproc(self) -> list[Result]:
         self.progress("TFLite, eager and numpy rates in process")
-        s = {name: [] for name in ("tflite_rows_b1", "numpy_rows_b1", "eager_rows_b1", "tflite_rows_b10k",
-                                   "numpy_rows_b10k")}
+        s = {
+            name: []
+            for name in ("tflite_rows_b1", "numpy_rows_b1", "eager_rows_b1", "tflite_rows_b10k", "numpy_rows_b10k")
+        }
         for _ in range(self.budget.repeats):
             for name, values in s.items():
                 values.append(self.inproc.rate(name, self.budget.inproc_window_s))
@@ -246,32 +269,58 @@ class Suite:
 
     def _cli(self) -> list[Result]:
         self.progress("timing tfkit --help")
-        times = _interleaved(self.budget.cli_repeats, {
-            "help": ([_tfkit(), "--help"], "tfkit --help"),
-            "click": ([sys.executable, "-c", "import click"], "python -c 'import click'"),
-        })
+        times = _interleaved(
+            self.budget.cli_repeats,
+            {
+                "help": ([_tfkit(), "--help"], "tfkit --help"),
+                "click": ([sys.executable, "-c", "import click"], "python -c 'import click'"),
+            },
+        )
         return [self._result("cli_help_s", times["help"], "s", times["click"], "import click")]
 
     def _run(self) -> list[Result]:
         self.progress("timing tfkit run")
         # Exit 1 (a parity mismatch) still ran every step; its time counts.
-        times = _interleaved(self.budget.run_repeats, {
-            "run": ([_tfkit(), "run", "--force", "--out", str(self.workdir / "tfkit-run")], "tfkit run", (0, 1)),
-            "tf": ([sys.executable, "-c", "import tensorflow"], "python -c 'import tensorflow'"),
-        })
+        times = _interleaved(
+            self.budget.run_repeats,
+            {
+                "run": ([_tfkit(), "run", "--force", "--out", str(self.workdir / "tfkit-run")], "tfkit run", (0, 1)),
+                "tf": ([sys.executable, "-c", "import tensorflow"], "python -c 'import tensorflow'"),
+            },
+        )
         return [self._result("run_s", times["run"], "s", times["tf"], "import tensorflow")]
 
     def _edge(self) -> list[Result]:
         version = self._demo_export()
         self.progress("timing tfkit-edge check on the demo export")
         # Exit 1 (a mismatch) still reached the verdict; its time counts.
-        times = _interleaved(self.budget.run_repeats + 2, {
-            "edge": ([sys.executable, "-m", "toolkit.edge", "check", str(version), "--report",
-                      str(self.workdir / "edge-report")], "tfkit-edge check", (0, 1)),
-            "litert": ([sys.executable, "-c", "import numpy; from ai_edge_litert.interpreter import Interpreter; "
-                        f"Interpreter(model_path={str(version / 'model.tflite')!r})"],
-                       "python -c 'import numpy; Interpreter(model.tflite)'"),
-        })
+        times = _interleaved(
+            self.budget.run_repeats + 2,
+            {
+                "edge": (
+                    [
+                        sys.executable,
+                        "-m",
+                        "toolkit.edge",
+                        "check",
+                        str(version),
+                        "--report",
+                        str(self.workdir / "edge-report"),
+                    ],
+                    "tfkit-edge check",
+                    (0, 1),
+                ),
+                "litert": (
+                    [
+                        sys.executable,
+                        "-c",
+                        "import numpy; from ai_edge_litert.interpreter import Interpreter; "
+                        f"Interpreter(model_path={str(version / 'model.tflite')!r})",
+                    ],
+                    "python -c 'import numpy; Interpreter(model.tflite)'",
+                ),
+            },
+        )
         return [self._result("edge_check_s", times["edge"], "s", times["litert"], "numpy + LiteRT load")]
 
     def _demo_export(self) -> Path:
@@ -283,8 +332,23 @@ class Suite:
         self.progress("training and exporting the demo model for tfkit-edge (not measured)")
         run = self.workdir / "edge-run"
         _command([_tfkit(), "train", "--out", str(run), "--no-plots", "--force"], "tfkit train")
-        _command([_tfkit(), "export", str(run), "--model-base-path", str(self.workdir / "edge-models"), "--name",
-                  MODEL, "--version", "1", "--force", "--quantize", "dynamic,float16,int8"], "tfkit export")
+        _command(
+            [
+                _tfkit(),
+                "export",
+                str(run),
+                "--model-base-path",
+                str(self.workdir / "edge-models"),
+                "--name",
+                MODEL,
+                "--version",
+                "1",
+                "--force",
+                "--quantize",
+                "dynamic,float16,int8",
+            ],
+            "tfkit export",
+        )
         return self.workdir / "edge-models" / MODEL / "1"
 
     def _training(self) -> list[Result]:
@@ -294,8 +358,13 @@ class Suite:
         return [
             self._result("train_peak_rss_mb", s["rss_big"], "MB", s["rss_small"], f"{b.small_rows:,}-row CSV"),
             self._result("train_rows_per_s", s["rows_big"], "rows/s", s["bare_big"], "bare read+parse"),
-            self._result("train_scaleout_2w", s["rows_2w"], "rows/s", s["rows_1w"],
-                         "1 worker" + (", 1 core each" if trainer.cores else "")),
+            self._result(
+                "train_scaleout_2w",
+                s["rows_2w"],
+                "rows/s",
+                s["rows_1w"],
+                "1 worker" + (", 1 core each" if trainer.cores else ""),
+            ),
         ]
 
     def _serving(self, stack: contextlib.ExitStack, ours, batching, logging) -> list[Result]:
@@ -307,7 +376,7 @@ class Suite:
         batch1 = {}  # the batch-1 request of each server that is not sent the model's own
         if logging is not None:
             targets["lognone"] = logging.grpc_target
-            for rate in LOG_RATES:
+            for rate in (w.removeprefix("lograte").removesuffix("_c8") for w in needed if w.startswith("lograte")):
                 targets[f"lograte{rate}"] = logging.grpc_target
                 batch1[f"lograte{rate}"] = inproc.request_file(self.workdir, 1, logged_model(rate)).read_bytes()
         if any(w.startswith("null") for w in needed):
@@ -327,8 +396,12 @@ class Suite:
             if server == "rows":
                 return pool.measure("grpc", ours.grpc_target, requests[int(what)], 1, b.warmup_s, b.rows_window_s)
             if server.startswith("log"):
-                return self._with_server_cpu(logging.process.pid, lambda: pool.measure(
-                    "grpc", targets[server], batch1.get(server, requests[1]), int(what[1:]), b.warmup_s, b.window_s))
+                return self._with_server_cpu(
+                    logging.process.pid,
+                    lambda: pool.measure(
+                        "grpc", targets[server], batch1.get(server, requests[1]), int(what[1:]), b.warmup_s, b.window_s
+                    ),
+                )
             return pool.measure("grpc", targets[server], requests[1], int(what[1:]), b.warmup_s, b.window_s)
 
         windows = {name: [] for name in needed}
@@ -343,23 +416,31 @@ class Suite:
         ceiling = ceiling[0] if ceiling else None
         if name.endswith("_ms"):
             q = float(name.rsplit("_p", 1)[1][:-3])
-            return self._result(name, [w.percentile_ms(q) for w in value], "ms",
-                                [w.percentile_ms(q) for w in ceiling], "null server")
+            return self._result(
+                name, [w.percentile_ms(q) for w in value], "ms", [w.percentile_ms(q) for w in ceiling], "null server"
+            )
         if name.endswith("_cpu_us"):
             # Warm-up CPU is counted over the window's requests alike for value and ceiling.
-            return self._result(name, [w.server_cpu_s / len(w.latencies) * 1e6 for w in value], "us",
-                                [w.server_cpu_s / len(w.latencies) * 1e6 for w in ceiling], "unlogged c8")
+            return self._result(
+                name,
+                [w.server_cpu_s / len(w.latencies) * 1e6 for w in value],
+                "us",
+                [w.server_cpu_s / len(w.latencies) * 1e6 for w in ceiling],
+                "unlogged c8",
+            )
         if name.startswith("grpc_predict_rows_"):
             rows = int(_windows_of(name)[0].removeprefix("rows_"))
             # One client, one request at a time: throughput is rows over mean latency.
             rates = [rows * len(w.latencies) / float(np.sum(w.latencies)) for w in value]
             return self._result(name, rates, "rows/s", ceiling, "in-process signature")
-        ceiling_of = {"rest_predict_c8": "our gRPC c8", "batching_c32": "unbatched c32",
-                      **{f"grpc_predict_c8_log_rate_{r}": "unlogged c8" for r in LOG_RATES}}.get(name, "null server")
+        ceiling_of = {
+            "rest_predict_c8": "our gRPC c8",
+            "batching_c32": "unbatched c32",
+            **{f"grpc_predict_c8_log_rate_{r}": "unlogged c8" for r in LOG_RATES},
+        }.get(name, "null server")
         return self._result(name, [w.rate for w in value], "req/s", [w.rate for w in ceiling], ceiling_of)
 
-    def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool,
-                       log_rates: list) -> Callable[[], tuple]:
+    def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool, log_rates: list) -> Callable[[], tuple]:
         """Launch our server with REST, (with_batching) one with --enable_batching and (with
         `log_rates`) one serving the model unlogged and logged at each rate; returns a function
         that waits for them: (ours, batching or None, logging server or None)."""
@@ -373,8 +454,9 @@ class Suite:
         if with_batching:
             params = self.workdir / "batching.config"
             params.write_text(BATCHING_PARAMETERS)
-            servers.append(LocalServer(base + ["--enable_batching", f"--batching_parameters_file={params}"], [],
-                                       env=_env()))
+            servers.append(
+                LocalServer(base + ["--enable_batching", f"--batching_parameters_file={params}"], [], env=_env())
+            )
         if log_rates:
             servers.append(LocalServer([f"--model_config_file={self._logging_config(log_rates)}"], [], env=_env()))
         for server in servers:
@@ -412,7 +494,8 @@ class Suite:
                 f'config {{ name: "{logged_model(rate)}" base_path: "{base}" model_platform: "tensorflow"\n'
                 f'  logging_config {{ log_collector_config {{ type: "file" '
                 f'filename_prefix: "{self.workdir / "request-logs" / rate}" }}\n'
-                f"                   sampling_config {{ sampling_rate: {rate} }} }} }}")
+                f"                   sampling_config {{ sampling_rate: {rate} }} }} }}"
+            )
         config = self.workdir / "logging.config"
         config.write_text("model_config_list {\n" + "\n".join(entries) + "\n}\n")
         return config
@@ -427,8 +510,9 @@ class Suite:
             try:
                 return channel.unary_unary(PREDICT_METHOD)(request, timeout=30)
             except grpc.RpcError as exc:
-                raise BenchError(f"Predict on our server at {target} failed: {exc.code().name}: "
-                                 f"{exc.details()}") from None
+                raise BenchError(
+                    f"Predict on our server at {target} failed: {exc.code().name}: {exc.details()}"
+                ) from None
 
     @contextlib.contextmanager
     def _null_server(self, response: bytes):
@@ -439,8 +523,9 @@ class Suite:
         # LocalServer launches an executable with the server's flags; this one
         # is the null server, so it gets the same ports and readiness checks.
         launcher = self.workdir / "null-model-server"
-        launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m benchmarks.nullserver '
-                            f'--response="{response_file}" "$@"\n')
+        launcher.write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" -m benchmarks.nullserver --response="{response_file}" "$@"\n'
+        )
         launcher.chmod(0o755)
         with LocalServer([], models=[], binary=str(launcher), env=_env()) as server:
             yield server
@@ -469,8 +554,7 @@ def _checked(name: str, window):
     return window
 
 
-def run(budget: Budget, names: Iterable[str], progress=lambda msg: None,
-        keep: Optional[Path] = None) -> list[Result]:
+def run(budget: Budget, names: Iterable[str], progress=lambda msg: None, keep: Path | None = None) -> list[Result]:
     """Run the named measurements in a temporary work folder (or `keep`)."""
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)

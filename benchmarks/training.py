@@ -44,10 +44,26 @@ class TrainingBudget:
     repeats: int
 
 
-FULL = TrainingBudget(big_rows=20_000_000, small_rows=200_000, shards=8, batch_size=4096, steps=2000,
-                      scaleout_rows=4_000_000, scaleout_steps=600, repeats=3)
-QUICK = TrainingBudget(big_rows=2_000_000, small_rows=20_000, shards=4, batch_size=4096, steps=200,
-                       scaleout_rows=400_000, scaleout_steps=100, repeats=1)
+FULL = TrainingBudget(
+    big_rows=20_000_000,
+    small_rows=200_000,
+    shards=8,
+    batch_size=4096,
+    steps=2000,
+    scaleout_rows=4_000_000,
+    scaleout_steps=600,
+    repeats=3,
+)
+QUICK = TrainingBudget(
+    big_rows=2_000_000,
+    small_rows=20_000,
+    shards=4,
+    batch_size=4096,
+    steps=200,
+    scaleout_rows=400_000,
+    scaleout_steps=100,
+    repeats=1,
+)
 
 
 def write_csv_shards(folder: Path, rows: int, shards: int, seed: int = 0) -> str:
@@ -82,9 +98,13 @@ def bare_pass(pattern: str) -> float:
     width = len(Path(files[0]).open().readline().split(","))
     lines = tf.data.Dataset.from_tensor_slices(files).interleave(
         lambda path: tf.data.TextLineDataset(path).skip(1).batch(CHUNK_ROWS),
-        cycle_length=min(CYCLE_LENGTH, len(files)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    parsed = lines.map(lambda batch: tf.io.decode_csv(batch, [[0.0]] * width),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        cycle_length=min(CYCLE_LENGTH, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    parsed = lines.map(
+        lambda batch: tf.io.decode_csv(batch, [[0.0]] * width), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    ).prefetch(tf.data.AUTOTUNE)
     began = time.perf_counter()
     rows = int(parsed.reduce(tf.constant(0, tf.int64), lambda n, cells: n + tf.size(cells[0], out_type=tf.int64)))
     return rows / (time.perf_counter() - began)
@@ -109,18 +129,46 @@ class Trainer:
         from toolkit.serve import free_port
 
         workers = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
-        processes = [self._start(pattern, out, steps, ("--workers", workers, "--worker-index", str(i)),
-                                 self.cores[i] if self.cores else None) for i in range(2)]
+        processes = [
+            self._start(
+                pattern,
+                out,
+                steps,
+                ("--workers", workers, "--worker-index", str(i)),
+                self.cores[i] if self.cores else None,
+            )
+            for i in range(2)
+        ]
         for process in processes:
             self._wait(process, "a tfkit train worker")
         return json.loads((out / "training.json").read_text())
 
     def _start(self, pattern: str, out: Path, steps: int, extra, core: int | None) -> subprocess.Popen:
-        args = [self.tfkit, "train", "--data", pattern, "--out", str(out), "--force", "--no-plots",
-                "--batch-size", str(self.budget.batch_size), "--steps", str(steps), *extra]
+        args = [
+            self.tfkit,
+            "train",
+            "--data",
+            pattern,
+            "--out",
+            str(out),
+            "--force",
+            "--no-plots",
+            "--batch-size",
+            str(self.budget.batch_size),
+            "--steps",
+            str(steps),
+            *extra,
+        ]
         pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
-        return subprocess.Popen(args, env=self.env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, preexec_fn=pin)
+        return subprocess.Popen(
+            args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=pin,
+        )
 
     @staticmethod
     def _wait(process: subprocess.Popen, what: str) -> float:
@@ -134,8 +182,13 @@ class Trainer:
         return usage.ru_maxrss / 1024  # kB on Linux
 
     def bare(self, pattern: str) -> float:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.training", "bare", pattern], env=self.env,
-                              cwd=self.cwd, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.training", "bare", pattern],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise BenchError(f"the bare tf.data pass exited with code {done.returncode}: {done.stderr[-500:]}")
         return float(done.stdout.strip().splitlines()[-1])
@@ -157,11 +210,13 @@ def measure(trainer: Trainer, workdir: Path, progress) -> dict:
         series["bare_big"].append(trainer.bare(big))
         series["rss_small"].append(trainer.train(small, workdir / "run-small", b.steps)[1])
         progress(f"training measurements, repeat {repeat + 1}/{b.repeats}: two workers vs one")
-        series["rows_2w"].append(trainer.train_two_workers(scaleout, workdir / "run-2w",
-                                                           b.scaleout_steps)["throughput"]["rows_per_second"])
+        series["rows_2w"].append(
+            trainer.train_two_workers(scaleout, workdir / "run-2w", b.scaleout_steps)["throughput"]["rows_per_second"]
+        )
         core = trainer.cores[0] if trainer.cores else None
-        series["rows_1w"].append(trainer.train(scaleout, workdir / "run-1w", b.scaleout_steps,
-                                               core=core)[0]["throughput"]["rows_per_second"])
+        series["rows_1w"].append(
+            trainer.train(scaleout, workdir / "run-1w", b.scaleout_steps, core=core)[0]["throughput"]["rows_per_second"]
+        )
     return series
 
 

@@ -21,8 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from toolkit.artifacts.layout import version_numbers
 from reliability.faults import BROKEN_KINDS, publish_broken_version
+from toolkit.artifacts.layout import version_numbers
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -35,9 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     soak = commands.add_parser("soak", help="bounded mixed load; checks errors, answers and memory")
     soak.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     soak.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
-    soak.add_argument("--swap-every", type=float, default=0.0, metavar="S",
-                      help="publish a new, differently trained version every S seconds "
-                           "(with --target: into --model-base-path, which that server must poll)")
+    soak.add_argument(
+        "--swap-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="publish a new, differently trained version every S seconds "
+        "(with --target: into --model-base-path, which that server must poll)",
+    )
     soak.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     fuzz = commands.add_parser("fuzz", help="malformed gRPC requests and REST bodies")
     fuzz.add_argument("--count", type=int, default=1000, help="gRPC cases (default 1000)")
@@ -45,8 +50,11 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--target", help="host:port of a running server's gRPC API")
         sub.add_argument("--rest-url", help="http://host:port of its REST API (omit: no REST traffic)")
         sub.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
-        sub.add_argument("--model-base-path", type=Path,
-                         help="BASE holding NAME/VERSION folders of the served model (needed with --target)")
+        sub.add_argument(
+            "--model-base-path",
+            type=Path,
+            help="BASE holding NAME/VERSION folders of the served model (needed with --target)",
+        )
         sub.add_argument("--server-pid", type=int, help="pid of the server at --target (for RSS figures)")
         sub.add_argument("--seed", type=int, default=0)
     broken = commands.add_parser("break", help="publish a broken copy of the newest version as the next one")
@@ -63,11 +71,12 @@ def _break(args) -> int:
         raise ValueError(f"{model_dir}: no such model folder")
     on_disk = version_numbers(model_dir)
     folder = publish_broken_version(model_dir, args.kind, max(on_disk, default=0) + 1)
-    print(f"published {folder} ({args.kind}); GetModelStatus should show it END with an error, "
-          "and the version serving now keep answering")
+    print(
+        f"published {folder} ({args.kind}); GetModelStatus should show it END with an error, "
+        "and the version serving now keep answering"
+    )
     if args.kind == "unreadable folder" and os.geteuid() == 0:
-        print("note: a server running as root reads mode-000 folders anyway; see README, Reliability",
-              file=sys.stderr)
+        print("note: a server running as root reads mode-000 folders anyway; see README, Reliability", file=sys.stderr)
     return 0
 
 
@@ -90,13 +99,24 @@ def _run(args, server_target, rest_url, server_pid, reference, publisher) -> int
         from reliability.soak import run_soak
 
         swap = publisher.publish if (publisher and args.swap_every > 0) else None
-        result = run_soak(server_target, rest_url, args.model, reference, duration_s=args.duration,
-                          clients=args.clients, server_pid=server_pid, swap=swap,
-                          swap_every=args.swap_every, seed=args.seed)
+        result = run_soak(
+            server_target,
+            rest_url,
+            args.model,
+            reference,
+            duration_s=args.duration,
+            clients=args.clients,
+            server_pid=server_pid,
+            swap=swap,
+            swap_every=args.swap_every,
+            seed=args.seed,
+        )
         print(result.summary())
         if args.json:
-            args.json.write_text(json.dumps({**result.__dict__, "rss_growth": result.rss_growth,
-                                             "broken": result.broken()}, indent=2) + "\n")
+            args.json.write_text(
+                json.dumps({**result.__dict__, "rss_growth": result.rss_growth, "broken": result.broken()}, indent=2)
+                + "\n"
+            )
         broken = result.broken()
     else:
         from reliability.fuzz import run_grpc_fuzz, run_rest_fuzz
@@ -116,8 +136,10 @@ def _run(args, server_target, rest_url, server_pid, reference, publisher) -> int
         finally:
             client.close()
         broken += [f"after the fuzz, {o.kind}: {o.error}" for o in after if o.error]
-        print("after the fuzz: " + ("server still answers correctly" if not any(o.error for o in after)
-                                    else "server answers WRONGLY"))
+        print(
+            "after the fuzz: "
+            + ("server still answers correctly" if not any(o.error for o in after) else "server answers WRONGLY")
+        )
     for line in broken:
         print(f"BROKEN: {line}", file=sys.stderr)
     return 1 if broken else 0
@@ -142,14 +164,16 @@ def main(argv=None) -> int:
             reference = ModelReference.from_model_dir(model_dir)
             with tempfile.TemporaryDirectory(prefix="tfkit-reliability-") as tmp:
                 # Seeds far from the usual 0..9, so published versions differ from the served ones.
-                publisher = VersionPublisher(args.model_base_path, args.model, tmp, reference,
-                                             first_seed=1000 + args.seed)
+                publisher = VersionPublisher(
+                    args.model_base_path, args.model, tmp, reference, first_seed=1000 + args.seed
+                )
                 return _run(args, args.target, args.rest_url, args.server_pid, reference, publisher)
-        with tempfile.TemporaryDirectory(prefix="tfkit-reliability-") as tmp, \
-                _own_server(Path(tmp), args.model) as (server, publisher):
+        with (
+            tempfile.TemporaryDirectory(prefix="tfkit-reliability-") as tmp,
+            _own_server(Path(tmp), args.model) as (server, publisher),
+        ):
             print(f"serving {args.model} from {tmp} at {server.grpc_target} and {server.rest_url}", flush=True)
-            return _run(args, server.grpc_target, server.rest_url, server.process.pid,
-                        publisher.reference, publisher)
+            return _run(args, server.grpc_target, server.rest_url, server.process.pid, publisher.reference, publisher)
     except (ToolkitError, ValueError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2

@@ -15,12 +15,10 @@ import random
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 from toolkit.artifacts.layout import version_numbers
 
-BROKEN_KINDS = ("truncated saved_model.pb", "missing variables", "garbage saved_model.pb",
-                "unreadable folder")
+BROKEN_KINDS = ("truncated saved_model.pb", "missing variables", "garbage saved_model.pb", "unreadable folder")
 # The capabilities that let root bypass file permission checks.
 _DAC_CAPS = "-dac_override,-dac_read_search"
 
@@ -62,7 +60,7 @@ def publish_broken_version(model_dir: str | Path, kind: str, version: int, sourc
     return final
 
 
-def permission_honouring_prefix() -> Optional[list[str]]:
+def permission_honouring_prefix() -> list[str] | None:
     """A command prefix running a program without root's permission override; None if impossible here."""
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0:

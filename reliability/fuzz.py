@@ -28,14 +28,19 @@ import dataclasses
 import http.client
 import json
 import time
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import grpc
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     predict_pb2, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    predict_pb2,
+    regression_pb2,
+)
 
 from reliability.reference import ModelReference
 from reliability.traffic import example, float_tensor, predict_outputs, predict_request
@@ -51,8 +56,9 @@ METHODS = {
     MODEL_SERVICE + "GetModelStatus": get_model_status_pb2.GetModelStatusRequest,
 }
 PREDICT = PREDICTION_SERVICE + "Predict"
-CLIENT_ERRORS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
-                           grpc.StatusCode.FAILED_PRECONDITION})
+CLIENT_ERRORS = frozenset(
+    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION}
+)
 INVALID = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 CALL_TIMEOUT_S = 10.0
 # The REST API's body limit (serving.http_server.MAX_BODY_BYTES, TF Serving's gzip cap).
@@ -66,8 +72,8 @@ class GrpcCase:
     category: str
     method: str
     payload: bytes
-    codes: frozenset = INVALID          # allowed error codes
-    ok_features: Optional[np.ndarray] = None  # set when OK is a right answer: the features sent
+    codes: frozenset = INVALID  # allowed error codes
+    ok_features: np.ndarray | None = None  # set when OK is a right answer: the features sent
 
 
 @dataclasses.dataclass
@@ -79,9 +85,9 @@ class RestCase:
     path: str
     body: bytes
     statuses: frozenset
-    ok_features: Optional[np.ndarray] = None  # 200 allowed, answer checked against these features
+    ok_features: np.ndarray | None = None  # 200 allowed, answer checked against these features
     headers: dict = dataclasses.field(default_factory=dict)
-    declared_length: Optional[int] = None  # a Content-Length claim larger than the body sent
+    declared_length: int | None = None  # a Content-Length claim larger than the body sent
 
 
 def _tensor(dtype, dims, **fields) -> tensor_pb2.TensorProto:
@@ -108,7 +114,7 @@ class GrpcCases:
         self.names = feature_names
         self.rng = np.random.default_rng(seed)
 
-    def _rows(self, n: Optional[int] = None) -> np.ndarray:
+    def _rows(self, n: int | None = None) -> np.ndarray:
         n = int(self.rng.integers(1, 5)) if n is None else n
         return self.rng.normal(0, 3, size=(n, self.d)).astype(np.float32)
 
@@ -121,15 +127,14 @@ class GrpcCases:
         try:
             METHODS[method].FromString(payload)
         except Exception:  # protobuf's DecodeError and friends: not a message at all
-            return GrpcCase("random bytes (unparseable)", method, payload,
-                            frozenset({grpc.StatusCode.INTERNAL}))
+            return GrpcCase("random bytes (unparseable)", method, payload, frozenset({grpc.StatusCode.INTERNAL}))
         return GrpcCase("random bytes (parseable)", method, payload, CLIENT_ERRORS)
 
     def mutated(self) -> GrpcCase:
         """A valid Predict request with a few bytes overwritten or the tail cut off."""
         payload = bytearray(predict_request(self.model, self._rows()).SerializeToString())
         if self.rng.integers(4) == 0:
-            del payload[int(self.rng.integers(1, len(payload))):]
+            del payload[int(self.rng.integers(1, len(payload))) :]
         else:
             for _ in range(int(self.rng.integers(1, 4))):
                 payload[int(self.rng.integers(len(payload)))] = int(self.rng.integers(256))
@@ -138,16 +143,22 @@ class GrpcCases:
             request = predict_pb2.PredictRequest.FromString(payload)
         except Exception:  # protobuf's DecodeError and friends
             return GrpcCase("mutated request (unparseable)", PREDICT, payload, frozenset({grpc.StatusCode.INTERNAL}))
-        return GrpcCase("mutated request (parseable)", PREDICT, payload, CLIENT_ERRORS,
-                        ok_features=self._valid_features(request))
+        return GrpcCase(
+            "mutated request (parseable)", PREDICT, payload, CLIENT_ERRORS, ok_features=self._valid_features(request)
+        )
 
-    def _valid_features(self, request) -> Optional[np.ndarray]:
+    def _valid_features(self, request) -> np.ndarray | None:
         """The [N, D] float32 features of a request the model must answer; None if it must refuse it."""
         tensor = request.inputs.get("features")
-        if (request.model_spec.name != self.model or set(request.inputs) != {"features"}
-                or request.model_spec.signature_name not in ("", "serving_default")
-                or request.model_spec.HasField("version") or request.model_spec.HasField("version_label")
-                or request.output_filter or tensor.dtype != types_pb2.DT_FLOAT):
+        if (
+            request.model_spec.name != self.model
+            or set(request.inputs) != {"features"}
+            or request.model_spec.signature_name not in ("", "serving_default")
+            or request.model_spec.HasField("version")
+            or request.model_spec.HasField("version_label")
+            or request.output_filter
+            or tensor.dtype != types_pb2.DT_FLOAT
+        ):
             return None
         dims = [d.size for d in tensor.tensor_shape.dim]
         if len(dims) != 2 or dims[1] != self.d or dims[0] < 0 or len(tensor.tensor_content) != 4 * dims[0] * self.d:
@@ -158,12 +169,16 @@ class GrpcCases:
         rows = self._rows()
         n = rows.size
         choices = [
-            (types_pb2.DT_INT32, {"int_val": [1] * n}), (types_pb2.DT_INT64, {"int64_val": [1] * n}),
+            (types_pb2.DT_INT32, {"int_val": [1] * n}),
+            (types_pb2.DT_INT64, {"int64_val": [1] * n}),
             (types_pb2.DT_DOUBLE, {"double_val": rows.ravel().tolist()}),
-            (types_pb2.DT_BOOL, {"bool_val": [True] * n}), (types_pb2.DT_HALF, {"half_val": [15360] * n}),
+            (types_pb2.DT_BOOL, {"bool_val": [True] * n}),
+            (types_pb2.DT_HALF, {"half_val": [15360] * n}),
             (types_pb2.DT_UINT8, {"int_val": [3] * n}),
             (types_pb2.DT_COMPLEX64, {"scomplex_val": [1.0, 0.0] * n}),
-            (types_pb2.DT_RESOURCE, {}), (types_pb2.DT_VARIANT, {}), (999, {}),
+            (types_pb2.DT_RESOURCE, {}),
+            (types_pb2.DT_VARIANT, {}),
+            (999, {}),
         ]
         dtype, fields = choices[int(self.rng.integers(len(choices)))]
         return self._predict("wrong dtype", _tensor(dtype, rows.shape, **fields))
@@ -171,7 +186,9 @@ class GrpcCases:
     def string_for_float(self) -> GrpcCase:
         rows = self._rows()
         values = [str(v).encode() for v in rows.ravel()]
-        return self._predict("string tensor for float input", _tensor(types_pb2.DT_STRING, rows.shape, string_val=values))
+        return self._predict(
+            "string tensor for float input", _tensor(types_pb2.DT_STRING, rows.shape, string_val=values)
+        )
 
     def huge_dims(self) -> GrpcCase:
         """Shapes claiming 10^9..10^18 elements (or overflowing int64) with a tiny payload."""
@@ -194,20 +211,26 @@ class GrpcCases:
         rows = self._rows()
         content = rows.astype("<f4").tobytes()
         cut = [content[:-1], content[:-4], content + b"\0\0\0\0", content + b"\0", b"\0"][int(self.rng.integers(5))]
-        return self._predict("tensor_content length mismatch",
-                             _tensor(types_pb2.DT_FLOAT, rows.shape, tensor_content=cut))
+        return self._predict(
+            "tensor_content length mismatch", _tensor(types_pb2.DT_FLOAT, rows.shape, tensor_content=cut)
+        )
 
     def too_many_values(self) -> GrpcCase:
         rows = self._rows()
-        return self._predict("more values than the shape holds",
-                             _tensor(types_pb2.DT_FLOAT, rows.shape, float_val=rows.ravel().tolist() + [1.0]))
+        return self._predict(
+            "more values than the shape holds",
+            _tensor(types_pb2.DT_FLOAT, rows.shape, float_val=rows.ravel().tolist() + [1.0]),
+        )
 
     def wrong_shape(self) -> GrpcCase:
         n = int(self.rng.integers(1, 5))
-        dims = [[n, self.d + 1], [n], [n, self.d, 1], [], [n, max(self.d - 1, 0) or self.d + 2]][int(self.rng.integers(5))]
+        dims = [[n, self.d + 1], [n], [n, self.d, 1], [], [n, max(self.d - 1, 0) or self.d + 2]][
+            int(self.rng.integers(5))
+        ]
         count = int(np.prod(dims)) if dims else 1
-        return self._predict("wrong rank or width",
-                             _tensor(types_pb2.DT_FLOAT, dims, tensor_content=np.ones(count, "<f4").tobytes()))
+        return self._predict(
+            "wrong rank or width", _tensor(types_pb2.DT_FLOAT, dims, tensor_content=np.ones(count, "<f4").tobytes())
+        )
 
     def wrong_inputs(self) -> GrpcCase:
         rows = float_tensor(self._rows())
@@ -219,11 +242,17 @@ class GrpcCases:
         rows = float_tensor(self._rows())
         if self.rng.integers(2):
             # predict_util.cc: an unknown signature key is FAILED_PRECONDITION.
-            return GrpcCase("unknown signature", PREDICT,
-                            _predict_bytes(self.model, {"features": rows}, signature="no_such_signature"),
-                            frozenset({grpc.StatusCode.FAILED_PRECONDITION}))
-        return GrpcCase("unknown output_filter", PREDICT,
-                        _predict_bytes(self.model, {"features": rows}, output_filter=["no_such_output"]))
+            return GrpcCase(
+                "unknown signature",
+                PREDICT,
+                _predict_bytes(self.model, {"features": rows}, signature="no_such_signature"),
+                frozenset({grpc.StatusCode.FAILED_PRECONDITION}),
+            )
+        return GrpcCase(
+            "unknown output_filter",
+            PREDICT,
+            _predict_bytes(self.model, {"features": rows}, output_filter=["no_such_output"]),
+        )
 
     def bad_examples(self) -> GrpcCase:
         """Classify/Regress with examples the signature cannot parse (or none at all)."""
@@ -245,13 +274,19 @@ class GrpcCases:
         rows = self._rows()
         mask = self.rng.random(rows.shape) < 0.5
         rows[mask] = self.rng.choice(np.array([np.nan, np.inf, -np.inf], dtype=np.float32), size=int(mask.sum()))
-        return GrpcCase("NaN/Inf values", PREDICT, predict_request(self.model, rows).SerializeToString(),
-                        frozenset(), ok_features=rows)
+        return GrpcCase(
+            "NaN/Inf values",
+            PREDICT,
+            predict_request(self.model, rows).SerializeToString(),
+            frozenset(),
+            ok_features=rows,
+        )
 
     def empty_batch(self) -> GrpcCase:
         rows = np.zeros((0, self.d), dtype=np.float32)
-        return GrpcCase("empty batch", PREDICT, predict_request(self.model, rows).SerializeToString(),
-                        frozenset(), ok_features=rows)
+        return GrpcCase(
+            "empty batch", PREDICT, predict_request(self.model, rows).SerializeToString(), frozenset(), ok_features=rows
+        )
 
     def unknown_fields(self) -> GrpcCase:
         rows = self._rows()
@@ -262,11 +297,24 @@ class GrpcCases:
         return GrpcCase("unknown fields", PREDICT, payload, frozenset(), ok_features=rows)
 
     def generators(self) -> list[Callable[[], GrpcCase]]:
-        return [self.random_bytes, self.mutated, self.wrong_dtype, self.string_for_float,
-                self.huge_dims, self.huge_dims, self.negative_dims, self.content_mismatch,
-                self.too_many_values, self.wrong_shape, self.wrong_inputs,
-                self.bad_signature_or_filter, self.bad_examples, self.nan_inf, self.empty_batch,
-                self.unknown_fields]
+        return [
+            self.random_bytes,
+            self.mutated,
+            self.wrong_dtype,
+            self.string_for_float,
+            self.huge_dims,
+            self.huge_dims,
+            self.negative_dims,
+            self.content_mismatch,
+            self.too_many_values,
+            self.wrong_shape,
+            self.wrong_inputs,
+            self.bad_signature_or_filter,
+            self.bad_examples,
+            self.nan_inf,
+            self.empty_batch,
+            self.unknown_fields,
+        ]
 
     def cases(self, count: int) -> Iterator[GrpcCase]:
         """`count` cases, every generator in turn, random within each."""
@@ -275,8 +323,9 @@ class GrpcCases:
             yield generators[i % len(generators)]()
 
 
-def check_grpc_answer(case: GrpcCase, code: grpc.StatusCode, payload: Optional[bytes],
-                      reference: ModelReference) -> Optional[str]:
+def check_grpc_answer(
+    case: GrpcCase, code: grpc.StatusCode, payload: bytes | None, reference: ModelReference
+) -> str | None:
     """Why this answer is wrong for the case; None if right."""
     if code == grpc.StatusCode.OK:
         if case.ok_features is None:
@@ -300,14 +349,15 @@ class FuzzResult:
     max_latency_s: float
 
     def summary(self) -> str:
-        lines = [f"{self.cases} cases, {len(self.failures)} answered wrongly, slowest {self.max_latency_s * 1000:.0f} ms"]
+        lines = [
+            f"{self.cases} cases, {len(self.failures)} answered wrongly, slowest {self.max_latency_s * 1000:.0f} ms"
+        ]
         lines += [f"  {n:5d}  {c}" for c, n in sorted(self.per_category.items())]
         lines += [f"  FAIL {f}" for f in self.failures[:20]]
         return "\n".join(lines)
 
 
-def run_grpc_fuzz(target: str, model: str, reference: ModelReference, count: int = 1000,
-                  seed: int = 0) -> FuzzResult:
+def run_grpc_fuzz(target: str, model: str, reference: ModelReference, count: int = 1000, seed: int = 0) -> FuzzResult:
     """Send `count` gRPC fuzz cases to `target` and check every answer."""
     cases = GrpcCases(model, reference.num_features, reference.feature_names, seed)
     per_category: dict = {}
@@ -347,41 +397,64 @@ def rest_cases(model: str, num_features: int, seed: int) -> list[RestCase]:
     valid = json.dumps({"instances": [row]}).encode()
     for cut in range(1, len(valid) - 1, max(1, len(valid) // 10)):
         add("invalid JSON: truncated", valid[:cut])
-    for text in [b"", b"   ", b"{", b"{'instances': [[1, 2]]}", b"{\"instances\": [[1,,2]]}",
-                 b"{\"instances\": [NaNx]}", b"\xff\xfe{}", b"[1, 2]", b"\"instances\"", b"null", b"42"]:
+    for text in [
+        b"",
+        b"   ",
+        b"{",
+        b"{'instances': [[1, 2]]}",
+        b'{"instances": [[1,,2]]}',
+        b'{"instances": [NaNx]}',
+        b"\xff\xfe{}",
+        b"[1, 2]",
+        b'"instances"',
+        b"null",
+        b"42",
+    ]:
         add("invalid JSON or not an object", text)
     for depth in (1000, 100_000, 1_000_000):
-        add("deep nesting", b"{\"instances\": " + b"[" * depth + b"]" * depth + b"}")
-        add("deep nesting", b"{\"instances\": [" + b"{\"a\":" * depth + b"1" + b"}" * depth + b"]}")
+        add("deep nesting", b'{"instances": ' + b"[" * depth + b"]" * depth + b"}")
+        add("deep nesting", b'{"instances": [' + b'{"a":' * depth + b"1" + b"}" * depth + b"]}")
     for literal in ("1e400", "-1e999", "1" + "0" * 400, "123456789012345678901234567890e300"):
-        add("huge numbers", ("{\"instances\": [[" + ", ".join([literal] * num_features) + "]]}").encode())
+        add("huge numbers", ('{"instances": [[' + ", ".join([literal] * num_features) + "]]}").encode())
     for value in [1e30, -3.4e38, 1.7e308]:
         rows = np.full((1, num_features), value, dtype=np.float64)
         with np.errstate(over="ignore"):
             as_float32 = rows.astype(np.float32)
         # Legal JSON numbers: answered for the float32 they round to (maybe inf), or refused.
-        add("large but finite numbers", {"instances": rows.tolist()}, frozenset({200, 400}),
-            ok_features=as_float32)
+        add("large but finite numbers", {"instances": rows.tolist()}, frozenset({200, 400}), ok_features=as_float32)
     # Keys TF Serving does not read are ignored, not refused.
-    add("unknown top-level key", {"instances": [row], "extra": {"deep": [1, 2]}}, frozenset({200}),
-        ok_features=np.array([row], dtype=np.float32))
+    add(
+        "unknown top-level key",
+        {"instances": [row], "extra": {"deep": [1, 2]}},
+        frozenset({200}),
+        ok_features=np.array([row], dtype=np.float32),
+    )
     wrong_types = [
-        {"instances": [["a"] * num_features]}, {"instances": [[None] * num_features]},
-        {"instances": [[True] * num_features]}, {"instances": [[{"b64": "AAAA"}] * num_features]},
-        {"instances": "not a list"}, {"instances": 5}, {"instances": {"features": 1}},
-        {"inputs": "x"}, {"instances": [row], "inputs": [row]}, {"instances": []},
-        {"signature_name": 5, "instances": [row]}, {"signature_name": "nope", "instances": [row]},
-        {"instances": [[[0.5]] * num_features]}, {"instances": [row + [0.5]]},
-        {"instances": [row, row[:-1]]}, {"instances": [{"features": row}, {"wrong": row}]},
-        {"no_instances": [row]}, {},
+        {"instances": [["a"] * num_features]},
+        {"instances": [[None] * num_features]},
+        {"instances": [[True] * num_features]},
+        {"instances": [[{"b64": "AAAA"}] * num_features]},
+        {"instances": "not a list"},
+        {"instances": 5},
+        {"instances": {"features": 1}},
+        {"inputs": "x"},
+        {"instances": [row], "inputs": [row]},
+        {"instances": []},
+        {"signature_name": 5, "instances": [row]},
+        {"signature_name": "nope", "instances": [row]},
+        {"instances": [[[0.5]] * num_features]},
+        {"instances": [row + [0.5]]},
+        {"instances": [row, row[:-1]]},
+        {"instances": [{"features": row}, {"wrong": row}]},
+        {"no_instances": [row]},
+        {},
     ]
     for body in wrong_types:
         add("wrong types or shapes", body)
     add("unknown model", {"instances": [row]}, frozenset({404}), path="/v1/models/no_such_model:predict")
     add("unknown version", {"instances": [row]}, frozenset({404}), path=f"/v1/models/{model}/versions/987654:predict")
     add("path traversal in name", {"instances": [row]}, frozenset({400, 404}), path="/v1/models/..%2F..%2Fetc:predict")
-    add("oversized body (declared)", b"{\"instances\": [[", frozenset({413}),
-        declared_length=REST_BODY_LIMIT + 1)
+    add("oversized body (declared)", b'{"instances": [[', frozenset({413}), declared_length=REST_BODY_LIMIT + 1)
     add("bad method", b"", frozenset({400, 404, 405}), method="DELETE", path=f"/v1/models/{model}")
     return cases
 
@@ -398,15 +471,16 @@ def _rest_send(url, case: RestCase) -> tuple[int, bytes]:
             conn.putheader("Content-Length", str(case.declared_length))
             conn.endheaders(case.body)
         else:
-            conn.request(case.method, case.path, body=case.body,
-                         headers={"Content-Type": "application/json", **case.headers})
+            conn.request(
+                case.method, case.path, body=case.body, headers={"Content-Type": "application/json", **case.headers}
+            )
         response = conn.getresponse()
         return response.status, response.read()
     finally:
         conn.close()
 
 
-def check_rest_answer(case: RestCase, status: int, body: bytes, reference: ModelReference) -> Optional[str]:
+def check_rest_answer(case: RestCase, status: int, body: bytes, reference: ModelReference) -> str | None:
     """Why this REST answer is wrong for the case; None if right."""
     if status not in case.statuses:
         return f"expected HTTP {'/'.join(map(str, sorted(case.statuses)))}, got {status}: {body[:150]!r}"
@@ -419,7 +493,7 @@ def check_rest_answer(case: RestCase, status: int, body: bytes, reference: Model
         try:
             error = json.loads(body)["error"]
         except (ValueError, KeyError, TypeError):
-            return f"HTTP {status} without a JSON {{\"error\": ...}} body: {body[:150]!r}"
+            return f'HTTP {status} without a JSON {{"error": ...}} body: {body[:150]!r}'
         if not isinstance(error, str) or not error:
             return f"HTTP {status} with an empty error"
     return None
@@ -447,5 +521,14 @@ def run_rest_fuzz(url: str, model: str, reference: ModelReference, seed: int = 0
     return FuzzResult(len(cases), per_category, failures, slowest)
 
 
-__all__ = ["GrpcCase", "GrpcCases", "RestCase", "rest_cases", "run_grpc_fuzz", "run_rest_fuzz",
-           "check_grpc_answer", "check_rest_answer", "FuzzResult"]
+__all__ = [
+    "GrpcCase",
+    "GrpcCases",
+    "RestCase",
+    "rest_cases",
+    "run_grpc_fuzz",
+    "run_rest_fuzz",
+    "check_grpc_answer",
+    "check_rest_answer",
+    "FuzzResult",
+]

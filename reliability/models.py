@@ -18,8 +18,14 @@ from reliability.reference import ModelReference
 class VersionPublisher:
     """Trains and exports new versions of BASE/NAME; `publish()` returns the version number."""
 
-    def __init__(self, base_path: str | Path, name: str, workdir: str | Path,
-                 reference: ModelReference | None = None, first_seed: int = 0):
+    def __init__(
+        self,
+        base_path: str | Path,
+        name: str,
+        workdir: str | Path,
+        reference: ModelReference | None = None,
+        first_seed: int = 0,
+    ):
         self.base_path = Path(base_path)
         self.name = name
         self.workdir = Path(workdir)

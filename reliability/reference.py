@@ -42,7 +42,7 @@ class ModelReference:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | Path) -> "ModelReference":
+    def from_model_dir(cls, model_dir: str | Path) -> ModelReference:
         """Every integer-named version under BASE/NAME."""
         model_dir = Path(model_dir)
         versions = version_numbers(model_dir)
@@ -82,8 +82,7 @@ class ModelReference:
         with np.errstate(over="ignore", invalid="ignore"):
             logits = features.astype(np.float64) @ w[:, None] + b
             probabilities = 1.0 / (1.0 + np.exp(-logits))
-        return {"logits": logits, "probabilities": probabilities,
-                "classes": (probabilities > 0.5).astype(np.int64)}
+        return {"logits": logits, "probabilities": probabilities, "classes": (probabilities > 0.5).astype(np.int64)}
 
     def mismatch(self, version: int, features: np.ndarray, outputs: dict) -> str | None:
         """Why `outputs` (any subset of the three) are not what `version` answers; None if they are."""

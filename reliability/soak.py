@@ -13,8 +13,8 @@ import collections
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -43,18 +43,18 @@ class SoakResult:
     clients: int
     requests: int
     errors: int
-    per_kind: dict            # kind -> [requests, errors]
-    versions_seen: list       # versions that answered
+    per_kind: dict  # kind -> [requests, errors]
+    versions_seen: list  # versions that answered
     p50_ms: float
     p99_ms: float
-    rss_start: Optional[int]  # bytes, after warm-up
-    rss_end: Optional[int]
-    first_errors: list        # up to ERRORS_KEPT "kind: message" strings
-    swaps: list               # versions published during the run
+    rss_start: int | None  # bytes, after warm-up
+    rss_end: int | None
+    first_errors: list  # up to ERRORS_KEPT "kind: message" strings
+    swaps: list  # versions published during the run
     max_rss_growth: float = MAX_RSS_GROWTH
 
     @property
-    def rss_growth(self) -> Optional[float]:
+    def rss_growth(self) -> float | None:
         if not self.rss_start or self.rss_end is None:
             return None
         return self.rss_end / self.rss_start - 1.0
@@ -90,11 +90,20 @@ class SoakResult:
         return "\n".join(lines)
 
 
-def run_soak(grpc_target: str, rest_url: Optional[str], model: str, reference: ModelReference, *,
-             duration_s: float = DEFAULT_DURATION_S, clients: int = DEFAULT_CLIENTS,
-             server_pid: Optional[int] = None, warmup_s: Optional[float] = None,
-             swap: Optional[Callable[[], int]] = None, swap_every: float = 0.0,
-             seed: int = 0) -> SoakResult:
+def run_soak(
+    grpc_target: str,
+    rest_url: str | None,
+    model: str,
+    reference: ModelReference,
+    *,
+    duration_s: float = DEFAULT_DURATION_S,
+    clients: int = DEFAULT_CLIENTS,
+    server_pid: int | None = None,
+    warmup_s: float | None = None,
+    swap: Callable[[], int] | None = None,
+    swap_every: float = 0.0,
+    seed: int = 0,
+) -> SoakResult:
     """Run `clients` threads of mixed traffic for `duration_s` seconds and return the figures.
 
     RSS of `server_pid` is sampled when the warm-up (default: a fifth of the
@@ -114,8 +123,9 @@ def run_soak(grpc_target: str, rest_url: Optional[str], model: str, reference: M
         finally:
             client.close()
 
-    threads = [threading.Thread(target=client_loop, args=(i,), name=f"soak-client-{i}", daemon=True)
-               for i in range(clients)]
+    threads = [
+        threading.Thread(target=client_loop, args=(i,), name=f"soak-client-{i}", daemon=True) for i in range(clients)
+    ]
     for thread in threads:
         thread.start()
     rss_start = rss_end = None
@@ -143,8 +153,15 @@ def run_soak(grpc_target: str, rest_url: Optional[str], model: str, reference: M
         stop.set()
         for thread in threads:
             thread.join(60)
-    return _summarise([o for per_client in outcomes for o in per_client], time.monotonic() - start,
-                      clients, rss_start, rss_end, swaps, swap_errors)
+    return _summarise(
+        [o for per_client in outcomes for o in per_client],
+        time.monotonic() - start,
+        clients,
+        rss_start,
+        rss_end,
+        swaps,
+        swap_errors,
+    )
 
 
 def _summarise(outcomes, elapsed, clients, rss_start, rss_end, swaps, swap_errors) -> SoakResult:
@@ -157,9 +174,16 @@ def _summarise(outcomes, elapsed, clients, rss_start, rss_end, swaps, swap_error
             per_kind[outcome.kind][1] += 1
             failures.append(f"{outcome.kind}: {outcome.error}")
     return SoakResult(
-        duration_s=elapsed, clients=clients, requests=len(outcomes), errors=len(failures),
+        duration_s=elapsed,
+        clients=clients,
+        requests=len(outcomes),
+        errors=len(failures),
         per_kind=dict(per_kind),
         versions_seen=sorted({o.version for o in outcomes if o.version is not None}),
         p50_ms=float(np.percentile(latencies, 50)) if len(latencies) else 0.0,
         p99_ms=float(np.percentile(latencies, 99)) if len(latencies) else 0.0,
-        rss_start=rss_start, rss_end=rss_end, first_errors=failures[:ERRORS_KEPT], swaps=swaps)
+        rss_start=rss_start,
+        rss_end=rss_end,
+        first_errors=failures[:ERRORS_KEPT],
+        swaps=swaps,
+    )

@@ -10,15 +10,20 @@ import dataclasses
 import http.client
 import json
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import grpc
 import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from reliability.reference import ModelReference
 
@@ -35,17 +40,15 @@ class Outcome:
 
     kind: str
     latency_s: float
-    error: Optional[str]
-    version: Optional[int] = None
+    error: str | None
+    version: int | None = None
 
 
 def float_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
     """A float32 TensorProto carrying `array` as tensor_content."""
     array = np.ascontiguousarray(array, dtype="<f4")
-    shape = tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape,
-                                  tensor_content=array.tobytes())
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape, tensor_content=array.tobytes())
 
 
 def decode_tensor(proto: tensor_pb2.TensorProto) -> np.ndarray:
@@ -61,7 +64,7 @@ def decode_tensor(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return flat.reshape(shape)
 
 
-def predict_request(name: str, features: np.ndarray, version: Optional[int] = None):
+def predict_request(name: str, features: np.ndarray, version: int | None = None):
     """A Predict request on serving_default for a [N, D] batch."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
@@ -79,9 +82,14 @@ def predict_outputs(response) -> dict:
 
 def example(values, feature_names) -> example_pb2.Example:
     """A tf.Example with one float feature per column, as the classify signature parses."""
-    return example_pb2.Example(features=feature_pb2.Features(feature={
-        n: feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[float(v)]))
-        for n, v in zip(feature_names, values)}))
+    return example_pb2.Example(
+        features=feature_pb2.Features(
+            feature={
+                n: feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[float(v)]))
+                for n, v in zip(feature_names, values)
+            }
+        )
+    )
 
 
 class TrafficClient:
@@ -90,8 +98,7 @@ class TrafficClient:
     grpc_target: "host:port"; rest_url: "http://host:port" or None (no REST traffic).
     """
 
-    def __init__(self, grpc_target: str, rest_url: Optional[str], model: str,
-                 reference: ModelReference, seed: int):
+    def __init__(self, grpc_target: str, rest_url: str | None, model: str, reference: ModelReference, seed: int):
         self.model = model
         self.reference = reference
         self.rng = np.random.default_rng(seed)
@@ -100,10 +107,13 @@ class TrafficClient:
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.kinds = KINDS if rest_url else tuple(k for k in KINDS if not k.startswith("rest"))
         self._rest = urlsplit(rest_url) if rest_url else None
-        self._http: Optional[http.client.HTTPConnection] = None
-        self._calls: dict[str, Callable[[np.ndarray], tuple[Optional[str], Optional[int]]]] = {
-            "grpc_predict": self._grpc_predict, "grpc_classify": self._grpc_classify,
-            "grpc_status": self._grpc_status, "rest_predict": self._rest_predict}
+        self._http: http.client.HTTPConnection | None = None
+        self._calls: dict[str, Callable[[np.ndarray], tuple[str | None, int | None]]] = {
+            "grpc_predict": self._grpc_predict,
+            "grpc_classify": self._grpc_classify,
+            "grpc_status": self._grpc_status,
+            "rest_predict": self._rest_predict,
+        }
 
     def close(self) -> None:
         self.channel.close()
@@ -115,7 +125,7 @@ class TrafficClient:
         batch = int(self.rng.integers(1, MAX_BATCH + 1))
         return self.rng.normal(0.0, 3.0, size=(batch, self.reference.num_features)).astype(np.float32)
 
-    def request(self, kind: Optional[str] = None) -> Outcome:
+    def request(self, kind: str | None = None) -> Outcome:
         """Send one request (of a random kind unless given) and check its answer."""
         kind = kind or self.kinds[int(self.rng.integers(len(self.kinds)))]
         features = self.features()
@@ -170,11 +180,11 @@ class TrafficClient:
 
     def _rest_predict(self, features):
         if self._http is None:
-            self._http = http.client.HTTPConnection(self._rest.hostname, self._rest.port,
-                                                    timeout=REQUEST_TIMEOUT_S)
+            self._http = http.client.HTTPConnection(self._rest.hostname, self._rest.port, timeout=REQUEST_TIMEOUT_S)
         body = json.dumps({"signature_name": "serving_default", "instances": features.tolist()})
-        self._http.request("POST", f"/v1/models/{self.model}:predict", body=body,
-                           headers={"Content-Type": "application/json"})
+        self._http.request(
+            "POST", f"/v1/models/{self.model}:predict", body=body, headers={"Content-Type": "application/json"}
+        )
         response = self._http.getresponse()
         payload = response.read()
         if response.status != 200:

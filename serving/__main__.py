@@ -7,7 +7,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from serving.server import main  # noqa: E402
+from serving.server import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

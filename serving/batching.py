@@ -24,7 +24,7 @@ import collections
 import os
 import threading
 import time
-from typing import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
 import grpc
 import numpy as np
@@ -60,7 +60,7 @@ class _Task:
 
     __slots__ = ("inputs", "size", "enqueued", "parent", "index")
 
-    def __init__(self, inputs: Outputs, size: int, parent: "_Request", index: int):
+    def __init__(self, inputs: Outputs, size: int, parent: _Request, index: int):
         self.inputs = inputs
         self.size = size
         self.enqueued = time.monotonic()
@@ -150,11 +150,13 @@ class BatchScheduler:
             params.max_batch_size.value if params.HasField("max_batch_size") else DEFAULT_MAX_BATCH_SIZE
         )
         self.batch_timeout_s = (
-            params.batch_timeout_micros.value if params.HasField("batch_timeout_micros")
+            params.batch_timeout_micros.value
+            if params.HasField("batch_timeout_micros")
             else DEFAULT_BATCH_TIMEOUT_MICROS
         ) / 1e6
         self.max_enqueued_batches = (
-            params.max_enqueued_batches.value if params.HasField("max_enqueued_batches")
+            params.max_enqueued_batches.value
+            if params.HasField("max_enqueued_batches")
             else DEFAULT_MAX_ENQUEUED_BATCHES
         )
         self.num_batch_threads = (
@@ -214,15 +216,14 @@ class BatchScheduler:
         """
         return self.submit(key, inputs, fn).result()
 
-    def submit(self, key: Hashable, inputs: Mapping[str, np.ndarray],
-               fn: Callable[[Outputs], Outputs]) -> "_Request | Done":
+    def submit(
+        self, key: Hashable, inputs: Mapping[str, np.ndarray], fn: Callable[[Outputs], Outputs]
+    ) -> _Request | Done:
         """`run` without the wait: queue the call (ServingError if it cannot be
         queued) and return what `result()` gives its outputs."""
         size = _batch_size(inputs)
         if size > self.max_batch_size:
-            raise invalid_argument(
-                f"Task size {size} is larger than maximum input batch size {self.max_batch_size}"
-            )
+            raise invalid_argument(f"Task size {size} is larger than maximum input batch size {self.max_batch_size}")
         if size == 0:
             return Done(fn(dict(inputs)))  # nothing to merge; padding needs a real row
         with self._cond:
@@ -408,6 +409,6 @@ def _split_outputs(outputs: Outputs, sizes: list[int], padded: int) -> list[Outp
     parts = []
     start = 0
     for size in sizes:
-        parts.append({name: array[start:start + size] for name, array in outputs.items()})
+        parts.append({name: array[start : start + size] for name, array in outputs.items()})
         start += size
     return parts

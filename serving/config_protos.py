@@ -7,8 +7,15 @@ names, field numbers and types, so the same text-proto files that
 tensorflow_model_server reads parse here unchanged.
 """
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf import wrappers_pb2  # noqa: F401  (registers the wrapper types in the pool)
+import contextlib
+
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,  # noqa: F401  (registers the wrapper types in the pool)
+)
 
 _F = descriptor_pb2.FieldDescriptorProto
 _PACKAGE = "tensorflow.serving"
@@ -54,18 +61,17 @@ def _build() -> dict:
         message = file_proto.message_type.add(name=message_name)
         for name, number, field_type, type_name, repeated in fields:
             field = message.field.add(
-                name=name, number=number, type=field_type,
+                name=name,
+                number=number,
+                type=field_type,
                 label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
             )
             if type_name:
                 field.type_name = type_name
-    try:
+    with contextlib.suppress(TypeError):  # already added by an earlier import (e.g. after a module reload)
         pool.Add(file_proto)
-    except TypeError:
-        pass  # already added by an earlier import (e.g. after a module reload)
     return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-        for name in _MESSAGES
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")) for name in _MESSAGES
     }
 
 
@@ -89,7 +95,5 @@ def parse_text_file(path: str, message_class, flag: str):
     except OSError as err:
         raise ConfigFileError(f"cannot read {flag} {path}: {err.strerror}") from None
     except text_format.ParseError as err:
-        raise ConfigFileError(
-            f"invalid {message_class.DESCRIPTOR.name} in {flag} {path}: {err}"
-        ) from None
+        raise ConfigFileError(f"invalid {message_class.DESCRIPTOR.name} in {flag} {path}: {err}") from None
     return message

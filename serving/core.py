@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 
 import grpc
 from tensorflow_serving.apis import (
@@ -65,8 +65,8 @@ def validate_config_list(config_list) -> None:
     for config in config_list.config:
         if _is_relative(config.base_path):
             raise invalid_argument(
-                f"Expected model {config.name} to have an absolute path or URI; "
-                f"got base_path()={config.base_path}")
+                f"Expected model {config.name} to have an absolute path or URI; got base_path()={config.base_path}"
+            )
 
 
 def declared_platform(config) -> str:
@@ -76,15 +76,16 @@ def declared_platform(config) -> str:
         if config.model_platform:
             raise invalid_argument(
                 "Illegal setting both ModelServerConfig::model_type (deprecated) and "
-                f"ModelServerConfig::model_platform, model name is {config.name}")
+                f"ModelServerConfig::model_platform, model name is {config.name}"
+            )
         if config.model_type != 1:
-            raise invalid_argument(
-                f"ModelServerConfig::model_type choice {config.model_type} not supported.")
+            raise invalid_argument(f"ModelServerConfig::model_type choice {config.model_type} not supported.")
         return TENSORFLOW_PLATFORM
     if not config.model_platform:
         raise invalid_argument(
             "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
-            f"ModelServerConfig::model_platform, model name is {config.name}")
+            f"ModelServerConfig::model_platform, model name is {config.name}"
+        )
     return config.model_platform
 
 
@@ -102,13 +103,17 @@ class ServerCore:
     loader(name, version, path) -> Servable loads (and warms up) one version.
     """
 
-    def __init__(self, loader: Callable[[str, int, str], Servable], options: CoreOptions,
-                 on_load: Optional[Callable[[str, int, bool, str], None]] = None):
+    def __init__(
+        self,
+        loader: Callable[[str, int, str], Servable],
+        options: CoreOptions,
+        on_load: Callable[[str, int, bool, str], None] | None = None,
+    ):
         self.options = options
         self.manager = ModelManager(loader, options.manager, on_load)
         self._config = model_server_config_pb2.ModelServerConfig()
         self._config_lock = threading.Lock()
-        self._labels: Optional[dict] = None  # model -> {label: version}
+        self._labels: dict | None = None  # model -> {label: version}
         self._labels_lock = threading.Lock()
         self.request_logger = ServerRequestLogger(options.saved_model_tags)
 
@@ -119,13 +124,19 @@ class ServerCore:
         with self._config_lock:
             current = self._config
             first = current.WhichOneof("config") is None
-            if not (first or current == new_config or (
+            if not (
+                first
+                or current == new_config
+                or (
                     current.WhichOneof("config") == "model_config_list"
-                    and new_config.WhichOneof("config") == "model_config_list")):
+                    and new_config.WhichOneof("config") == "model_config_list"
+                )
+            ):
                 raise ServingError(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     "Cannot transition to requested config. It is only legal to transition "
-                    "from one ModelConfigList to another.")
+                    "from one ModelConfigList to another.",
+                )
             kind = new_config.WhichOneof("config")
             if kind is None:
                 log.info("Taking no action for empty config.")
@@ -135,14 +146,14 @@ class ServerCore:
             validate_config_list(new_config.model_config_list)
             # ValidateNoModelsChangePlatforms: platforms compared as GetPlatform
             # resolves them (model_type TENSORFLOW == model_platform "tensorflow").
-            old_platforms = {c.name: declared_platform(c)
-                             for c in current.model_config_list.config}
+            old_platforms = {c.name: declared_platform(c) for c in current.model_config_list.config}
             for config in new_config.model_config_list.config:
                 old = old_platforms.get(config.name)
                 if old is not None and old != declared_platform(config):
                     raise invalid_argument(
                         f"Illegal to change a model's platform. For model {config.name} platform "
-                        f"was {old} and new platform requested is {declared_platform(config)}")
+                        f"was {old} and new platform requested is {declared_platform(config)}"
+                    )
             self._config = model_server_config_pb2.ModelServerConfig()
             self._config.CopyFrom(new_config)
             self._update_labels(new_config.model_config_list)
@@ -152,8 +163,7 @@ class ServerCore:
                 model_platform(config)
                 log.info(" (Re-)adding model: %s", config.name)
             new_models = self.manager.set_models(configs)
-            self.manager.wait_until_available(
-                new_models, self.options.manager.file_system_poll_wait_seconds)
+            self.manager.wait_until_available(new_models, self.options.manager.file_system_poll_wait_seconds)
             log.info("Finished adding/updating models")
             # After the models, as ServerCore::MaybeUpdateServerRequestLogger.
             self.request_logger.update(configs)
@@ -174,7 +184,8 @@ class ServerCore:
                     raise ServingError(
                         grpc.StatusCode.FAILED_PRECONDITION,
                         f"Request to assign label to version {version} of model {config.name}, "
-                        "which is not currently available for inference")
+                        "which is not currently available for inference",
+                    )
                 new_map.setdefault(config.name, {})[label] = version
         with self._labels_lock:
             self._labels = new_map
@@ -184,7 +195,7 @@ class ServerCore:
         return self.manager.model_names()
 
     # -- servable lookup ----------------------------------------------------------
-    def _version_for(self, name: str, version: Optional[int], label: Optional[str]) -> Optional[int]:
+    def _version_for(self, name: str, version: int | None, label: str | None) -> int | None:
         if not name:
             raise invalid_argument("ModelSpec has no name specified.")
         if label is None:
@@ -219,8 +230,7 @@ class ServerCore:
         """PredictionService.Predict."""
         servable = self.take(request.model_spec)
         try:
-            response = inference.predict(servable, request,
-                                         self.options.enable_serialization_as_tensor_content)
+            response = inference.predict(servable, request, self.options.enable_serialization_as_tensor_content)
         finally:
             servable.release()
         self.log_predict(request, response)
@@ -229,16 +239,14 @@ class ServerCore:
     def classify(self, request):
         """PredictionService.Classify."""
         with self.acquire(request.model_spec) as servable:
-            response = inference.classify(servable, request,
-                                          self.options.enable_signature_method_name_check)
+            response = inference.classify(servable, request, self.options.enable_signature_method_name_check)
         self.request_logger.log(request.model_spec.name, "classify_log", request, response)
         return response
 
     def regress(self, request):
         """PredictionService.Regress."""
         with self.acquire(request.model_spec) as servable:
-            response = inference.regress(servable, request,
-                                         self.options.enable_signature_method_name_check)
+            response = inference.regress(servable, request, self.options.enable_signature_method_name_check)
         self.request_logger.log(request.model_spec.name, "regress_log", request, response)
         return response
 
@@ -246,8 +254,7 @@ class ServerCore:
         """PredictionService.MultiInference (the first task's ModelSpec picks the servable)."""
         spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
         with self.acquire(spec) as servable:
-            response = inference.multi_inference(servable, request,
-                                                 self.options.enable_signature_method_name_check)
+            response = inference.multi_inference(servable, request, self.options.enable_signature_method_name_check)
         self.request_logger.log(spec.name, "multi_inference_log", request, response)
         return response
 
@@ -255,13 +262,17 @@ class ServerCore:
         """Hand an answered Predict to the request log (a no-op unless its model logs)."""
         self.request_logger.log(request.model_spec.name, "predict_log", request, response)
 
-    def log_rest_predict(self, model_spec, signature_name: str, inputs: dict, outputs: dict,
-                         version: int) -> None:
+    def log_rest_predict(self, model_spec, signature_name: str, inputs: dict, outputs: dict, version: int) -> None:
         """Hand an answered REST predict (numpy inputs and outputs) to the request log; its
         PredictRequest/PredictResponse are built on the writer thread, as TF Serving's REST
         handler would have converted them."""
-        self.request_logger.log(model_spec.name, "predict_log", (model_spec, signature_name, inputs),
-                                (version, outputs), self._rest_predict_protos)
+        self.request_logger.log(
+            model_spec.name,
+            "predict_log",
+            (model_spec, signature_name, inputs),
+            (version, outputs),
+            self._rest_predict_protos,
+        )
 
     def _rest_predict_protos(self, request_parts, response_parts) -> tuple:
         (model_spec, signature_name, inputs), (version, outputs) = request_parts, response_parts
@@ -308,13 +319,11 @@ class ServerCore:
         if spec.WhichOneof("version_choice") == "version":
             version = spec.version.value
             if version not in states:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   f"Could not find version {version} of model {spec.name}")
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {spec.name}")
             selected = {version: states[version]}
         else:
             if not states:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   f"Could not find any versions of model {spec.name}")
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}")
             selected = states
         for version in sorted(selected, reverse=True):  # ServableStateMonitor's order
             state = selected[version]
@@ -331,11 +340,17 @@ class ServerCore:
         if config.WhichOneof("config") != "model_config_list":
             error = invalid_argument(
                 "ServerModelConfig type not supported by HandleReloadConfigRequest. "
-                "Only ModelConfigList is currently supported")
+                "Only ModelConfigList is currently supported"
+            )
         else:
             for index, model in enumerate(config.model_config_list.config):
-                log.info("\nConfig entry\n\tindex : %d\n\tpath : %s\n\tname : %s\n\tplatform : %s",
-                         index, model.base_path, model.name, model.model_platform)
+                log.info(
+                    "\nConfig entry\n\tindex : %d\n\tpath : %s\n\tname : %s\n\tplatform : %s",
+                    index,
+                    model.base_path,
+                    model.name,
+                    model.model_platform,
+                )
             try:
                 self.reload_config(config)
                 return model_management_pb2.ReloadConfigResponse()

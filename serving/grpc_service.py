@@ -93,8 +93,13 @@ class _Call:
             self.error = (code, f"{type(exc).__name__}: {exc}")
         elif exc is not None:  # cancellation, interpreter exit: not ours to answer
             return False
-        metrics.record_request(self.model_of(self.request), self.signature_of(self.request),
-                               self.api, code.name, time.perf_counter() - self.started)
+        metrics.record_request(
+            self.model_of(self.request),
+            self.signature_of(self.request),
+            self.api,
+            code.name,
+            time.perf_counter() - self.started,
+        )
         return True
 
 
@@ -122,8 +127,9 @@ def _first_task_model(request) -> str:
 class _Servicer:
     """What every servicer method needs: the core, the worker pool, the event loop, the drain."""
 
-    def __init__(self, core: ServerCore, pool: futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop,
-                 drain: Drain):
+    def __init__(
+        self, core: ServerCore, pool: futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, drain: Drain
+    ):
         self.core = core
         self._pool = pool
         self._loop = loop
@@ -148,8 +154,8 @@ class PredictionService(_Servicer):
                     if not isinstance(run, Done):
                         await self._batch_done(run)
                     call.response = inference.predict_response(
-                        servable, request, run.result(),
-                        self.core.options.enable_serialization_as_tensor_content)
+                        servable, request, run.result(), self.core.options.enable_serialization_as_tensor_content
+                    )
                 finally:
                     servable.release()
                 self.core.log_predict(request, call.response)
@@ -165,8 +171,7 @@ class PredictionService(_Servicer):
 
     Classify = _call(ServerCore.classify, "Classify")
     Regress = _call(ServerCore.regress, "Regress")
-    MultiInference = _call(ServerCore.multi_inference, "MultiInference", _first_task_model,
-                           lambda r: "")
+    MultiInference = _call(ServerCore.multi_inference, "MultiInference", _first_task_model, lambda r: "")
     GetModelMetadata = _call(ServerCore.get_model_metadata, "GetModelMetadata")
 
 
@@ -179,8 +184,9 @@ class ModelService(_Servicer):
     """tensorflow.serving.ModelService."""
 
     GetModelStatus = _call(ServerCore.get_model_status, "GetModelStatus")
-    HandleReloadConfigRequest = _call(ServerCore.handle_reload_config_request,
-                                      "HandleReloadConfigRequest", lambda r: "", lambda r: "")
+    HandleReloadConfigRequest = _call(
+        ServerCore.handle_reload_config_request, "HandleReloadConfigRequest", lambda r: "", lambda r: ""
+    )
 
 
 def _add_service(server, servicer, service) -> None:
@@ -190,16 +196,21 @@ def _add_service(server, servicer, service) -> None:
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             getattr(servicer, method.name),
             request_deserializer=_lenient(GetMessageClass(method.input_type).FromString),
-            response_serializer=GetMessageClass(method.output_type).SerializeToString)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name,
-                                                                          handlers),))
+            response_serializer=GetMessageClass(method.output_type).SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
-def add_services(server, core: ServerCore, pool: futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop,
-                 drain: Drain) -> None:
+def add_services(
+    server, core: ServerCore, pool: futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop, drain: Drain
+) -> None:
     """Register both TF Serving services on a serving.grpc_loop.LoopServer whose
     event loop is `loop` and worker pool `pool`; `drain` counts and refuses their calls."""
-    _add_service(server, PredictionService(core, pool, loop, drain),
-                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"])
-    _add_service(server, ModelService(core, pool, loop, drain),
-                 model_service_pb2.DESCRIPTOR.services_by_name["ModelService"])
+    _add_service(
+        server,
+        PredictionService(core, pool, loop, drain),
+        prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+    )
+    _add_service(
+        server, ModelService(core, pool, loop, drain), model_service_pb2.DESCRIPTOR.services_by_name["ModelService"]
+    )

@@ -46,8 +46,7 @@ class Reply:
 def libevent_error(status: int, reason: str) -> Reply:
     """evhttp_send_error's answer, as for requests nobody handles."""
     body = (
-        f"<HTML><HEAD>\n<TITLE>{status} {reason}</TITLE>\n</HEAD><BODY>\n"
-        f"<H1>{reason}</H1>\n</BODY></HTML>\n"
+        f"<HTML><HEAD>\n<TITLE>{status} {reason}</TITLE>\n</HEAD><BODY>\n<H1>{reason}</H1>\n</BODY></HTML>\n"
     ).encode()
     return Reply(status, [("Content-Type", "text/html; charset=ISO-8859-1")], body)
 
@@ -210,8 +209,10 @@ class HttpServer:
     def start(self) -> None:
         """Serve in a background thread (the caller logs "Exporting HTTP/REST API at:...")."""
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-            name="rest-accept", daemon=True,
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="rest-accept",
+            daemon=True,
         )
         self._thread.start()
 
@@ -249,8 +250,11 @@ def bind(app: HttpApp, port: int, host: str | None = None, max_body_bytes: int =
     `host`: only this address (None: every interface, as the binary).
     Raises the OSError of the last bind tried when none succeeds.
     """
-    binds = (((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")) if host is None
-             else ((socket.AF_INET6 if ":" in host else socket.AF_INET, host),))
+    binds = (
+        ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0"))
+        if host is None
+        else ((socket.AF_INET6 if ":" in host else socket.AF_INET, host),)
+    )
     for family, address in binds:
         try:
             return HttpServer(_HTTPServer((address, port), family, app, max_body_bytes))

@@ -9,8 +9,7 @@ multi_inference.cc, util.cc).
 import grpc
 import numpy as np
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (classification_pb2, inference_pb2, predict_pb2,
-                                     regression_pb2)
+from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, regression_pb2
 
 from serving.errors import ServingError, invalid_argument
 from serving.servable import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, Servable
@@ -45,8 +44,7 @@ def decode_inputs(tensors) -> dict:
 
 def predict(servable: Servable, request, as_tensor_content: bool) -> predict_pb2.PredictResponse:
     """Predict: run a signature on named tensors."""
-    return predict_response(servable, request, start_predict(servable, request).result(),
-                            as_tensor_content)
+    return predict_response(servable, request, start_predict(servable, request).result(), as_tensor_content)
 
 
 def start_predict(servable: Servable, request):
@@ -56,16 +54,20 @@ def start_predict(servable: Servable, request):
     if set(request.inputs) != plan.inputs:
         # TF Serving checks the input names before it parses any tensor.
         servable.check_input_set(plan.signature, request.inputs)
-    return servable.start(request.model_spec.signature_name, decode_inputs(request.inputs),
-                          request.output_filter)
+    return servable.start(request.model_spec.signature_name, decode_inputs(request.inputs), request.output_filter)
 
 
-def predict_response(servable: Servable, request, outputs: dict,
-                     as_tensor_content: bool) -> predict_pb2.PredictResponse:
+def predict_response(
+    servable: Servable, request, outputs: dict, as_tensor_content: bool
+) -> predict_pb2.PredictResponse:
     """The PredictResponse of a finished start_predict."""
     response = predict_pb2.PredictResponse()
-    _model_spec(response.model_spec, request.model_spec.name,
-                request.model_spec.signature_name or DEFAULT_SIGNATURE, servable.version)
+    _model_spec(
+        response.model_spec,
+        request.model_spec.name,
+        request.model_spec.signature_name or DEFAULT_SIGNATURE,
+        servable.version,
+    )
     for alias, value in outputs.items():
         from_numpy(value, as_tensor_content, out=response.outputs[alias])
     return response
@@ -79,8 +81,7 @@ def examples_tensor(input_proto) -> np.ndarray:
     elif kind == "example_list_with_context":
         # Concatenated serializations merge the context into every example.
         context = input_proto.example_list_with_context.context.SerializeToString()
-        serialized = [context + e.SerializeToString()
-                      for e in input_proto.example_list_with_context.examples]
+        serialized = [context + e.SerializeToString() for e in input_proto.example_list_with_context.examples]
     else:
         serialized = []
     if not serialized:
@@ -102,8 +103,8 @@ def classification_io(signature, method_check: bool) -> tuple:
     """(input tensor name, output tensor names) of a classification signature."""
     if method_check and signature.method_name != CLASSIFY_METHOD:
         raise invalid_argument(
-            f"Expected classification signature method_name to be {CLASSIFY_METHOD}. "
-            f"Was: {signature.method_name}")
+            f"Expected classification signature method_name to be {CLASSIFY_METHOD}. Was: {signature.method_name}"
+        )
     if len(signature.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
     if len(signature.outputs) not in (1, 2):
@@ -113,7 +114,8 @@ def classification_io(signature, method_check: bool) -> tuple:
     if CLASSES not in signature.outputs and SCORES not in signature.outputs:
         raise invalid_argument(
             f'Expected classification signature outputs to contain at least one of "{CLASSES}" '
-            f'or "{SCORES}". Signature was: {signature}')
+            f'or "{SCORES}". Signature was: {signature}'
+        )
     outputs = [signature.outputs[k].name for k in (CLASSES, SCORES) if k in signature.outputs]
     return signature.inputs[CLASSIFY_INPUTS].name, outputs
 
@@ -122,8 +124,8 @@ def regression_io(signature, method_check: bool) -> tuple:
     """(input tensor name, [output tensor name]) of a regression signature."""
     if method_check and signature.method_name != REGRESS_METHOD:
         raise invalid_argument(
-            f"Expected regression signature method_name to be {REGRESS_METHOD}. "
-            f"Was: {signature.method_name}")
+            f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: {signature.method_name}"
+        )
     if len(signature.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
     if len(signature.outputs) != 1:
@@ -151,17 +153,15 @@ def classification_result(signature, num_examples: int, fetched: dict, result) -
         if tensor is None:
             continue
         if tensor.ndim != 2:
-            raise invalid_argument(
-                f"Expected Tensor shape: [batch_size num_classes] but got {_shape(tensor)}")
+            raise invalid_argument(f"Expected Tensor shape: [batch_size num_classes] but got {_shape(tensor)}")
         if _dtype_enum_name(tensor) != want:
             raise invalid_argument(f"Expected {what} Tensor of {want}. Got: {_dtype_enum_name(tensor)}")
         if tensor.shape[0] != num_examples:
-            raise invalid_argument(
-                f"Expected {what} output batch size of {num_examples}. Got: {tensor.shape[0]}")
+            raise invalid_argument(f"Expected {what} output batch size of {num_examples}. Got: {tensor.shape[0]}")
     if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
         raise invalid_argument(
-            "Tensors class and score should match in dim_size(1). "
-            f"Got {classes.shape[1]} vs. {scores.shape[1]}")
+            f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}"
+        )
     num_classes = (classes if classes is not None else scores).shape[1]
     labels = classes.tolist() if classes is not None else None
     values = scores.tolist() if scores is not None else None
@@ -170,8 +170,9 @@ def classification_result(signature, num_examples: int, fetched: dict, result) -
         for c in range(num_classes):
             cls = entry.classes.add()
             if labels is not None:
-                cls.label = labels[i][c].decode("utf-8", "replace") if isinstance(
-                    labels[i][c], bytes) else str(labels[i][c])
+                cls.label = (
+                    labels[i][c].decode("utf-8", "replace") if isinstance(labels[i][c], bytes) else str(labels[i][c])
+                )
             if values is not None:
                 cls.score = values[i][c]
 
@@ -184,11 +185,12 @@ def regression_result(signature, num_examples: int, fetched: dict, result) -> No
         raise invalid_argument(f"Could not find output tensor '{name}'")
     if not (tensor.ndim == 1 or (tensor.ndim == 2 and tensor.shape[1] == 1)):
         raise invalid_argument(
-            "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
-            f"but got {_shape(tensor)}")
+            f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got {_shape(tensor)}"
+        )
     if tensor.shape[0] != num_examples:
         raise invalid_argument(
-            f"Input batch size did not match output batch size: {num_examples} vs. {tensor.shape[0]}")
+            f"Input batch size did not match output batch size: {num_examples} vs. {tensor.shape[0]}"
+        )
     if _dtype_enum_name(tensor) != "DT_FLOAT":
         raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_enum_name(tensor)}")
     for value in tensor.reshape(-1).tolist():
@@ -211,22 +213,28 @@ def _run_examples(servable: Servable, request, method_check: bool, io, fill, res
     input_name, output_names = io(signature, method_check)
     examples = examples_tensor(request.input)
     fetched = _run(servable, input_name, examples, output_names)
-    _model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name,
-                servable.version)
+    _model_spec(response.model_spec, request.model_spec.name, request.model_spec.signature_name, servable.version)
     fill(signature, len(examples), fetched, response.result)
     return response
 
 
 def classify(servable: Servable, request, method_check: bool):
     """Classify: serialized tf.Examples through a classification signature."""
-    return _run_examples(servable, request, method_check, classification_io, classification_result,
-                         classification_pb2.ClassificationResponse())
+    return _run_examples(
+        servable,
+        request,
+        method_check,
+        classification_io,
+        classification_result,
+        classification_pb2.ClassificationResponse(),
+    )
 
 
 def regress(servable: Servable, request, method_check: bool):
     """Regress: serialized tf.Examples through a regression signature."""
-    return _run_examples(servable, request, method_check, regression_io, regression_result,
-                         regression_pb2.RegressionResponse())
+    return _run_examples(
+        servable, request, method_check, regression_io, regression_result, regression_pb2.RegressionResponse()
+    )
 
 
 def _check_tasks_share_a_model(request) -> None:
@@ -238,8 +246,7 @@ def _check_tasks_share_a_model(request) -> None:
         if not model_name:
             model_name = task.model_spec.name
         elif model_name != task.model_spec.name:
-            raise invalid_argument(
-                "All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
 
 
 def multi_inference(servable: Servable, request, method_check: bool):
@@ -263,8 +270,7 @@ def multi_inference(servable: Servable, request, method_check: bool):
         elif task.method_name == REGRESS_METHOD:
             input_name, outputs = regression_io(signature, method_check)
         else:
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                               f"Unsupported signature method_name: {task.method_name}")
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
         input_names.add(input_name)
         output_names.update(outputs)
         plans.append((task, signature))
@@ -279,12 +285,9 @@ def multi_inference(servable: Servable, request, method_check: bool):
     response = inference_pb2.MultiInferenceResponse()
     for task, signature in plans:
         result = response.results.add()
-        _model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name,
-                    servable.version)
+        _model_spec(result.model_spec, task.model_spec.name, task.model_spec.signature_name, servable.version)
         if task.method_name == CLASSIFY_METHOD:
-            classification_result(signature, len(examples), fetched,
-                                  result.classification_result)
+            classification_result(signature, len(examples), fetched, result.classification_result)
         else:
             regression_result(signature, len(examples), fetched, result.regression_result)
     return response
-

@@ -71,8 +71,7 @@ def signature_name(doc: dict) -> str:
     name = doc["signature_name"]
     if type(name) is not str:
         raise invalid_argument(
-            f"JSON Value: {debug_string(doc)} not formatted correctly. "
-            "'signature_name' key must be a string value."
+            f"JSON Value: {debug_string(doc)} not formatted correctly. 'signature_name' key must be a string value."
         )
     return name
 
@@ -111,8 +110,7 @@ def _b64decode(value) -> bytes:
 
 def _type_error(value, dtype: int) -> _Fail:
     return _Fail(
-        f"JSON Value: {debug_string(value)} Type: {_json_type(value)} "
-        f"is not of expected type: {dtype_name(dtype)}"
+        f"JSON Value: {debug_string(value)} Type: {_json_type(value)} is not of expected type: {dtype_name(dtype)}"
     )
 
 
@@ -201,8 +199,7 @@ def _dense(value, dtype: int) -> np.ndarray:
                     )
                 if len(item) != want:
                     raise _Fail(
-                        f"Encountered list at unexpected size: {len(item)} at level: "
-                        f"{level} expected size: {want}"
+                        f"Encountered list at unexpected size: {len(item)} at level: {level} expected size: {want}"
                     )
         items = list(itertools.chain.from_iterable(items))
     if any(type(v) is list for v in items):
@@ -236,9 +233,7 @@ def _rows_slow(instances: list, names: list[str], dtypes: dict, named: bool) -> 
         elif sizes[name] != tensor.size:
             raise _Fail(f"Expecting tensor size: {sizes[name]} but got: {tensor.size}")
         elif shapes[name] != tensor.shape:
-            raise _Fail(
-                f"Expecting shape {_shape_string(shapes[name])} but got: {_shape_string(tensor.shape)}"
-            )
+            raise _Fail(f"Expecting shape {_shape_string(shapes[name])} but got: {_shape_string(tensor.shape)}")
 
     for index, elem in enumerate(instances):
         is_object = type(elem) is dict and not _is_b64(elem)
@@ -321,9 +316,7 @@ def predict_inputs(doc: dict, input_dtypes: dict[str, int], signature: str = "")
         raise invalid_argument(f"Failed to get input map for signature: {signature or 'DEFAULT'}")
     has_instances, has_inputs = "instances" in doc, "inputs" in doc
     if has_instances and has_inputs:
-        raise _format_error(
-            doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "
-        )
+        raise _format_error(doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ")
     if has_instances:
         instances = doc["instances"]
         if type(instances) is not list:
@@ -399,11 +392,7 @@ def fill_input(doc: dict, request) -> None:
         raise _format_error(doc, "Expecting 'examples' value to be an list/array")
     if not examples:
         raise _format_error(doc, "'examples' value is an empty array")
-    target = (
-        request.input.example_list_with_context.examples
-        if has_context
-        else request.input.example_list.examples
-    )
+    target = request.input.example_list_with_context.examples if has_context else request.input.example_list.examples
     for value in examples:
         _example(value, target.add())
 
@@ -418,7 +407,7 @@ def _single_line_items(scalars: list[str], shape: tuple) -> list[str]:
     for k in range(len(shape) - 1, 0, -1):
         width = shape[k]
         groups = int(np.prod(shape[:k], dtype=np.int64))
-        items = ["[" + ", ".join(items[g * width:(g + 1) * width]) + "]" for g in range(groups)]
+        items = ["[" + ", ".join(items[g * width : (g + 1) * width]) + "]" for g in range(groups)]
     return items
 
 
@@ -444,7 +433,7 @@ def _write_tensor(w: Writer, scalars: list[str], shape: tuple, dim: int, offset:
         w.raw(scalars[offset])
         return offset + 1
     if dim == len(shape) - 1:
-        w.scalars(scalars[offset:offset + shape[dim]])
+        w.scalars(scalars[offset : offset + shape[dim]])
         return offset + shape[dim]
     w.start(True)
     for _ in range(shape[dim]):

@@ -125,9 +125,7 @@ def quote(text: str) -> str:
     """A JSON string literal as RapidJSON writes it."""
     # RapidJSON escapes only control characters (\u00XX, upper-case hex),
     # the quote and the backslash; everything else passes through as is.
-    return '"' + _ESCAPE_RE.sub(
-        lambda m: _SHORT_ESCAPES.get(m.group(), f"\\u{ord(m.group()):04X}"), text
-    ) + '"'
+    return '"' + _ESCAPE_RE.sub(lambda m: _SHORT_ESCAPES.get(m.group(), f"\\u{ord(m.group()):04X}"), text) + '"'
 
 
 def _rapidjson_double(x: float) -> str:
@@ -165,14 +163,14 @@ def decimals(values: np.ndarray, fmt_digits: int, np_type) -> list[str]:
     flat = values.ravel()
     as_double = flat.astype(np.float64).tolist()
     # %-formatting: about 30% faster than f-strings here, the hottest loop of a response.
-    out = ["%g" % x for x in as_double]  # noqa: UP031
+    out = ["%g" % x for x in as_double]
     if out:
         # Which six-digit forms do not read back as the same value? (float()
         # then a cast to the output's type, all at C speed.)
         with np.errstate(all="ignore"):
             reparsed = np.array([float(t) for t in out]).astype(np_type)
         for i in np.flatnonzero(np.isfinite(flat) & (reparsed != flat)).tolist():
-            out[i] = "%.*g" % (fmt_digits, as_double[i])  # noqa: UP031
+            out[i] = "%.*g" % (fmt_digits, as_double[i])
     # Whole numbers get ".0"; NaN and infinities are RapidJSON's tokens.
     return [t if ("." in t or "e" in t) else _NON_FINITE.get(t, t + ".0") for t in out]
 

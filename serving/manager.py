@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -57,7 +57,7 @@ def _version_folders(base_path: str) -> dict:
     base_path is a local path or a file:// URI (other filesystems are not supported).
     """
     if base_path.startswith("file://"):
-        base_path = base_path[len("file://"):]
+        base_path = base_path[len("file://") :]
     elif "://" in base_path:
         raise OSError(f"unsupported file system scheme in {base_path}")
     found = {}
@@ -66,8 +66,12 @@ def _version_folders(base_path: str) -> dict:
             continue
         version = int(entry.name)
         if version in found:
-            log.warning("Duplicate version directories detected. Version %d will be loaded "
-                        "from %s, %s will be ignored.", version, entry.path, found[version])
+            log.warning(
+                "Duplicate version directories detected. Version %d will be loaded from %s, %s will be ignored.",
+                version,
+                entry.path,
+                found[version],
+            )
         found[version] = entry.path
     return found
 
@@ -82,9 +86,13 @@ def aspired_versions(model_config, on_disk: dict) -> list:
         wanted = sorted(set(policy.specific.versions))
         for version in wanted:
             if version not in on_disk:
-                log.warning("Version %d of servable %s, which was requested to be served as a "
-                            "'specific' version in the servable's version policy, was not found "
-                            "in the file system", version, model_config.name)
+                log.warning(
+                    "Version %d of servable %s, which was requested to be served as a "
+                    "'specific' version in the servable's version policy, was not found "
+                    "in the file system",
+                    version,
+                    model_config.name,
+                )
         return [v for v in wanted if v in on_disk]
     num = policy.latest.num_versions if choice == "latest" and policy.latest.num_versions > 0 else 1
     return sorted(on_disk)[-num:]
@@ -98,19 +106,23 @@ class ModelManager:
     on_load(name, version, ok, path) is called after every load attempt sequence.
     """
 
-    def __init__(self, loader: Callable[[str, int, str], Servable], options: ManagerOptions,
-                 on_load: Optional[Callable[[str, int, bool, str], None]] = None):
+    def __init__(
+        self,
+        loader: Callable[[str, int, str], Servable],
+        options: ManagerOptions,
+        on_load: Callable[[str, int, bool, str], None] | None = None,
+    ):
         self._loader = loader
         self._options = options
         self._on_load = on_load
         self._lock = threading.Lock()
         self._pass_lock = threading.Lock()  # one poll pass at a time
         self._configs: dict = {}
-        self._serving: dict = {}   # name -> {version: Servable}
-        self._states: dict = {}    # name -> {version: VersionState}
+        self._serving: dict = {}  # name -> {version: Servable}
+        self._states: dict = {}  # name -> {version: VersionState}
         self._failed: set = set()  # (name, version) whose load ended in error
         self._stopping = threading.Event()
-        self._poller: Optional[threading.Thread] = None
+        self._poller: threading.Thread | None = None
 
     # -- configuration and polling --------------------------------------------
     def set_models(self, model_configs: list) -> list:
@@ -135,15 +147,22 @@ class ModelManager:
                 try:
                     on_disk = _version_folders(config.base_path)
                 except OSError as exc:
-                    log.error("FileSystemStoragePathSource encountered a filesystem access error: "
-                              "Could not find base path %s for servable %s with error %s",
-                              config.base_path, name, exc.strerror or exc)
+                    log.error(
+                        "FileSystemStoragePathSource encountered a filesystem access error: "
+                        "Could not find base path %s for servable %s with error %s",
+                        config.base_path,
+                        name,
+                        exc.strerror or exc,
+                    )
                     continue
                 aspired = aspired_versions(config, on_disk)
                 if not aspired:
-                    log.warning("No versions of servable %s found under base path %s. Did you "
-                                "forget to name your leaf directory as a number (eg. '/1/')?",
-                                name, config.base_path)
+                    log.warning(
+                        "No versions of servable %s found under base path %s. Did you "
+                        "forget to name your leaf directory as a number (eg. '/1/')?",
+                        name,
+                        config.base_path,
+                    )
                 self._reconcile(name, on_disk, aspired)
             metrics.record_poll("file_system")
 
@@ -174,10 +193,11 @@ class ModelManager:
             self.poll()
         if failed:
             detail = "".join(
-                f"{{{servable_id(n, v)} due to error: {s.code.name}: {s.message}}}, "
-                for n, v, s in failed)
-            raise ServingError(grpc.StatusCode.UNKNOWN,
-                               f"{len(failed)} model(s) did not become available: {{{detail}}}")
+                f"{{{servable_id(n, v)} due to error: {s.code.name}: {s.message}}}, " for n, v, s in failed
+            )
+            raise ServingError(
+                grpc.StatusCode.UNKNOWN, f"{len(failed)} model(s) did not become available: {{{detail}}}"
+            )
 
     def start_polling(self) -> None:
         """Re-poll the base paths every --file_system_poll_wait_seconds (if > 0)."""
@@ -206,20 +226,19 @@ class ModelManager:
                     self._unload(name, version, "the server is stopping")
 
     # -- lookups --------------------------------------------------------------
-    def take(self, name: str, version: Optional[int]) -> Servable:
+    def take(self, name: str, version: int | None) -> Servable:
         """A serving version (the latest when version is None), taken (Servable.take)
         for a request that must release() it."""
         with self._lock:
             versions = self._serving.get(name, {})
-            servable = versions.get(version) if version is not None else (
-                versions[max(versions)] if versions else None)
+            servable = versions.get(version) if version is not None else (versions[max(versions)] if versions else None)
             if servable is None:
                 request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
                 raise not_found(f"Servable not found for request: {request}")
             return servable.take()  # under the lock, so unload cannot slip in between
 
     @contextlib.contextmanager
-    def acquire(self, name: str, version: Optional[int]) -> Iterator[Servable]:
+    def acquire(self, name: str, version: int | None) -> Iterator[Servable]:
         """take() for the length of a `with` block."""
         servable = self.take(name, version)
         try:
@@ -242,7 +261,7 @@ class ModelManager:
         with self._lock:
             self._states.setdefault(name, {})[version] = VersionState(state, code, message)
 
-    def _reconcile(self, name: str, on_disk: Optional[dict], aspired: list) -> None:
+    def _reconcile(self, name: str, on_disk: dict | None, aspired: list) -> None:
         with self._lock:
             serving = set(self._serving.get(name, {}))
             # A failed version is retried only after it stops being aspired.
@@ -293,8 +312,14 @@ class ModelManager:
                     self._on_load(name, version, True, path)
                 return
             if attempt < attempts:
-                log.warning("Loading servable version %s failed (attempt %d of %d), retrying: "
-                            "%s: %s", ident, attempt, attempts, code.name, message)
+                log.warning(
+                    "Loading servable version %s failed (attempt %d of %d), retrying: %s: %s",
+                    ident,
+                    attempt,
+                    attempts,
+                    code.name,
+                    message,
+                )
                 interval = self._options.load_retry_interval_s
                 if interval > 0 and self._stopping.wait(interval):
                     break

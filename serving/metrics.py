@@ -61,10 +61,7 @@ class _Counter(_Metric):
             out.append(f"{prom_name}{{{self._labels(labels)}}} {value}")
 
     def _labels(self, values) -> str:
-        return ",".join(
-            f'{_label_name(n)}="{_label_value(v)}"'
-            for n, v in zip(self.label_names, values)
-        )
+        return ",".join(f'{_label_name(n)}="{_label_value(v)}"' for n, v in zip(self.label_names, values))
 
 
 class _Histogram(_Counter):
@@ -141,9 +138,7 @@ def _register(metric: _Metric) -> _Metric:
 
 
 # TF Serving: servables/tensorflow/util.cc.
-_request_count = _register(
-    _Counter("/tensorflow/serving/request_count", ("model_name", "status"))
-)
+_request_count = _register(_Counter("/tensorflow/serving/request_count", ("model_name", "status")))
 _request_latency = _register(
     _Histogram(
         "/tensorflow/serving/request_latency",
@@ -152,13 +147,9 @@ _request_latency = _register(
     )
 )
 # TensorFlow's SavedModel loader (cc/saved_model/loader.cc).
-_load_attempt_count = _register(
-    _Counter("/tensorflow/cc/saved_model/load_attempt_count", ("model_path", "status"))
-)
+_load_attempt_count = _register(_Counter("/tensorflow/cc/saved_model/load_attempt_count", ("model_path", "status")))
 # TF Serving: batching/batching_session.cc and batching/batching_util.h.
-_wrapped_run_count = _register(
-    _Counter("/tensorflow/serving/batching_session/wrapped_run_count", ())
-)
+_wrapped_run_count = _register(_Counter("/tensorflow/serving/batching_session/wrapped_run_count", ()))
 _queuing_latency = _register(
     _Histogram(
         "/tensorflow/serving/batching_session/queuing_latency",
@@ -195,9 +186,7 @@ _signature_request_count = _register(
         ("model_name", "signature_name", "API", "entrypoint", "status"),
     )
 )
-_model_load_count = _register(
-    _Counter("/tfkit/serving/model_load_count", ("model_name", "version", "status"))
-)
+_model_load_count = _register(_Counter("/tfkit/serving/model_load_count", ("model_name", "version", "status")))
 # Completed polling passes, by source: "file_system" (the version folders of
 # every base path) or "config_file" (--model_config_file). A test waits until
 # two more passes than it saw before a change have run, so that at least one
@@ -206,14 +195,10 @@ _poll_count = _register(_Counter("/tfkit/serving/poll_count", ("source",)))
 # TF Serving: core/request_logger.cc. Sampled requests handed to the log file,
 # by outcome: "OK", or the write error's code (RESOURCE_EXHAUSTED for a full
 # disk, NOT_FOUND or PERMISSION_DENIED for an unusable prefix, ...).
-_request_log_count = _register(
-    _Counter("/tensorflow/serving/request_log_count", ("model_name", "status_code"))
-)
+_request_log_count = _register(_Counter("/tensorflow/serving/request_log_count", ("model_name", "status_code")))
 # Sampled requests whose record was lost, by reason: "queue_full" (the writer
 # could not keep up) or "write_error". The requests themselves were answered.
-_request_log_dropped_count = _register(
-    _Counter("/tfkit/serving/request_log_dropped_count", ("model_name", "reason"))
-)
+_request_log_dropped_count = _register(_Counter("/tfkit/serving/request_log_dropped_count", ("model_name", "reason")))
 # gRPC calls accepted and not yet answered (queued for a worker or a batch, or running).
 _grpc_calls_in_flight = _register(_Gauge("/tfkit/serving/grpc_calls_in_flight"))
 
@@ -320,4 +305,3 @@ def reset() -> None:
     with _lock:
         for metric in _registry.values():
             metric.cells.clear()
-

@@ -15,8 +15,7 @@ import grpc
 log = logging.getLogger("serving")
 
 SERVICE = "tensorflow.ProfilerService"
-METHODS = ("Profile", "Terminate", "Monitor", "StartContinuousProfiling",
-           "StopContinuousProfiling", "GetSnapshot")
+METHODS = ("Profile", "Terminate", "Monitor", "StartContinuousProfiling", "StopContinuousProfiling", "GetSnapshot")
 
 
 def _free_loopback_port(avoid: frozenset) -> int:

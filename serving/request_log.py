@@ -111,12 +111,16 @@ def validate(model_name: str, logging_config) -> None:
     """ServingError when a model's logging_config cannot be served."""
     collector = logging_config.log_collector_config
     if collector.type != FILE_COLLECTOR:
-        raise ServingError(grpc.StatusCode.NOT_FOUND,
-                           f"Cannot find LogCollector::Factory for type: {collector.type} "
-                           f'(model {model_name}; this server has type "{FILE_COLLECTOR}")')
+        raise ServingError(
+            grpc.StatusCode.NOT_FOUND,
+            f"Cannot find LogCollector::Factory for type: {collector.type} "
+            f'(model {model_name}; this server has type "{FILE_COLLECTOR}")',
+        )
     if not collector.filename_prefix:
-        raise invalid_argument(f"logging_config of model {model_name}: log_collector_config.filename_prefix "
-                               "is empty; set the path prefix of the request log files")
+        raise invalid_argument(
+            f"logging_config of model {model_name}: log_collector_config.filename_prefix "
+            "is empty; set the path prefix of the request log files"
+        )
 
 
 class PartlyWritten(Exception):
@@ -137,8 +141,14 @@ class RotatingRecordFile:
     `retry_s`: a full disk is not hammered with new files.
     """
 
-    def __init__(self, prefix: str, max_bytes: int, open_writer: Callable = _tf_record_writer,
-                 retry_s: float = RETRY_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        prefix: str,
+        max_bytes: int,
+        open_writer: Callable = _tf_record_writer,
+        retry_s: float = RETRY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         self._stem = f"{prefix}-{stamp}-{os.getpid()}-{next(_logger_ids)}"
         self._max_bytes = max_bytes
@@ -217,8 +227,15 @@ class RequestLogger:
     of a busy server costs the writer ~2.5% of the server's CPU (docs/server.md).
     """
 
-    def __init__(self, logging_config, saved_model_tags, *, record_file: RotatingRecordFile | None = None,
-                 queue_records: int = QUEUE_RECORDS, write_interval_s: float = WRITE_INTERVAL_S):
+    def __init__(
+        self,
+        logging_config,
+        saved_model_tags,
+        *,
+        record_file: RotatingRecordFile | None = None,
+        queue_records: int = QUEUE_RECORDS,
+        write_interval_s: float = WRITE_INTERVAL_S,
+    ):
         self.sampling = effective_sampling(logging_config.sampling_config)
         self.rate = self.sampling.sampling_rate
         self.prefix = logging_config.log_collector_config.filename_prefix
@@ -253,8 +270,9 @@ class RequestLogger:
         self._closing.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("Request log %s: still writing %d queued records after %gs", self.prefix,
-                        len(self._queue), timeout)
+            log.warning(
+                "Request log %s: still writing %d queued records after %gs", self.prefix, len(self._queue), timeout
+            )
 
     # -- writer thread -----------------------------------------------------------
     def _write_loop(self) -> None:
@@ -275,8 +293,8 @@ class RequestLogger:
         try:
             self._file.write_batch([record for _, record in built])
         except PartlyWritten as failure:
-            self._count(built[:failure.durable], "OK")
-            self._count(built[failure.durable:], _status_name(failure.cause), dropped=True)
+            self._count(built[: failure.durable], "OK")
+            self._count(built[failure.durable :], _status_name(failure.cause), dropped=True)
             self._report_failure(str(failure))
             return
         self._count(built, "OK")
@@ -307,9 +325,12 @@ class RequestLogger:
     def _report_failure(self, reason: str) -> None:
         if not self._failing:
             self._failing = True
-            log.error("Request log %s: records dropped, requests still served: %s (counted in "
-                      ":tfkit:serving:request_log_dropped_count; reported once until logging works again)",
-                      self.prefix, reason)
+            log.error(
+                "Request log %s: records dropped, requests still served: %s (counted in "
+                ":tfkit:serving:request_log_dropped_count; reported once until logging works again)",
+                self.prefix,
+                reason,
+            )
 
     def record(self, kind: str, request, response, to_protos, timestamp_secs: int) -> bytes:
         """One serialized PredictionLog.
@@ -322,10 +343,8 @@ class RequestLogger:
         if to_protos is not None:
             request, response = to_protos(request, response)
         spec = _answering_spec(kind, request, response).SerializeToString()
-        metadata = (_field(_MODEL_SPEC, spec) + self._metadata_tail
-                    + _TIMESTAMP_TAG + _varint(timestamp_secs))
-        call = (_field(_REQUEST, request.SerializeToString())
-                + _field(_RESPONSE, response.SerializeToString()))
+        metadata = _field(_MODEL_SPEC, spec) + self._metadata_tail + _TIMESTAMP_TAG + _varint(timestamp_secs)
+        call = _field(_REQUEST, request.SerializeToString()) + _field(_RESPONSE, response.SerializeToString())
         return _field(_LOG_METADATA, metadata) + _field(_LOG_TYPES[kind], call)
 
 
@@ -352,8 +371,10 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 
 # Keys of the PredictionLog, LogMetadata and *Log fields written (apis/prediction_log.proto, apis/logging.proto).
 _LOG_METADATA = _tag(1)
-_LOG_TYPES = {name: _tag(prediction_log_pb2.PredictionLog.DESCRIPTOR.fields_by_name[name].number)
-              for name in ("predict_log", "classify_log", "regress_log", "multi_inference_log")}
+_LOG_TYPES = {
+    name: _tag(prediction_log_pb2.PredictionLog.DESCRIPTOR.fields_by_name[name].number)
+    for name in ("predict_log", "classify_log", "regress_log", "multi_inference_log")
+}
 _MODEL_SPEC, _SAMPLING_CONFIG, _SAVED_MODEL_TAGS = _tag(1), _tag(2), _tag(3)
 _TIMESTAMP_TAG = _varint(4 << 3)  # timestamp_secs: field 4, a varint
 _REQUEST, _RESPONSE = _tag(1), _tag(2)
@@ -401,8 +422,12 @@ class ServerRequestLogger:
                 logger = by_config.get(key) or self._by_config.get(key)
                 if logger is None:
                     logger = RequestLogger(config.logging_config, self._tags)
-                    log.info("Request log of model %s: sampling rate %g, files %s-*.tfrecord", config.name,
-                             logger.rate, logger.prefix)
+                    log.info(
+                        "Request log of model %s: sampling rate %g, files %s-*.tfrecord",
+                        config.name,
+                        logger.rate,
+                        logger.prefix,
+                    )
                 by_config[key] = by_model[config.name] = logger
             retired = [logger for key, logger in self._by_config.items() if key not in by_config]
             self._by_model, self._by_config = by_model, by_config  # one swap: readers never lock

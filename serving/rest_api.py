@@ -202,8 +202,12 @@ class RestApi:
         if self.cors:
             reply.headers.extend(_CORS_HEADERS)
         metrics.record_request(
-            reply.model, reply.signature, reply.method, reply.code.name,
-            time.perf_counter() - start, entrypoint="REST",
+            reply.model,
+            reply.signature,
+            reply.method,
+            reply.code.name,
+            time.perf_counter() - start,
+            entrypoint="REST",
         )
         return reply
 
@@ -219,9 +223,7 @@ class RestApi:
                 reply.body = future.result(timeout=self.timeout_s)
             except concurrent.futures.TimeoutError:
                 # The model call cannot be interrupted; its answer is dropped.
-                raise ServingError(
-                    grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out waiting for notification"
-                ) from None
+                raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Timed out waiting for notification") from None
         except ServingError as err:
             reply.code = err.code
             reply.body = json_tensor.error_response(err.message)
@@ -315,9 +317,7 @@ class RestApi:
         return _message_json(self.core.get_model_status(request)).encode()
 
     def _metadata(self, spec) -> bytes:
-        request = get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=spec, metadata_field=["signature_def"]
-        )
+        request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=spec, metadata_field=["signature_def"])
         response = self.core.get_model_metadata(request)
         if "signature_def" not in response.metadata:
             raise ServingError(
@@ -330,10 +330,7 @@ class RestApi:
         # TF Serving prints the two parts separately and glues them together.
         spec_json = _message_json(response.model_spec, preserve_names=True)
         sigs_json = _message_json(signature_defs, preserve_names=True)
-        return (
-            '{\n"model_spec":' + spec_json + ",\n"
-            '"metadata": {"signature_def": ' + sigs_json + "}\n}\n"
-        ).encode()
+        return ('{\n"model_spec":' + spec_json + ',\n"metadata": {"signature_def": ' + sigs_json + "}\n}\n").encode()
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

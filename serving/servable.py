@@ -14,8 +14,8 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import grpc
 import numpy as np
@@ -116,8 +116,7 @@ class Servable:
             plan = self._plans[signature_name] = _Plan(self.signature(signature_name))
         return plan
 
-    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
-            output_filter: Sequence[str] = ()) -> dict:
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()) -> dict:
         """Run a signature on numpy inputs keyed by alias; outputs keyed by alias.
 
         Validates exactly like TF Serving's Predict, in its order (signature,
@@ -127,8 +126,7 @@ class Servable:
         """
         return self.start(signature_name, inputs, output_filter).result()
 
-    def start(self, signature_name: str, inputs: Mapping[str, np.ndarray],
-              output_filter: Sequence[str] = ()):
+    def start(self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()):
         """run() for callers that must not block on a batch: validate, then run
         now (unbatched) or queue the inputs with the batcher. Returns an object
         whose `result()` gives the outputs and whose `add_done_callback(fn)`
@@ -147,23 +145,24 @@ class Servable:
             got = data_type_of(inputs[alias])
             if expected != got:
                 raise invalid_argument(
-                    f"Expects arg[{index}] to be {dtype_name(expected)} but "
-                    f"{dtype_name(got)} is provided")
+                    f"Expects arg[{index}] to be {dtype_name(expected)} but {dtype_name(got)} is provided"
+                )
         if self.batcher is not None:
             key = (self.name, self.version, signature_name, tuple(aliases))
             return self.batcher.submit(
-                key, dict(inputs), lambda merged: self.run_aliases(signature_name, merged, aliases))
+                key, dict(inputs), lambda merged: self.run_aliases(signature_name, merged, aliases)
+            )
         return Done(self.run_aliases(signature_name, inputs, aliases))
 
     @staticmethod
     def _check_method(signature) -> None:
-        if signature.method_name not in (
-                PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+        if signature.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
             raise ServingError(
                 grpc.StatusCode.INTERNAL,
                 "Expected prediction signature method_name to be one of {"
                 f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. "
-                f"Was: {signature.method_name}")
+                f"Was: {signature.method_name}",
+            )
 
     @staticmethod
     def check_input_set(signature, inputs: Mapping) -> None:
@@ -174,12 +173,14 @@ class Servable:
                 f"input size does not match signature: {len(sent)}!={len(wanted)} "
                 f"len({{{_sorted_keys(sent)}}}) != len({{{_sorted_keys(wanted)}}}). "
                 f"Sent extra: {{{_sorted_keys(sent - wanted)}}}. "
-                f"Missing but required: {{{_sorted_keys(wanted - sent)}}}.")
+                f"Missing but required: {{{_sorted_keys(wanted - sent)}}}."
+            )
         for alias in sorted(sent):
             if alias not in signature.inputs:
                 raise invalid_argument(
                     f"input tensor alias not found in signature: {alias}. "
-                    f"Inputs expected to be in the set {{{_sorted_keys(wanted)}}}.")
+                    f"Inputs expected to be in the set {{{_sorted_keys(wanted)}}}."
+                )
 
     @staticmethod
     def _with_defaults(signature, inputs: Mapping) -> Mapping:
@@ -200,15 +201,15 @@ class Servable:
             if alias not in signature.outputs:
                 raise invalid_argument(
                     f"output tensor alias not found in signature: {alias} Outputs expected "
-                    f"to be in the set {{{_sorted_keys(signature.outputs)}}}.")
+                    f"to be in the set {{{_sorted_keys(signature.outputs)}}}."
+                )
             if alias in seen:
                 raise invalid_argument(f"duplicate output tensor alias: {alias}")
             seen.append(alias)
         return seen
 
     # -- lower levels ----------------------------------------------------------
-    def run_aliases(self, signature_name: str, inputs: Mapping[str, np.ndarray],
-                    output_aliases: Sequence[str]) -> dict:
+    def run_aliases(self, signature_name: str, inputs: Mapping[str, np.ndarray], output_aliases: Sequence[str]) -> dict:
         """Run with inputs/outputs by alias, without validation."""
         plan = self.plan(signature_name or DEFAULT_SIGNATURE)
         tensor_names = plan.tensor_names
@@ -227,8 +228,7 @@ class Servable:
 class SavedModelServable(Servable):
     """A SavedModel in a graph session, as TF Serving's SavedModelBundle."""
 
-    def __init__(self, name: str, version: int, path: str, tags: Sequence[str],
-                 session_config=None):
+    def __init__(self, name: str, version: int, path: str, tags: Sequence[str], session_config=None):
         import tensorflow as tf
 
         if not (Path(path, "saved_model.pb").is_file() or Path(path, "saved_model.pbtxt").is_file()):
@@ -236,7 +236,8 @@ class SavedModelServable(Servable):
                 grpc.StatusCode.NOT_FOUND,
                 f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
                 f"{path}. Check that the directory exists and that you have the right "
-                f"permissions for accessing it.")
+                f"permissions for accessing it.",
+            )
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph, config=session_config)
         try:
@@ -248,15 +249,17 @@ class SavedModelServable(Servable):
                 grpc.StatusCode.NOT_FOUND,
                 f"Could not find meta graph def matching supplied tags: {{ {' '.join(tags)} }}. "
                 "To inspect available tag-sets in the SavedModel, please use the SavedModel CLI: "
-                "`saved_model_cli`") from None
+                "`saved_model_cli`",
+            ) from None
         except tf.errors.OpError as exc:
             self._session.close()
             raise LoadError(_status_from_tf_error(exc).code, exc.message) from None
         except (OSError, ValueError) as exc:
             self._session.close()
             if "Cannot parse file" in str(exc):  # a corrupt saved_model.pb, as TF's C++ reader says
-                raise LoadError(grpc.StatusCode.DATA_LOSS,
-                                f"Can't parse {Path(path, 'saved_model.pb')} as binary proto") from None
+                raise LoadError(
+                    grpc.StatusCode.DATA_LOSS, f"Can't parse {Path(path, 'saved_model.pb')} as binary proto"
+                ) from None
             raise LoadError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         super().__init__(name, version, path, dict(meta_graph.signature_def))
         self._callables: dict = {}
@@ -313,8 +316,9 @@ class TfLiteServable(Servable):
                 interpreter.allocate_tensors()
             signature_defs, self._index_of = tflite_signatures.signature_defs(content, interpreters[0])
         except (OSError, ValueError, RuntimeError) as exc:
-            raise LoadError(grpc.StatusCode.INVALID_ARGUMENT,
-                            f"Failed to load TFLite model {model_path}: {exc}") from None
+            raise LoadError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Failed to load TFLite model {model_path}: {exc}"
+            ) from None
         super().__init__(name, version, path, signature_defs)
         self._pool: queue.Queue = queue.Queue()
         for interpreter in interpreters:
@@ -345,9 +349,16 @@ class TfLiteServable(Servable):
             self._pool.put(interpreter)
 
 
-def load_servable(name: str, version: int, path: str, *, tags: Sequence[str],
-                  prefer_tflite: bool, num_tflite_interpreters: int,
-                  session_config=None) -> Servable:
+def load_servable(
+    name: str,
+    version: int,
+    path: str,
+    *,
+    tags: Sequence[str],
+    prefer_tflite: bool,
+    num_tflite_interpreters: int,
+    session_config=None,
+) -> Servable:
     """Load one version: model.tflite when preferred and present, else the SavedModel."""
     import tensorflow as tf
 
@@ -356,4 +367,3 @@ def load_servable(name: str, version: int, path: str, *, tags: Sequence[str],
     if prefer_tflite and os.path.isfile(os.path.join(path, TFLITE_FILE)):
         return TfLiteServable(name, version, path, num_tflite_interpreters)
     return SavedModelServable(name, version, path, tags, session_config)
-

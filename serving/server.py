@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from concurrent import futures
-from typing import Optional
 
 from serving import DRAIN_GRACE_ENV, LISTEN_HOST_ENV, flags
 from serving.drain import Drain
@@ -77,26 +76,38 @@ def _read_text_proto(path: str, message):
 def check_options(options) -> None:
     """The flag combinations server.cc rejects, with its messages."""
     if options.port == 0 and not options.grpc_socket_path:
-        raise _status("INVALID_ARGUMENT", "At least one of server_options.grpc_port or "
-                      "server_options.grpc_socket_path must be set.")
+        raise _status(
+            "INVALID_ARGUMENT",
+            "At least one of server_options.grpc_port or server_options.grpc_socket_path must be set.",
+        )
     if options.use_alts_credentials and options.ssl_config_file:
-        raise _status("INVALID_ARGUMENT", "Either use_alts_credentials must be false or "
-                      "ssl_config_file must be empty.")
+        raise _status("INVALID_ARGUMENT", "Either use_alts_credentials must be false or ssl_config_file must be empty.")
     if not options.model_base_path and not options.model_config_file:
-        raise _status("INVALID_ARGUMENT", "Both server_options.model_base_path and "
-                      "server_options.model_config_file are empty!")
+        raise _status(
+            "INVALID_ARGUMENT", "Both server_options.model_base_path and server_options.model_config_file are empty!"
+        )
     if not options.enable_batching and options.batching_parameters_file:
-        raise _status("INVALID_ARGUMENT", "server_options.batching_parameters_file is set without "
-                      "setting server_options.enable_batching to true.")
-    if (options.tensorflow_intra_op_parallelism > 0 and options.tensorflow_inter_op_parallelism > 0
-            and options.tensorflow_session_parallelism > 0):
-        raise _status("INVALID_ARGUMENT", "Either configure server_options.tensorflow_session_parallelism "
-                      "or (server_options.tensorflow_intra_op_parallelism, "
-                      "server_options.tensorflow_inter_op_parallelism) separately. "
-                      "You cannot configure all.")
+        raise _status(
+            "INVALID_ARGUMENT",
+            "server_options.batching_parameters_file is set without setting server_options.enable_batching to true.",
+        )
+    if (
+        options.tensorflow_intra_op_parallelism > 0
+        and options.tensorflow_inter_op_parallelism > 0
+        and options.tensorflow_session_parallelism > 0
+    ):
+        raise _status(
+            "INVALID_ARGUMENT",
+            "Either configure server_options.tensorflow_session_parallelism "
+            "or (server_options.tensorflow_intra_op_parallelism, "
+            "server_options.tensorflow_inter_op_parallelism) separately. "
+            "You cannot configure all.",
+        )
     if options.platform_config_file:
-        raise _status("UNIMPLEMENTED", "--platform_config_file is not supported by this server; "
-                      "it serves the TensorFlow platform only.")
+        raise _status(
+            "UNIMPLEMENTED",
+            "--platform_config_file is not supported by this server; it serves the TensorFlow platform only.",
+        )
     if options.use_alts_credentials:
         raise _status("UNIMPLEMENTED", "--use_alts_credentials is not supported by this server.")
 
@@ -123,8 +134,11 @@ def model_server_config(options):
     config = model_server_config_pb2.ModelServerConfig()
     if options.model_config_file:
         return _read_text_proto(options.model_config_file, config)
-    log.info("Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
-             options.model_name, options.model_base_path)
+    log.info(
+        "Building single TensorFlow model file config:  model_name: %s model_base_path: %s",
+        options.model_name,
+        options.model_base_path,
+    )
     model = config.model_config_list.config.add()
     model.name, model.base_path = options.model_name, options.model_base_path
     model.model_platform = "tensorflow"
@@ -165,13 +179,19 @@ def build_core(options):
 
     def loader(name, version, path):
         servable = load_servable(
-            name, version, path, tags=tags, prefer_tflite=options.prefer_tflite_model,
+            name,
+            version,
+            path,
+            tags=tags,
+            prefer_tflite=options.prefer_tflite_model,
             num_tflite_interpreters=max(1, options.num_tflite_pools),
-            session_config=session_config)
+            session_config=session_config,
+        )
         try:
             if options.enable_model_warmup:
-                run_warmup(servable, options.num_request_iterations_for_warmup,
-                           options.enable_signature_method_name_check)
+                run_warmup(
+                    servable, options.num_request_iterations_for_warmup, options.enable_signature_method_name_check
+                )
         except Exception:
             servable.unload()
             raise
@@ -184,13 +204,14 @@ def build_core(options):
         manager=ManagerOptions(
             max_num_load_retries=options.max_num_load_retries,
             load_retry_interval_s=max(0.0, retry_s),
-            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds),
+            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+        ),
         allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
         enable_serialization_as_tensor_content=options.enable_serialization_as_tensor_content,
         enable_signature_method_name_check=options.enable_signature_method_name_check,
-        saved_model_tags=tuple(tags))
-    return ServerCore(loader, core_options,
-                      on_load=metrics.record_load)
+        saved_model_tags=tuple(tags),
+    )
+    return ServerCore(loader, core_options, on_load=metrics.record_load)
 
 
 def _batcher(options):
@@ -216,7 +237,7 @@ def grpc_pool(options) -> futures.ThreadPoolExecutor:
     return futures.ThreadPoolExecutor(max_workers=max(1, options.grpc_max_threads), thread_name_prefix="grpc")
 
 
-def grpc_server(options, pool: Optional[futures.ThreadPoolExecutor] = None) -> LoopServer:
+def grpc_server(options, pool: futures.ThreadPoolExecutor | None = None) -> LoopServer:
     """A gRPC server (grpc.aio, on its own loop thread) with the flags' thread
     pool (`pool`, else a new grpc_pool) and channel arguments, no services or
     ports yet (the benchmark's null server is built by the same function)."""
@@ -225,9 +246,11 @@ def grpc_server(options, pool: Optional[futures.ThreadPoolExecutor] = None) -> L
     except flags.FlagError as exc:
         raise _status("INVALID_ARGUMENT", str(exc)) from None
     max_size = 2**31 - 1
-    server_options = [("grpc.max_receive_message_length", max_size),
-                      ("grpc.max_send_message_length", max_size),
-                      ("grpc.so_reuseport", 0)] + channel_args
+    server_options = [
+        ("grpc.max_receive_message_length", max_size),
+        ("grpc.max_send_message_length", max_size),
+        ("grpc.so_reuseport", 0),
+    ] + channel_args
     return LoopServer(pool or grpc_pool(options), server_options)
 
 
@@ -244,7 +267,7 @@ class ModelServer:
         self.drain_grace_s = DRAIN_GRACE_S
         self._stop = threading.Event()
         self._grace_over = threading.Event()
-        self._config_poller: Optional[threading.Thread] = None
+        self._config_poller: threading.Thread | None = None
 
     def start(self) -> None:
         """BuildAndStart: load models, then listen. StartError on failure."""
@@ -261,8 +284,7 @@ class ModelServer:
             raise _status(exc.code.name, exc.message) from None
         self.core.manager.start_polling()
         if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
-            self._config_poller = threading.Thread(target=self._poll_config, name="config-poll",
-                                                   daemon=True)
+            self._config_poller = threading.Thread(target=self._poll_config, name="config-poll", daemon=True)
             self._config_poller.start()
         self._start_grpc()
         if options.rest_api_port:
@@ -324,9 +346,9 @@ class ModelServer:
                 else:
                     server.add_secure_port(address, credentials)
             except RuntimeError as exc:
-                raise _status("INVALID_ARGUMENT",
-                              f"Failed to BuildAndStart gRPC server: cannot listen on {address} "
-                              f"({exc})") from None
+                raise _status(
+                    "INVALID_ARGUMENT", f"Failed to BuildAndStart gRPC server: cannot listen on {address} ({exc})"
+                ) from None
         server.start()
         if options.port:
             log.info("Running gRPC ModelServer at %s:%d ...", host, options.port)
@@ -344,8 +366,10 @@ class ModelServer:
     def _start_rest(self) -> None:
         options = self.options
         if options.rest_api_port == options.port:
-            log.error("server_options.http_port cannot be same as grpc_port. Please use a different "
-                      "port for HTTP/REST API. Skipped exporting HTTP/REST API.")
+            log.error(
+                "server_options.http_port cannot be same as grpc_port. Please use a different "
+                "port for HTTP/REST API. Skipped exporting HTTP/REST API."
+            )
             return
         from serving import rest_api as rest
 
@@ -355,8 +379,9 @@ class ModelServer:
 
             _read_text_proto(options.monitoring_config_file, MonitoringConfig())
         try:
-            self.http_server = rest.create_http_server(self.core, options.rest_api_port, options,
-                                                       host=os.environ.get(LISTEN_HOST_ENV) or None)
+            self.http_server = rest.create_http_server(
+                self.core, options.rest_api_port, options, host=os.environ.get(LISTEN_HOST_ENV) or None
+            )
             self.http_server.start()
         except rest.RestStartError as exc:
             self.http_server = None
@@ -392,8 +417,13 @@ class ModelServer:
             self.health.enter_graceful_shutdown()
         http_in_flight = self.http_server.begin_drain() if self.http_server is not None else 0
         # The counts prove a drain test's premise: requests were in flight at SIGTERM.
-        log.info("Draining: serving for %gs more before refusing new requests (%d gRPC calls and %d HTTP "
-                 "requests in flight)", self.drain_grace_s, self._drain.in_flight(), http_in_flight)
+        log.info(
+            "Draining: serving for %gs more before refusing new requests (%d gRPC calls and %d HTTP "
+            "requests in flight)",
+            self.drain_grace_s,
+            self._drain.in_flight(),
+            http_in_flight,
+        )
         self._grace_over.wait(self.drain_grace_s)
         deadline = time.monotonic() + timeout
         in_flight = self._drain.begin()
@@ -401,8 +431,9 @@ class ModelServer:
         if self.http_server is not None:
             self.http_server.stop(timeout)
         if not self._drain.wait_answered(max(0.0, deadline - time.monotonic())):
-            log.warning("Drain timeout of %gs over: exiting with %d gRPC calls unanswered", timeout,
-                        self._drain.in_flight())
+            log.warning(
+                "Drain timeout of %gs over: exiting with %d gRPC calls unanswered", timeout, self._drain.in_flight()
+            )
         if self.core is not None:
             self.core.stop()
         log.info("Server stopped")

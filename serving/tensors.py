@@ -36,13 +36,24 @@ _CODECS = {
 
 # TensorFlow's DataTypeString names, used verbatim in TF Serving's messages.
 _TF_NAMES = {
-    DT.DT_FLOAT: "float", DT.DT_DOUBLE: "double", DT.DT_INT32: "int32",
-    DT.DT_UINT8: "uint8", DT.DT_INT16: "int16", DT.DT_INT8: "int8",
-    DT.DT_UINT16: "uint16", DT.DT_INT64: "int64", DT.DT_UINT32: "uint32",
-    DT.DT_UINT64: "uint64", DT.DT_BOOL: "bool", DT.DT_HALF: "half",
-    DT.DT_BFLOAT16: "bfloat16", DT.DT_COMPLEX64: "complex64",
-    DT.DT_COMPLEX128: "complex128", DT.DT_STRING: "string",
-    DT.DT_RESOURCE: "resource", DT.DT_VARIANT: "variant",
+    DT.DT_FLOAT: "float",
+    DT.DT_DOUBLE: "double",
+    DT.DT_INT32: "int32",
+    DT.DT_UINT8: "uint8",
+    DT.DT_INT16: "int16",
+    DT.DT_INT8: "int8",
+    DT.DT_UINT16: "uint16",
+    DT.DT_INT64: "int64",
+    DT.DT_UINT32: "uint32",
+    DT.DT_UINT64: "uint64",
+    DT.DT_BOOL: "bool",
+    DT.DT_HALF: "half",
+    DT.DT_BFLOAT16: "bfloat16",
+    DT.DT_COMPLEX64: "complex64",
+    DT.DT_COMPLEX128: "complex128",
+    DT.DT_STRING: "string",
+    DT.DT_RESOURCE: "resource",
+    DT.DT_VARIANT: "variant",
 }
 
 _NUMPY_TO_DT = {np_dtype: dt for dt, (np_dtype, _) in _CODECS.items() if dt != DT.DT_STRING}
@@ -50,8 +61,18 @@ _NUMPY_TO_DT = {np_dtype: dt for dt, (np_dtype, _) in _CODECS.items() if dt != D
 
 # TensorProto field numbers of the numeric typed fields: from_numpy writes them
 # as packed wire bytes, which protobuf parses in C with no per-element work.
-_FIELD_NUMBERS = {"float_val": 5, "double_val": 6, "int_val": 7, "scomplex_val": 9, "int64_val": 10,
-                  "bool_val": 11, "dcomplex_val": 12, "half_val": 13, "uint32_val": 16, "uint64_val": 17}
+_FIELD_NUMBERS = {
+    "float_val": 5,
+    "double_val": 6,
+    "int_val": 7,
+    "scomplex_val": 9,
+    "int64_val": 10,
+    "bool_val": 11,
+    "dcomplex_val": 12,
+    "half_val": 13,
+    "uint32_val": 16,
+    "uint64_val": 17,
+}
 _FIXED_WIDTH_FIELDS = ("float_val", "double_val", "scomplex_val", "dcomplex_val")
 # Below this many values, numpy's per-call overhead costs more than protobuf's
 # per-element appends (batch-1 responses are the common case).
@@ -62,7 +83,6 @@ _SMALL_COUNT = 256
 _MAX_ELEMENTS = 2**63 - 1
 # Largest tensor (in bytes) a short typed value list may be padded out to.
 MAX_FILL_BYTES = 64 * 1024 * 1024
-
 
 
 class TensorError(ValueError):
@@ -120,9 +140,10 @@ def _fill(values: np.ndarray, count: int, dtype: np.dtype) -> np.ndarray:
         # elements cannot make the server allocate terabytes.
         raise TensorError(
             f"{n} values given for a tensor of {count} elements; padding them out would take "
-            f"{count * dtype.itemsize} bytes, more than the {MAX_FILL_BYTES} allowed")
+            f"{count * dtype.itemsize} bytes, more than the {MAX_FILL_BYTES} allowed"
+        )
     if n == 0:
-        return np.zeros(count, dtype=dtype) if dtype != object else np.full(count, b"", dtype=object)
+        return np.zeros(count, dtype=dtype) if np.dtype(dtype).kind != "O" else np.full(count, b"", dtype=object)
     out = np.empty(count, dtype=dtype)
     out[:n] = values
     out[n:] = values[-1]
@@ -165,8 +186,10 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     if proto.tensor_content and proto.dtype != DT.DT_STRING:
         size = len(proto.tensor_content)
         if size != count * dtype.itemsize:
-            raise TensorError(f"tensor_content holds {size} bytes, shape {list(shape)} of "
-                              f"{dtype_name(proto.dtype)} needs {count * dtype.itemsize}")
+            raise TensorError(
+                f"tensor_content holds {size} bytes, shape {list(shape)} of "
+                f"{dtype_name(proto.dtype)} needs {count * dtype.itemsize}"
+            )
         flat = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<"))
         return flat.astype(dtype, copy=False).reshape(shape)
     raw = getattr(proto, field)
@@ -218,8 +241,9 @@ def _varints(values: np.ndarray) -> bytes:
     return groups[np.arange(width) < lengths[:, None]].tobytes()
 
 
-def from_numpy(array: np.ndarray, as_tensor_content: bool = False,
-               out: tensor_pb2.TensorProto | None = None) -> tensor_pb2.TensorProto:
+def from_numpy(
+    array: np.ndarray, as_tensor_content: bool = False, out: tensor_pb2.TensorProto | None = None
+) -> tensor_pb2.TensorProto:
     """Encode a numpy array the way TF Serving answers.
 
     Typed `*_val` fields by default (`Tensor::AsProtoField`); raw

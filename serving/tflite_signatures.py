@@ -47,8 +47,10 @@ def stored_signature_defs(content: bytes) -> dict:
         try:
             data = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
             stored = flexbuffers.GetRoot(data).AsMap
-            return {key.AsKey: meta_graph_pb2.SignatureDef.FromString(value.AsStringBytes)
-                    for key, value in zip(stored.Keys, stored.Values)}
+            return {
+                key.AsKey: meta_graph_pb2.SignatureDef.FromString(value.AsStringBytes)
+                for key, value in zip(stored.Keys, stored.Values)
+            }
         except (AttributeError, IndexError, TypeError, ValueError, DecodeError) as exc:
             # Whatever the flexbuffer reader trips on, reported as TF Serving does.
             raise ValueError(f"Invalid SignatureDefs found in TfLite model: {exc}") from None
@@ -57,9 +59,12 @@ def stored_signature_defs(content: bytes) -> dict:
 
 def _tensor_info(detail: dict, shape_key: str = "shape") -> meta_graph_pb2.TensorInfo:
     return meta_graph_pb2.TensorInfo(
-        name=detail["name"], dtype=data_type_of(np.empty(0, dtype=detail["dtype"])),
+        name=detail["name"],
+        dtype=data_type_of(np.empty(0, dtype=detail["dtype"])),
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in detail[shape_key]]))
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in detail[shape_key]]
+        ),
+    )
 
 
 def embed_signature_defs(content: bytes) -> bytes:

@@ -33,8 +33,7 @@ def server_credentials(ssl_config_path: str) -> grpc.ServerCredentials:
     for field in ("server_key", "server_cert"):
         if "-----BEGIN" not in getattr(config, field):
             raise TlsConfigError(
-                f"--ssl_config_file {ssl_config_path}: {field} must hold a PEM block "
-                "(the text itself, not a path)"
+                f"--ssl_config_file {ssl_config_path}: {field} must hold a PEM block (the text itself, not a path)"
             )
     if config.client_verify and not config.custom_ca:
         # gRPC C++ would fall back to the system roots; Python's gRPC needs

@@ -51,19 +51,28 @@ def run_warmup(servable: Servable, iterations: int = 1, method_check: bool = Fal
         for raw in tf.compat.v1.io.tf_record_iterator(path):
             count += 1
             if count > MAX_RECORDS:
-                raise LoadError(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}")
+                raise LoadError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}",
+                )
             try:
                 record = prediction_log_pb2.PredictionLog.FromString(raw)
             except Exception:  # protobuf's DecodeError, whatever its module
-                raise LoadError(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"Failed to parse warmup record: {raw!r} from {path}") from None
+                raise LoadError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"Failed to parse warmup record: {raw!r} from {path}"
+                ) from None
             for _ in range(max(1, iterations)):
                 _replay(servable, record, method_check, False)
     except tf.errors.OpError as exc:
-        raise LoadError(grpc.StatusCode.DATA_LOSS,
-                        f"{exc.message}. Please verify your warmup data is in TFRecord format.") from None
+        raise LoadError(
+            grpc.StatusCode.DATA_LOSS, f"{exc.message}. Please verify your warmup data is in TFRecord format."
+        ) from None
     except ServingError as exc:
         raise LoadError(exc.code, exc.message) from None
-    log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d. "
-             "Elapsed time (microseconds): %d.", path, count, (time.monotonic() - started) * 1e6)
+    log.info(
+        "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+        "Elapsed time (microseconds): %d.",
+        path,
+        count,
+        (time.monotonic() - started) * 1e6,
+    )

@@ -5,15 +5,14 @@ on its own. Treat them as read-only: copy into tmp_path before changing anything
 """
 
 import os
-
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tf_serving_testdata import TESTDATA
-
 from toolkit.tfenv import import_tf
+
+from tf_serving_testdata import TESTDATA
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Test modules import tensorflow_serving (and with it TensorFlow) at collection;

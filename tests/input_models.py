@@ -18,8 +18,12 @@ def save_temperature_model(path: Path) -> Path:
             super().__init__()
             self.w = t.Variable(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32))
 
-        @t.function(input_signature=[t.TensorSpec([None, 4], t.float32, name="x"),
-                                     t.TensorSpec([], t.float32, name="temperature")])
+        @t.function(
+            input_signature=[
+                t.TensorSpec([None, 4], t.float32, name="x"),
+                t.TensorSpec([], t.float32, name="temperature"),
+            ]
+        )
         def serve(self, x, temperature):
             return {"probs": t.nn.softmax(t.matmul(x, self.w) / (1.5 + t.abs(temperature)))}
 
@@ -109,8 +113,13 @@ def serialized_examples(count: int, seed: int = 0) -> list[bytes]:
 
 def save_lossless_npz(path: Path, name: str, values: list[bytes]) -> Path:
     """The .npz form tfkit reads bytes from without loss: NAME.bytes + NAME.lengths."""
-    np.savez(path, **{f"{name}.bytes": np.frombuffer(b"".join(values), np.uint8),
-                      f"{name}.lengths": np.array([len(v) for v in values])})
+    np.savez(
+        path,
+        **{
+            f"{name}.bytes": np.frombuffer(b"".join(values), np.uint8),
+            f"{name}.lengths": np.array([len(v) for v in values]),
+        },
+    )
     return path
 
 

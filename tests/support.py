@@ -20,9 +20,9 @@ import json
 import re
 import time
 
-from tf_serving_testdata import TESTDATA
-
 from toolkit.serve import free_port  # noqa: F401  (the suite's one free_port, re-exported)
+
+from tf_serving_testdata import TESTDATA
 
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # what MONITORING_CONFIG says
 MONITORING_CONFIG = TESTDATA / "monitoring_config.txt"

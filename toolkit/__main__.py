@@ -14,8 +14,11 @@ def main():
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in FULL_ONLY:
             raise
-        print(f"Error: tfkit needs the full toolkit ({exc.name} is not installed): pip install 'tfkit[full]'. "
-              "This environment has the device checker only: tfkit-edge check VERSION_DIR", file=sys.stderr)
+        print(
+            f"Error: the full toolkit is not installed (no module {exc.name}): pip install 'tfkit[full]'; "
+            "this environment has the device checker only: tfkit-edge check VERSION_DIR",
+            file=sys.stderr,
+        )
         sys.exit(2)
     cli_main()
 

@@ -32,10 +32,17 @@ _NODE = re.compile(r"\s*\[\[\{\{node ([^}]+)\}\}\]\]")
 _OP_TAG = re.compile(r"\s*\[Op:[^\]]*\]|\{\{function_node [^}]*\}\}\s*")
 _ROOT_ERROR = re.compile(r"^\(\d+\) [A-Z_]+: ")
 #: lines that only announce the real message, or number TF's stack
-_PREAMBLES = ("Graph execution error:", "Could not translate MLIR to FlatBuffer.", "<stack traces unavailable>",
-              "0 successful operations.", "Details:")
-_NOISE = re.compile(r"^(\d+ root error\(s\) found\.|\d+ derived errors ignored\.|Detected at node .* defined at|"
-                    r"Node: '|note: |File \"|Traceback)")
+_PREAMBLES = (
+    "Graph execution error:",
+    "Could not translate MLIR to FlatBuffer.",
+    "<stack traces unavailable>",
+    "0 successful operations.",
+    "Details:",
+)
+_NOISE = re.compile(
+    r"^(\d+ root error\(s\) found\.|\d+ derived errors ignored\.|Detected at node .* defined at|"
+    r"Node: '|note: |File \"|Traceback)"
+)
 # An MLIR IR dump ("func.func"() <{...}> ({ ^bb0(...) %0 = ... })) follows a "see current operation:" note.
 _MLIR_IR = re.compile(r'^("[\w.]+"\(|\^bb\d|%\w+|\}\)|\})')
 
@@ -81,6 +88,6 @@ def _strip_locations(line: str) -> str:
             depth += {"(": 1, ")": -1}.get(line[end], 0)
             if depth == 0:
                 break
-        rest = line[end + 1:]
-        line = line[:match.start()] + (rest[2:] if rest.startswith(": ") else rest)
+        rest = line[end + 1 :]
+        line = line[: match.start()] + (rest[2:] if rest.startswith(": ") else rest)
     return line

@@ -45,13 +45,31 @@ from toolkit.parity.inputs import (
 )
 
 
-def export_any(source: Source | str | Path, base_path, name: str, *, version: int | None = None,
-               force: bool = False, quantize=(), signatures=(), tags=DEFAULT_TAGS, inputs=None, calibration=None,
-               value_range=None, tflite: bool = True, allow_flex: bool = False) -> Exported:
+def export_any(
+    source: Source | str | Path,
+    base_path,
+    name: str,
+    *,
+    version: int | None = None,
+    force: bool = False,
+    quantize=(),
+    signatures=(),
+    tags=DEFAULT_TAGS,
+    inputs=None,
+    calibration=None,
+    value_range=None,
+    tflite: bool = True,
+    allow_flex: bool = False,
+) -> Exported:
     """Export `source` (or the model at that path: a run folder, SavedModel, version folder or .keras
     file) to BASE/NAME/VERSION/ (see `toolkit.artifacts.export.export_version`)."""
-    settings = ExportSettings(signatures=tuple(signatures), tags=tuple(tags), quantize=parse_quantize(quantize),
-                              tflite=tflite, allow_flex=allow_flex)
+    settings = ExportSettings(
+        signatures=tuple(signatures),
+        tags=tuple(tags),
+        quantize=parse_quantize(quantize),
+        tflite=tflite,
+        allow_flex=allow_flex,
+    )
     if calibration is not None and not zipfile.is_zipfile(calibration):
         raise InputError(f"--calibration {calibration}: not an .npz file (one array per input name)")
     if not isinstance(source, Source):
@@ -63,8 +81,7 @@ def export_any(source: Source | str | Path, base_path, name: str, *, version: in
 class ParityInputs:
     """The input provider for `export_version` described in the module docstring."""
 
-    def __init__(self, source: Source, inputs_file=None, calibration_file=None, tags=DEFAULT_TAGS,
-                 value_range=None):
+    def __init__(self, source: Source, inputs_file=None, calibration_file=None, tags=DEFAULT_TAGS, value_range=None):
         self.source = source
         self.inputs_file = inputs_file
         self.calibration_file = calibration_file
@@ -146,8 +163,10 @@ class ParityInputs:
                 try:
                     runner.infer(call)
                 except InputError as exc:
-                    raise InputError(f"{exc} (on the {fed.source} inputs); pass --inputs FILE, or --value-range "
-                                     "LOW HIGH for generated ones, with values the model accepts") from None
+                    raise InputError(
+                        f"{exc} (on the {fed.source} inputs); pass --inputs FILE, or --value-range "
+                        "LOW HIGH for generated ones, with values the model accepts"
+                    ) from None
 
 
 def _signature_inputs(inputs: Inputs, spec) -> SignatureInputs:
@@ -155,4 +174,3 @@ def _signature_inputs(inputs: Inputs, spec) -> SignatureInputs:
     calls = [call for feed in inputs.feeds for call in feed.calls]
     requests = inputs.source.startswith("predictionlog:")
     return SignatureInputs(calls, inputs.source, spec.row_inputs, requests)
-

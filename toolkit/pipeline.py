@@ -25,9 +25,18 @@ class RunResult:
     check: CheckResult
 
 
-def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, force: bool = False,
-        progress=lambda msg: None, on_step=None, on_trained=lambda record: None, model=None,
-        calibration=None) -> RunResult:
+def run(
+    out,
+    seed: int = 0,
+    quantize=None,
+    options: CheckOptions | None = None,
+    force: bool = False,
+    progress=lambda msg: None,
+    on_step=None,
+    on_trained=lambda record: None,
+    model=None,
+    calibration=None,
+) -> RunResult:
     """Train -> export (with quantized variants) -> serve locally -> check everything.
 
     `model`: a user's model to export instead of training one (anything `tfkit export` takes),
@@ -60,20 +69,32 @@ def run(out, seed: int = 0, quantize=None, options: CheckOptions | None = None, 
         # after the export replaces the folder (TF Serving never reloads a version).
         shutil.rmtree(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    server = BackgroundServer([f"--model_name={name}", f"--model_base_path={model_dir}",
-                               "--file_system_poll_wait_seconds=1"],
-                              binary=options.server_binary, timeout=options.timeout, host=options.host)
+    server = BackgroundServer(
+        [f"--model_name={name}", f"--model_base_path={model_dir}", "--file_system_poll_wait_seconds=1"],
+        binary=options.server_binary,
+        timeout=options.timeout,
+        host=options.host,
+    )
     try:
         if source is None:
-            run_dir, version_dir, trained = _train_and_export(out, model_dir, seed, quantize, force, progress,
-                                                              on_step, on_trained)
+            run_dir, version_dir, trained = _train_and_export(
+                out, model_dir, seed, quantize, force, progress, on_step, on_trained
+            )
         else:
             from toolkit.exporting import export_any
 
             progress(f"exporting {source.kind} {source.path} -> {model_dir}")
             run_dir, trained = None, None
-            version_dir = export_any(source, out / "models", name, version=1, force=force, quantize=quantize,
-                                     inputs=options.inputs, calibration=calibration).folder
+            version_dir = export_any(
+                source,
+                out / "models",
+                name,
+                version=1,
+                force=force,
+                quantize=quantize,
+                inputs=options.inputs,
+                calibration=calibration,
+            ).folder
         in_memory = trained.serving_default if trained is not None else None
         result = check(version_dir, options, progress=progress, in_memory=in_memory, server=server)
         local = server.server

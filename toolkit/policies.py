@@ -49,11 +49,14 @@ class Policy:
         return self.per_output.get(output, self.default)
 
 
-def default_policies(atol: dict | None = None, rtol: dict | None = None,
-                     quantized_atol: float = QUANTIZED_ATOL,
-                     min_class_agreement: float = MIN_CLASS_AGREEMENT,
-                     session_ulps: float = SESSION_ULPS, float_ulps: float = FLOAT_ULPS
-                     ) -> dict[str, Policy]:
+def default_policies(
+    atol: dict | None = None,
+    rtol: dict | None = None,
+    quantized_atol: float = QUANTIZED_ATOL,
+    min_class_agreement: float = MIN_CLASS_AGREEMENT,
+    session_ulps: float = SESSION_ULPS,
+    float_ulps: float = FLOAT_ULPS,
+) -> dict[str, Policy]:
     """The four policies, with the user's `--atol`/`--rtol` added to `exact`, `session` and `float`.
 
     `atol`/`rtol` map an output name (or None for every output) to a value,
@@ -63,8 +66,9 @@ def default_policies(atol: dict | None = None, rtol: dict | None = None,
         "exact": Policy("exact", Tolerance()),
         "session": Policy("session", Tolerance(ulps=session_ulps)),
         "float": Policy("float", Tolerance(ulps=float_ulps)),
-        "quantized": Policy("quantized", Tolerance(atol=quantized_atol), quantized=True,
-                            min_class_agreement=min_class_agreement),
+        "quantized": Policy(
+            "quantized", Tolerance(atol=quantized_atol), quantized=True, min_class_agreement=min_class_agreement
+        ),
     }
     atol, rtol = atol or {}, rtol or {}
     for policy in (policies["exact"], policies["session"], policies["float"]):
@@ -78,16 +82,28 @@ def default_policies(atol: dict | None = None, rtol: dict | None = None,
 
 def policies_json(policies: dict[str, Policy]) -> dict:
     """{name: {atol, rtol, ulps, per_output, quantized, min_class_agreement}}, as report.json and golden files hold them."""
-    return {name: {"atol": p.default.atol, "rtol": p.default.rtol, "ulps": p.default.ulps,
-                   "per_output": {o: {"atol": t.atol, "rtol": t.rtol, "ulps": t.ulps} for o, t in p.per_output.items()},
-                   "quantized": p.quantized, "min_class_agreement": p.min_class_agreement}
-            for name, p in policies.items()}
+    return {
+        name: {
+            "atol": p.default.atol,
+            "rtol": p.default.rtol,
+            "ulps": p.default.ulps,
+            "per_output": {o: {"atol": t.atol, "rtol": t.rtol, "ulps": t.ulps} for o, t in p.per_output.items()},
+            "quantized": p.quantized,
+            "min_class_agreement": p.min_class_agreement,
+        }
+        for name, p in policies.items()
+    }
 
 
 def policies_from_json(document: dict) -> dict[str, Policy]:
     """The policies `policies_json` wrote (KeyError/TypeError/ValueError on a malformed document)."""
-    return {name: Policy(name, Tolerance(float(p["atol"]), float(p["rtol"]), float(p["ulps"])),
-                         {o: Tolerance(float(t["atol"]), float(t["rtol"]), float(t["ulps"]))
-                          for o, t in p["per_output"].items()},
-                         bool(p["quantized"]), float(p["min_class_agreement"]))
-            for name, p in document.items()}
+    return {
+        name: Policy(
+            name,
+            Tolerance(float(p["atol"]), float(p["rtol"]), float(p["ulps"])),
+            {o: Tolerance(float(t["atol"]), float(t["rtol"]), float(t["ulps"])) for o, t in p["per_output"].items()},
+            bool(p["quantized"]),
+            float(p["min_class_agreement"]),
+        )
+        for name, p in document.items()
+    }

@@ -8,9 +8,15 @@ from toolkit.parity.runners.base import DEFAULT_TAGS, Runner
 from toolkit.tfenv import import_tf
 
 
-def predict_runner(source=None, target: str | None = None, rest_target: str | None = None,
-                   model_name: str | None = None, signature: str = "serving_default", timeout: float = 30.0,
-                   tags=DEFAULT_TAGS) -> Runner:
+def predict_runner(
+    source=None,
+    target: str | None = None,
+    rest_target: str | None = None,
+    model_name: str | None = None,
+    signature: str = "serving_default",
+    timeout: float = 30.0,
+    tags=DEFAULT_TAGS,
+) -> Runner:
     """The runner `tfkit predict` sends rows to: a SavedModel (its MetaGraph tagged `tags`), a .tflite
     file, or a server."""
     from toolkit.parity.runners.eager import EagerRunner

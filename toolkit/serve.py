@@ -23,8 +23,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
 
 from serving import DRAIN_GRACE_ENV, LISTEN_HOST_ENV
 from toolkit.errors import InputError, ServerNotReady
@@ -33,11 +33,19 @@ from toolkit.status import model_versions
 READY_LINE = "Running gRPC ModelServer at"
 REST_READY_LINE = "Exporting HTTP/REST API at"
 # Log fragments meaning "the port we picked was grabbed by someone else".
-_PORT_TAKEN = ("Address already in use", "Failed to BuildAndStart gRPC server",
-               "Failed to start HTTP Server", "Failed to add port")
+_PORT_TAKEN = (
+    "Address already in use",
+    "Failed to BuildAndStart gRPC server",
+    "Failed to start HTTP Server",
+    "Failed to add port",
+)
 # TensorFlow's start-up chatter that TF_CPP_MIN_LOG_LEVEL does not silence.
-_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "W0000 ",
-          "To enable the following instructions")
+_NOISE = (
+    "WARNING: All log messages before absl::InitializeLog()",
+    "I0000 ",
+    "W0000 ",
+    "To enable the following instructions",
+)
 _PORT_ATTEMPTS = 3
 _LOG_LINES_KEPT = 400
 _LOG_LINES_SHOWN = 15
@@ -50,7 +58,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def find_server_binary(path: Optional[str] = None) -> Optional[str]:
+def find_server_binary(path: str | None = None) -> str | None:
     """The real `tensorflow_model_server`: `path` if given, else the one on PATH."""
     if path:
         resolved = shutil.which(path) if os.sep not in path else path
@@ -60,7 +68,7 @@ def find_server_binary(path: Optional[str] = None) -> Optional[str]:
     return shutil.which("tensorflow_model_server")
 
 
-def _flag_value(args: Sequence[str], name: str) -> Optional[str]:
+def _flag_value(args: Sequence[str], name: str) -> str | None:
     """The value of `--name=value` or `--name value` in a flag list (last wins)."""
     value = None
     for i, arg in enumerate(args):
@@ -105,10 +113,18 @@ class LocalServer:
         interface, as tensorflow_model_server, which always listens on all).
     """
 
-    def __init__(self, args: Iterable[str] = (), models: Optional[Iterable[str]] = None, *,
-                 binary: Optional[str] = None, rest: bool = False, timeout: float = 60.0,
-                 log_path: Optional[os.PathLike] = None, env: Optional[dict] = None,
-                 host: Optional[str] = "127.0.0.1"):
+    def __init__(
+        self,
+        args: Iterable[str] = (),
+        models: Iterable[str] | None = None,
+        *,
+        binary: str | None = None,
+        rest: bool = False,
+        timeout: float = 60.0,
+        log_path: os.PathLike | None = None,
+        env: dict | None = None,
+        host: str | None = "127.0.0.1",
+    ):
         self.args = list(args)
         for reserved in ("port", "rest_api_port"):
             if _flag_value(self.args, reserved) is not None:
@@ -120,12 +136,12 @@ class LocalServer:
         self.log_path = Path(log_path) if log_path else None
         self.env = env
         self.host = host
-        self.grpc_port: Optional[int] = None
-        self.rest_port: Optional[int] = None
-        self.process: Optional[subprocess.Popen] = None
+        self.grpc_port: int | None = None
+        self.rest_port: int | None = None
+        self.process: subprocess.Popen | None = None
         self._lines: collections.deque = collections.deque(maxlen=_LOG_LINES_KEPT)
         self._lines_lock = threading.Lock()
-        self._reader: Optional[threading.Thread] = None
+        self._reader: threading.Thread | None = None
 
     # -- public ---------------------------------------------------------------
     @property
@@ -134,7 +150,7 @@ class LocalServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
-    def rest_url(self) -> Optional[str]:
+    def rest_url(self) -> str | None:
         """`http://127.0.0.1:PORT` of the REST API, or None without rest=True."""
         return f"http://127.0.0.1:{self.rest_port}" if self.rest_port else None
 
@@ -162,7 +178,7 @@ class LocalServer:
                     raise
             attempt += 1
 
-    def stop(self, grace: float = 10.0) -> Optional[int]:
+    def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, wait up to `grace` seconds, then SIGKILL; returns the exit code."""
         proc = self.process
         if proc is None:
@@ -210,10 +226,18 @@ class LocalServer:
         with self._lines_lock:
             self._lines.clear()
         self.process = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env=env, text=True, errors="replace", bufsize=1)
-        self._reader = threading.Thread(target=self._read_output, args=(self.process,),
-                                        name="local-server-log", daemon=True)
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+        self._reader = threading.Thread(
+            target=self._read_output, args=(self.process,), name="local-server-log", daemon=True
+        )
         self._reader.start()
 
     def _read_output(self, proc: subprocess.Popen) -> None:
@@ -268,7 +292,8 @@ class LocalServer:
                 if time.monotonic() > deadline:
                     raise self._not_ready(
                         f"did not make model(s) {', '.join(pending)} AVAILABLE within "
-                        f"{self.timeout:g}s ({last_error or 'no AVAILABLE version'})")
+                        f"{self.timeout:g}s ({last_error or 'no AVAILABLE version'})"
+                    )
                 try:
                     versions = model_versions(channel, pending[0], timeout=5)
                     if any(state == "AVAILABLE" for _, state, _ in versions):
@@ -327,8 +352,9 @@ def serve_version(version_dir: Path, name: str, stack, flags: Iterable[str] = ()
     return server
 
 
-def serve_command(model=None, name: str | None = None, port: int = 8500, rest_port: int = 8501,
-                  binary: str | None = None, extra=()) -> list[str]:
+def serve_command(
+    model=None, name: str | None = None, port: int = 8500, rest_port: int = 8501, binary: str | None = None, extra=()
+) -> list[str]:
     """The server command line for `tfkit serve` (tensorflow_model_server's flags).
 
     MODEL is a model folder of versions (all served per the default policy:
@@ -341,8 +367,9 @@ def serve_command(model=None, name: str | None = None, port: int = 8500, rest_po
         if not path.exists():
             raise InputError(f"model path not found: {path}")
         if not path.is_dir():
-            raise InputError(f"{path}: not a folder; serve a model folder (BASE/NAME) or a version folder "
-                             "(BASE/NAME/VERSION)")
+            raise InputError(
+                f"{path}: not a folder; serve a model folder (BASE/NAME) or a version folder (BASE/NAME/VERSION)"
+            )
         if (path / "saved_model.pb").is_file() or (path / "model.tflite").is_file():
             if not path.name.isdigit():
                 raise InputError(f"{path}: a version folder must have an integer name")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from support import free_port, wait_for  # free_port: the suite uses portpicker for the same purpose
 from tf_serving_testdata import (  # noqa: F401  (re-exported to the tests)
     COUNTER,
@@ -38,10 +39,8 @@ LABEL = "Version_Label"  # the label the REST handler suite adds by a config rel
 # The models of the C++ handler/status suites' ServerCore: the REST handler's
 # (version 123 only) and get_model_status_impl_test's (both versions).
 HANDLER_MODELS = [
-    ("saved_model_half_plus_two_2_versions", TWO_VERSIONS,
-     "    model_version_policy { specific { versions: 123 } }\n"),
-    ("both_versions", TWO_VERSIONS,
-     "    model_version_policy { specific { versions: 123 versions: 124 } }\n"),
+    ("saved_model_half_plus_two_2_versions", TWO_VERSIONS, "    model_version_policy { specific { versions: 123 } }\n"),
+    ("both_versions", TWO_VERSIONS, "    model_version_policy { specific { versions: 123 versions: 124 } }\n"),
     # serving_config.md's version policies: latest 1 by default, latest N, all.
     ("latest", TWO_VERSIONS),
     ("latest_two", TWO_VERSIONS, "    model_version_policy { latest { num_versions: 2 } }\n"),
@@ -55,25 +54,40 @@ def config_text(models) -> str:
     body = "".join(
         f'  config {{\n    name: "{entry[0]}"\n    base_path: "{entry[1]}"\n'
         f'    model_platform: "tensorflow"\n{entry[2] if len(entry) > 2 else ""}  }}\n'
-        for entry in models)
+        for entry in models
+    )
     return "model_config_list {\n" + body + "}\n"
 
 
 class ModelServer:
     """One `python -m serving` process launched with the binary's command line."""
 
-    def __init__(self, workdir: Path, model_name=None, model_path=None, *, model_type="tf",
-                 model_config_file=None, monitoring_config_file=None,
-                 batching_parameters_file=None, grpc_channel_arguments="",
-                 model_config_file_poll_period=None, stale_socket=False,
-                 extra_args=()):
+    def __init__(
+        self,
+        workdir: Path,
+        model_name=None,
+        model_path=None,
+        *,
+        model_type="tf",
+        model_config_file=None,
+        monitoring_config_file=None,
+        batching_parameters_file=None,
+        grpc_channel_arguments="",
+        model_config_file_poll_period=None,
+        stale_socket=False,
+        extra_args=(),
+    ):
         self.port, self.rest_port = free_port(), free_port()
         self.socket_path = workdir / f"tf-serving-{self.port}.sock"
         if stale_socket:  # what an earlier server leaves behind at the same path
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.bind(str(self.socket_path))
-        args = [f"--port={self.port}", f"--rest_api_port={self.rest_port}",
-                "--rest_api_timeout_in_ms=5000", f"--grpc_socket_path={self.socket_path}"]
+        args = [
+            f"--port={self.port}",
+            f"--rest_api_port={self.rest_port}",
+            "--rest_api_timeout_in_ms=5000",
+            f"--grpc_socket_path={self.socket_path}",
+        ]
         if model_config_file:
             args.append(f"--model_config_file={model_config_file}")
         else:
@@ -92,8 +106,12 @@ class ModelServer:
         self.args = args
         self.log_path = workdir / f"server-{self.port}.log"
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        self.proc = subprocess.Popen([sys.executable, "-m", "serving", *args], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=self.log_path.open("wb"))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serving", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_path.open("wb"),
+        )
         self._ready = False
 
     @property
@@ -156,8 +174,7 @@ def saved_model_save_model(base: Path) -> Path:
     root = tf.train.Checkpoint()
     root.v1, root.v2 = tf.Variable(3.0), tf.Variable(2.0)
     root.f = tf.function(lambda x: {"y": root.v1 * root.v2 * x})
-    tf.saved_model.save(root, str(base / "00000123"),
-                        root.f.get_concrete_function(tf.TensorSpec(None, tf.float32)))
+    tf.saved_model.save(root, str(base / "00000123"), root.f.get_concrete_function(tf.TensorSpec(None, tf.float32)))
     return base
 
 
@@ -168,8 +185,9 @@ def multiple_signatures_model(base: Path) -> Path:
     root = tf.train.Checkpoint()
     root.f = tf.function(lambda x: {"y": 1.0}, input_signature=[tf.TensorSpec(None, tf.float32)])
     root.g = tf.function(lambda x: {"y": 2.0}, input_signature=[tf.TensorSpec(None, tf.float32)])
-    tf.saved_model.save(root, str(base / "00000123"),
-                        signatures={"serving_default": root.f, "custom_signature_key": root.g})
+    tf.saved_model.save(
+        root, str(base / "00000123"), signatures={"serving_default": root.f, "custom_signature_key": root.g}
+    )
     return base
 
 
@@ -179,22 +197,30 @@ def echo_model(base: Path) -> Path:
     b64 for `_bytes` aliases, float formatting, non-finite values, batch errors)."""
     import tensorflow as tf
 
-    spec = {"int_tensor": tf.TensorSpec([None, 3, 2], tf.int32),
-            "str_tensor": tf.TensorSpec([None, 2], tf.string),
-            "float_tensor": tf.TensorSpec([None, 1], tf.float32),
-            "double_scalar_tensor": tf.TensorSpec([None], tf.float64),
-            "str_tensor_bytes": tf.TensorSpec([None, 2], tf.string)}
+    spec = {
+        "int_tensor": tf.TensorSpec([None, 3, 2], tf.int32),
+        "str_tensor": tf.TensorSpec([None, 2], tf.string),
+        "float_tensor": tf.TensorSpec([None, 1], tf.float32),
+        "double_scalar_tensor": tf.TensorSpec([None], tf.float64),
+        "str_tensor_bytes": tf.TensorSpec([None, 2], tf.string),
+    }
     root = tf.Module()
     echo = tf.function(lambda **tensors: {k: tf.identity(v) for k, v in tensors.items()})
-    floats = tf.function(lambda x: {"y": tf.identity(x)},
-                         input_signature=[tf.TensorSpec([None, 3], tf.float32)])
-    uneven = tf.function(lambda x: {"a": x, "b": tf.constant([["p", "q", "r"]])},
-                         input_signature=[tf.TensorSpec([None, 3], tf.int32)])
-    complex_out = tf.function(lambda x: {"c": tf.complex(x, x)},
-                              input_signature=[tf.TensorSpec([None], tf.float32)])
-    tf.saved_model.save(root, str(base / "00000001"), signatures={
-        "serving_default": echo.get_concrete_function(**spec),
-        "floats": floats, "uneven": uneven, "complex": complex_out})
+    floats = tf.function(lambda x: {"y": tf.identity(x)}, input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    uneven = tf.function(
+        lambda x: {"a": x, "b": tf.constant([["p", "q", "r"]])}, input_signature=[tf.TensorSpec([None, 3], tf.int32)]
+    )
+    complex_out = tf.function(lambda x: {"c": tf.complex(x, x)}, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(
+        root,
+        str(base / "00000001"),
+        signatures={
+            "serving_default": echo.get_concrete_function(**spec),
+            "floats": floats,
+            "uneven": uneven,
+            "complex": complex_out,
+        },
+    )
     return base
 
 

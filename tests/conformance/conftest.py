@@ -7,6 +7,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import text_format
+from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+
 from conformance_helpers import (
     COUNTER,
     HALF_PLUS_THREE,
@@ -27,8 +30,6 @@ from conformance_helpers import (
     saved_model_save_model,
     with_warmup,
 )
-from google.protobuf import text_format
-from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
 
 @pytest.fixture(scope="session")
@@ -40,9 +41,12 @@ def workdir(tmp_path_factory) -> Path:
 def fleet(workdir):
     """name -> ModelServer, all spawned together; use `server(name)` to wait for one."""
     good_config = workdir / "good_model_config.conf"
-    good_config.write_text((TESTDATA / "good_model_config.txt").read_text()
-                           .replace("${TEST_HALF_PLUS_TWO_DIR}", str(HALF_PLUS_TWO))
-                           .replace("${TEST_HALF_PLUS_THREE_DIR}", str(HALF_PLUS_THREE)))
+    good_config.write_text(
+        (TESTDATA / "good_model_config.txt")
+        .read_text()
+        .replace("${TEST_HALF_PLUS_TWO_DIR}", str(HALF_PLUS_TWO))
+        .replace("${TEST_HALF_PLUS_THREE_DIR}", str(HALF_PLUS_THREE))
+    )
     reload_config = workdir / "reload_model_config.txt"
     reload_config.write_text(config_text([("half_plus_two", HALF_PLUS_TWO)]))
     frozen_config = workdir / "frozen_model_config.txt"
@@ -51,37 +55,55 @@ def fleet(workdir):
     # is added later by a config reload, as that suite does).
     handler_config = workdir / "handler_model_config.txt"
     handler_config.write_text(config_text(HANDLER_MODELS))
-    generated = config_text([
-        ("saved_model_save", saved_model_save_model(workdir / "tf_saved_model_save")),
-        ("multiple_signatures", multiple_signatures_model(workdir / "multiple_signatures")),
-        ("echo", echo_model(workdir / "echo")),
-        # saved_model_warmup.md: the warmup record runs once before the version serves.
-        ("warm_counter", with_warmup(copy_model(COUNTER, workdir / "warm_counter"), "00000123",
-                                     [predict_request("warm_counter", "incr_counter_by",
-                                                      {"delta": 5.0})]))])
+    generated = config_text(
+        [
+            ("saved_model_save", saved_model_save_model(workdir / "tf_saved_model_save")),
+            ("multiple_signatures", multiple_signatures_model(workdir / "multiple_signatures")),
+            ("echo", echo_model(workdir / "echo")),
+            # saved_model_warmup.md: the warmup record runs once before the version serves.
+            (
+                "warm_counter",
+                with_warmup(
+                    copy_model(COUNTER, workdir / "warm_counter"),
+                    "00000123",
+                    [predict_request("warm_counter", "incr_counter_by", {"delta": 5.0})],
+                ),
+            ),
+        ]
+    )
     (workdir / "generated.config").write_text(generated)
     # The TF2 model's classify/regress signatures carry the predict method name; the TF1 model's their own.
     method_check_config = workdir / "method_check.config"
     method_check_config.write_text(config_text([("default", HALF_PLUS_TWO_TF2), ("tf1", HALF_PLUS_TWO)]))
 
     specs = {
-        "default": dict(model_name="default", model_path=HALF_PLUS_TWO,
-                        monitoring_config_file=TESTDATA / "monitoring_config.txt",
-                        stale_socket=True),
-        "tf2": dict(model_name="default", model_path=HALF_PLUS_TWO_TF2,
-                    extra_args=["--rest_api_enable_cors_support=true"]),
-        "method_check": dict(model_config_file=method_check_config,
-                             extra_args=["--enable_signature_method_name_check=true"]),
+        "default": dict(
+            model_name="default",
+            model_path=HALF_PLUS_TWO,
+            monitoring_config_file=TESTDATA / "monitoring_config.txt",
+            stale_socket=True,
+        ),
+        "tf2": dict(
+            model_name="default", model_path=HALF_PLUS_TWO_TF2, extra_args=["--rest_api_enable_cors_support=true"]
+        ),
+        "method_check": dict(
+            model_config_file=method_check_config, extra_args=["--enable_signature_method_name_check=true"]
+        ),
         "good_config": dict(model_config_file=good_config),
         "reload": dict(model_config_file=reload_config, model_config_file_poll_period=1),
         # Prometheus on: its poll counters show the server never re-reads the config.
-        "no_reload": dict(model_config_file=frozen_config, model_config_file_poll_period=0,
-                          monitoring_config_file=TESTDATA / "monitoring_config.txt"),
+        "no_reload": dict(
+            model_config_file=frozen_config,
+            model_config_file_poll_period=0,
+            monitoring_config_file=TESTDATA / "monitoring_config.txt",
+        ),
         # testGoodGrpcChannelArgs' arguments, on the batching server (one process less).
-        "batching": dict(model_name="default", model_path=HALF_PLUS_TWO,
-                         batching_parameters_file=TESTDATA / "batching_config.txt",
-                         grpc_channel_arguments="grpc.max_connection_age_ms=2000,"
-                                                "grpc.lb_policy_name=grpclb"),
+        "batching": dict(
+            model_name="default",
+            model_path=HALF_PLUS_TWO,
+            batching_parameters_file=TESTDATA / "batching_config.txt",
+            grpc_channel_arguments="grpc.max_connection_age_ms=2000,grpc.lb_policy_name=grpclb",
+        ),
         "tflite": dict(model_name="default", model_path=TFLITE, model_type="tflite"),
         "tflite_sigdef": dict(model_name="default", model_path=TFLITE_SIGDEF, model_type="tflite"),
         "generated": dict(model_config_file=workdir / "generated.config"),

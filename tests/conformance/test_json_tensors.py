@@ -9,10 +9,20 @@ import json
 import pytest
 
 ROWS = [
-    {"int_tensor": [[1, 2], [3, 4], [5, 6]], "str_tensor": ["foo", "bar"], "float_tensor": [1.0],
-     "double_scalar_tensor": 8.0, "str_tensor_bytes": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}]},
-    {"int_tensor": [[7, 8], [9, 0], [1, 2]], "str_tensor": ["baz", "bat"], "float_tensor": [2.0],
-     "double_scalar_tensor": 9.0, "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}]},
+    {
+        "int_tensor": [[1, 2], [3, 4], [5, 6]],
+        "str_tensor": ["foo", "bar"],
+        "float_tensor": [1.0],
+        "double_scalar_tensor": 8.0,
+        "str_tensor_bytes": [{"b64": "aGVsbG8="}, {"b64": "d29ybGQ="}],
+    },
+    {
+        "int_tensor": [[7, 8], [9, 0], [1, 2]],
+        "str_tensor": ["baz", "bat"],
+        "float_tensor": [2.0],
+        "double_scalar_tensor": 9.0,
+        "str_tensor_bytes": [{"b64": "dGY="}, {"b64": "c2VydmluZw=="}],
+    },
 ]
 
 
@@ -50,13 +60,30 @@ def test_columnar_format_round_trips_every_dtype(echo):
 def test_floats_keep_six_significant_digits_and_non_finite_literals(echo):
     """FromJsonSingleFloatTensorSixDigitPrecision / ...NonFinite compare the
     number texts themselves."""
-    status, text = post(echo, {"instances": [[9000000, 999999, 0.5], [0.0003, 0.00003, 555557.5],
-                                             [float("nan"), float("inf"), float("-inf")]]},
-                        signature="floats")
+    status, text = post(
+        echo,
+        {
+            "instances": [
+                [9000000, 999999, 0.5],
+                [0.0003, 0.00003, 555557.5],
+                [float("nan"), float("inf"), float("-inf")],
+            ]
+        },
+        signature="floats",
+    )
     assert status == 200, text
-    numbers = text[text.index("[") + 1:text.rindex("]")].replace("[", "").replace("]", "")
+    numbers = text[text.index("[") + 1 : text.rindex("]")].replace("[", "").replace("]", "")
     assert [token.strip() for token in numbers.split(",")] == [
-        "9e+06", "999999.0", "0.5", "0.0003", "3e-05", "555557.5", "NaN", "Infinity", "-Infinity"]
+        "9e+06",
+        "999999.0",
+        "0.5",
+        "0.0003",
+        "3e-05",
+        "555557.5",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+    ]
 
 
 def test_row_format_output_with_inconsistent_batch_sizes_is_an_error(echo):
@@ -74,10 +101,13 @@ def test_output_dtype_json_cannot_hold_is_an_error(echo):
 # Ragged rows, both formats at once, wrong element types and a non-string
 # signature_name are checked with their exact messages in test_rest_api.py and
 # servers/serving_ops/test_rest.py.
-@pytest.mark.parametrize("body,message", [
-    ({"instances": [[1, 2, 3], [[3, 4, 5]]]}, "Expecting shape"),
-    ({"instances": [[1, 2, 3], {"x": [1, 2, 3]}]}, "Expecting value/list but got object"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"instances": [[1, 2, 3], [[3, 4, 5]]]}, "Expecting shape"),
+        ({"instances": [[1, 2, 3], {"x": [1, 2, 3]}]}, "Expecting value/list but got object"),
+    ],
+)
 def test_request_errors(echo, body, message):
     status, text = post(echo, body, signature="floats")
     assert status == 400

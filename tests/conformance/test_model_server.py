@@ -9,8 +9,6 @@ import urllib.request
 
 import grpc
 import pytest
-from conformance_helpers import HALF_PLUS_THREE, RPC_TIMEOUT, TESTDATA, config_text
-from support import poll_count, wait_for, wait_for_polls
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -23,6 +21,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from conformance_helpers import HALF_PLUS_THREE, RPC_TIMEOUT, TESTDATA, config_text
+from support import poll_count, wait_for, wait_for_polls
+
 VERSION = 123  # the only version folder of every test model used here
 
 
@@ -34,8 +35,15 @@ def assert_model_spec(spec, name, signature, version=VERSION):
     assert (spec.name, spec.signature_name, spec.version.value) == (name, signature, version)
 
 
-def verify_predict(stub, expected, model="default", signature="serving_default",
-                   specify_output=True, batch_input=False, version=VERSION):
+def verify_predict(
+    stub,
+    expected,
+    model="default",
+    signature="serving_default",
+    specify_output=True,
+    batch_input=False,
+    version=VERSION,
+):
     """Predict x = [2.0] (a float_val tensor) and check y and the model_spec."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
@@ -90,8 +98,7 @@ def test_get_model_metadata(server, channel):
     request = get_model_metadata_pb2.GetModelMetadataRequest()
     request.model_spec.name = "default"
     request.metadata_field.append("signature_def")
-    result = prediction_stub(channel, server("default").grpc_address).GetModelMetadata(
-        request, RPC_TIMEOUT)
+    result = prediction_stub(channel, server("default").grpc_address).GetModelMetadata(request, RPC_TIMEOUT)
     assert result.model_spec.name == "default"
     assert result.model_spec.version.value == VERSION
     assert list(result.metadata) == ["signature_def"]
@@ -128,15 +135,16 @@ def test_regress(server, channel, name):
 @pytest.mark.parametrize("name", ["default", "tf2"])
 def test_multi_inference(server, channel, name):
     request = inference_pb2.MultiInferenceRequest()
-    for signature, method in (("regress_x_to_y", "tensorflow/serving/regress"),
-                              ("classify_x_to_y", "tensorflow/serving/classify")):
+    for signature, method in (
+        ("regress_x_to_y", "tensorflow/serving/regress"),
+        ("classify_x_to_y", "tensorflow/serving/classify"),
+    ):
         task = request.tasks.add()
         task.model_spec.name = "default"
         task.model_spec.signature_name = signature
         task.method_name = method
     one_example(request)
-    result = prediction_stub(channel, server(name).grpc_address).MultiInference(
-        request, RPC_TIMEOUT)
+    result = prediction_stub(channel, server(name).grpc_address).MultiInference(request, RPC_TIMEOUT)
     assert len(result.results) == 2
     assert result.results[0].regression_result.regressions[0].value == 3.0
     assert result.results[1].classification_result.classifications[0].classes[0].score == 3.0
@@ -144,31 +152,37 @@ def test_multi_inference(server, channel, name):
         assert_model_spec(answer.model_spec, "default", task.model_spec.signature_name)
 
 
-CLASSIFY_CHECK = ("Expected classification signature method_name to be tensorflow/serving/classify. "
-                  "Was: tensorflow/serving/predict")
-REGRESS_CHECK = ("Expected regression signature method_name to be tensorflow/serving/regress. "
-                 "Was: tensorflow/serving/predict")
+CLASSIFY_CHECK = (
+    "Expected classification signature method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict"
+)
+REGRESS_CHECK = (
+    "Expected regression signature method_name to be tensorflow/serving/regress. Was: tensorflow/serving/predict"
+)
 
 
 def method_check_request(call, model):
     """A Classify, Regress or MultiInference request (one example, x = 2.0) for `model`."""
     if call == "MultiInference":
         request = inference_pb2.MultiInferenceRequest()
-        for signature, method in (("classify_x_to_y", "tensorflow/serving/classify"),
-                                  ("regress_x_to_y", "tensorflow/serving/regress")):
+        for signature, method in (
+            ("classify_x_to_y", "tensorflow/serving/classify"),
+            ("regress_x_to_y", "tensorflow/serving/regress"),
+        ):
             task = request.tasks.add()
             task.model_spec.name, task.model_spec.signature_name, task.method_name = model, signature, method
     else:
-        request = (classification_pb2.ClassificationRequest() if call == "Classify"
-                   else regression_pb2.RegressionRequest())
+        request = (
+            classification_pb2.ClassificationRequest() if call == "Classify" else regression_pb2.RegressionRequest()
+        )
         request.model_spec.name = model
         request.model_spec.signature_name = "classify_x_to_y" if call == "Classify" else "regress_x_to_y"
     one_example(request)
     return request
 
 
-@pytest.mark.parametrize("call,message", [("Classify", CLASSIFY_CHECK), ("Regress", REGRESS_CHECK),
-                                          ("MultiInference", CLASSIFY_CHECK)])
+@pytest.mark.parametrize(
+    "call,message", [("Classify", CLASSIFY_CHECK), ("Regress", REGRESS_CHECK), ("MultiInference", CLASSIFY_CHECK)]
+)
 def test_method_name_check_refuses_predict_method_signatures(server, channel, call, message):
     """--enable_signature_method_name_check: a TF2 signature (method tensorflow/serving/predict)
     is refused by Classify, Regress and every MultiInference task alike (multi_inference.cc runs
@@ -195,8 +209,10 @@ def answered_values(call, response) -> list:
         return [response.result.classifications[0].classes[0].score]
     if call == "Regress":
         return [response.result.regressions[0].value]
-    return [response.results[0].classification_result.classifications[0].classes[0].score,
-            response.results[1].regression_result.regressions[0].value]
+    return [
+        response.results[0].classification_result.classifications[0].classes[0].score,
+        response.results[1].regression_result.regressions[0].value,
+    ]
 
 
 @pytest.mark.parametrize("call", ["Classify", "Regress", "MultiInference"])
@@ -211,14 +227,12 @@ def test_method_name_check_answers_signatures_of_the_right_method(server, channe
 def test_predict_saved_model(server, channel, name, specify_output):
     """Plain, and with --enable_batching, the suite's batching_config.txt and
     --grpc_channel_arguments (testGoodGrpcChannelArgs)."""
-    verify_predict(prediction_stub(channel, server(name).grpc_address), 3.0,
-                   specify_output=specify_output)
+    verify_predict(prediction_stub(channel, server(name).grpc_address), 3.0, specify_output=specify_output)
 
 
 def test_predict_over_the_unix_socket_replacing_a_stale_one(server, channel):
     default = server("default")
-    verify_predict(prediction_stub(channel, f"unix:{default.socket_path}"), 3.0,
-                   specify_output=False)
+    verify_predict(prediction_stub(channel, f"unix:{default.socket_path}"), 3.0, specify_output=False)
 
 
 @pytest.mark.parametrize("specify_output", [True, False])
@@ -270,31 +284,33 @@ def rest(server, path):
 @pytest.mark.parametrize("name", ["default", "tf2"])
 def test_classify_rest(server, name):
     body = {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}
-    assert call_rest(rest(server(name), "/v1/models/default:classify"), body) == \
-        {"results": [[["", 3.0]]]}
+    assert call_rest(rest(server(name), "/v1/models/default:classify"), body) == {"results": [[["", 3.0]]]}
 
 
 @pytest.mark.parametrize("name", ["default", "tf2"])
 def test_regress_rest(server, name):
     body = {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]}
-    assert call_rest(rest(server(name), "/v1/models/default:regress"), body) == \
-        {"results": [3.0]}
+    assert call_rest(rest(server(name), "/v1/models/default:regress"), body) == {"results": [3.0]}
 
 
 def test_predict_rest(server):
-    assert call_rest(rest(server("default"), "/v1/models/default:predict"),
-                     {"instances": [2.0, 3.0, 4.0]}) == {"predictions": [3.0, 3.5, 4.0]}
+    assert call_rest(rest(server("default"), "/v1/models/default:predict"), {"instances": [2.0, 3.0, 4.0]}) == {
+        "predictions": [3.0, 3.5, 4.0]
+    }
 
 
 def test_predict_columnar_rest(server):
-    assert call_rest(rest(server("default"), "/v1/models/default:predict"),
-                     {"inputs": [2.0, 3.0, 4.0]}) == {"outputs": [3.0, 3.5, 4.0]}
+    assert call_rest(rest(server("default"), "/v1/models/default:predict"), {"inputs": [2.0, 3.0, 4.0]}) == {
+        "outputs": [3.0, 3.5, 4.0]
+    }
 
 
 def test_get_status_rest(server):
     assert call_rest(rest(server("default"), "/v1/models/default")) == {
-        "model_version_status": [{"version": "123", "state": "AVAILABLE",
-                                  "status": {"error_code": "OK", "error_message": ""}}]}
+        "model_version_status": [
+            {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
 
 
 def test_get_model_metadata_rest(server):
@@ -311,13 +327,13 @@ def test_prometheus_endpoint(server):
 
 @pytest.mark.parametrize("name", ["tflite", "tflite_sigdef"])
 def test_predict_on_tflite(server, channel, name):
-    verify_predict(prediction_stub(channel, server(name).grpc_address), 3.0,
-                   specify_output=False)
+    verify_predict(prediction_stub(channel, server(name).grpc_address), 3.0, specify_output=False)
 
 
 def test_tf_saved_model_save(server, channel):
-    verify_predict(prediction_stub(channel, server("generated").grpc_address), 12.0,
-                   model="saved_model_save", specify_output=False)
+    verify_predict(
+        prediction_stub(channel, server("generated").grpc_address), 12.0, model="saved_model_save", specify_output=False
+    )
 
 
 def test_tf_saved_model_save_multiple_signatures(server, channel):
@@ -331,11 +347,16 @@ def test_profiler_service_traces_the_server(server, workdir):
     port while REST predictions run."""
     default = server("default")
     logdir = workdir / "profile"
-    code = ("import sys, tensorflow as tf\n"
-            "tf.profiler.experimental.client.trace(sys.argv[1], sys.argv[2], 1000, '', 10)\n")
-    tracer = subprocess.Popen([sys.executable, "-c", code, default.grpc_address, str(logdir)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, tensorflow as tf\ntf.profiler.experimental.client.trace(sys.argv[1], sys.argv[2], 1000, '', 10)\n"
+    )
+    tracer = subprocess.Popen(
+        [sys.executable, "-c", code, default.grpc_address, str(logdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+    )
     while tracer.poll() is None:
         call_rest(rest(default, "/v1/models/default:predict"), {"instances": [2.0, 3.0, 4.0]})
         time.sleep(0.05)  # pacing the load the trace records

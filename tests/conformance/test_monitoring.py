@@ -11,9 +11,10 @@ import urllib.request
 
 import grpc
 import pytest
-from conformance_helpers import HALF_PLUS_TWO, RPC_TIMEOUT
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from conformance_helpers import HALF_PLUS_TWO, RPC_TIMEOUT
 
 PATH = "/monitoring/prometheus/metrics"  # monitoring_config.txt's path
 
@@ -47,8 +48,9 @@ def grpc_predict(stub, model):
 
 
 def rest_predict(server, model):
-    request = urllib.request.Request(f"http://{server.rest_address}/v1/models/{model}:predict",
-                                     data=json.dumps({"instances": [2.0]}).encode())
+    request = urllib.request.Request(
+        f"http://{server.rest_address}/v1/models/{model}:predict", data=json.dumps({"instances": [2.0]}).encode()
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status
@@ -68,8 +70,11 @@ def test_request_counts_by_model_and_status(monitored):
     after = scrape(server)
     count = ":tensorflow:serving:request_count"
     assert "# TYPE :tensorflow:serving:request_count counter" in after
-    assert sample(after, count, model_name="default", status="OK") - \
-        sample(before, count, model_name="default", status="OK") == 3
+    assert (
+        sample(after, count, model_name="default", status="OK")
+        - sample(before, count, model_name="default", status="OK")
+        == 3
+    )
     assert sample(after, count, model_name="unknown_for_metrics", status="NOT_FOUND") == 2
 
 
@@ -84,14 +89,22 @@ def test_request_latency_per_api_and_entrypoint(monitored):
     for api, entrypoint in (("Predict", "GRPC"), ("predict", "REST")):
         labels = dict(model_name="default", API=api, entrypoint=entrypoint)
         assert sample(after, latency, **labels) - sample(before, latency, **labels) == 1
-        assert sample(after, ":tensorflow:serving:request_latency_bucket",
-                      **labels, le="+Inf") == sample(after, latency, **labels)
+        assert sample(after, ":tensorflow:serving:request_latency_bucket", **labels, le="+Inf") == sample(
+            after, latency, **labels
+        )
 
 
 def test_saved_model_load_attempts(monitored):
     text = scrape(monitored[0])
-    assert sample(text, ":tensorflow:cc:saved_model:load_attempt_count",
-                  model_path=f"{HALF_PLUS_TWO}/00000123", status="success") == 1
+    assert (
+        sample(
+            text,
+            ":tensorflow:cc:saved_model:load_attempt_count",
+            model_path=f"{HALF_PLUS_TWO}/00000123",
+            status="success",
+        )
+        == 1
+    )
 
 
 def test_no_metrics_page_without_a_monitoring_config(server):

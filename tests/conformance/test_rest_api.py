@@ -8,6 +8,7 @@ import http.client
 import json
 
 import pytest
+
 from conformance_helpers import HANDLER_MODELS, LABEL, TESTDATA
 
 MODEL = HANDLER_MODELS[0][0]
@@ -33,31 +34,37 @@ def error_of(server, method, path, body=None, status=400):
     return answer["error"]
 
 
-@pytest.mark.parametrize("method,path,message", [
-    ("GET", "/v1/foo", "Malformed request"),
-    ("POST", "/v1/foo", "Malformed request"),
-    ("GET", "/v1/models/debug/model_name", "Malformed request"),
-    ("POST", "/v1/models", "Malformed request"),
-    ("GET", "/v1/models/foo:predict", "Malformed request"),
-    ("GET", "/v1/models/foo/version/50:predict", "Malformed request"),
-    ("POST", "/v1/models/foo/version/50:regress", "Malformed request"),
-    ("POST", "/v1/models/foo/versions/HELLO:regress", "Malformed request"),
-    ("POST", f"/v1/models/foo/versions/{2**64 - 1}:regress", "Failed to convert version"),
-    ("POST", "/v1/models/foo/metadata", "Malformed request"),
-    ("POST", "/v1/models/foo/label/some_label:regress", "Malformed request"),
-    ("POST", "/v1/models/foo/versions/50/labels/some_label:regress", "Malformed request"),
-    ("POST", "/v1/models/foo/versions/some_label:regress", "Malformed request"),
-])
+@pytest.mark.parametrize(
+    "method,path,message",
+    [
+        ("GET", "/v1/foo", "Malformed request"),
+        ("POST", "/v1/foo", "Malformed request"),
+        ("GET", "/v1/models/debug/model_name", "Malformed request"),
+        ("POST", "/v1/models", "Malformed request"),
+        ("GET", "/v1/models/foo:predict", "Malformed request"),
+        ("GET", "/v1/models/foo/version/50:predict", "Malformed request"),
+        ("POST", "/v1/models/foo/version/50:regress", "Malformed request"),
+        ("POST", "/v1/models/foo/versions/HELLO:regress", "Malformed request"),
+        ("POST", f"/v1/models/foo/versions/{2**64 - 1}:regress", "Failed to convert version"),
+        ("POST", "/v1/models/foo/metadata", "Malformed request"),
+        ("POST", "/v1/models/foo/label/some_label:regress", "Malformed request"),
+        ("POST", "/v1/models/foo/versions/50/labels/some_label:regress", "Malformed request"),
+        ("POST", "/v1/models/foo/versions/some_label:regress", "Malformed request"),
+    ],
+)
 def test_unsupported_api_calls(handler, method, path, message):
     assert message in error_of(handler, method, path, "" if method == "POST" else None)
 
 
-@pytest.mark.parametrize("path,request_spec", [
-    ("/v1/models/foo:predict", "Latest(foo)"),
-    ("/v1/models/foo/versions/50:predict", "Specific(foo, 50)"),
-    (f"/v1/models/{MODEL}99:predict", f"Latest({MODEL}99)"),
-    (f"/v1/models/{MODEL}/versions/124:predict", f"Specific({MODEL}, 124)"),  # on disk, but not aspired
-])
+@pytest.mark.parametrize(
+    "path,request_spec",
+    [
+        ("/v1/models/foo:predict", "Latest(foo)"),
+        ("/v1/models/foo/versions/50:predict", "Specific(foo, 50)"),
+        (f"/v1/models/{MODEL}99:predict", f"Latest({MODEL}99)"),
+        (f"/v1/models/{MODEL}/versions/124:predict", f"Specific({MODEL}, 124)"),  # on disk, but not aspired
+    ],
+)
 def test_predict_unknown_model_or_version_is_404(handler, path, request_spec):
     message = error_of(handler, "POST", path, {"instances": [1]}, status=404)
     assert message == f"Servable not found for request: {request_spec}"
@@ -65,39 +72,69 @@ def test_predict_unknown_model_or_version_is_404(handler, path, request_spec):
 
 # An empty body, elements of the wrong type and a missing model name are
 # checked with their exact messages in servers/serving_ops/test_rest.py.
-@pytest.mark.parametrize("path,body,message", [
-    (f"/v1/models/{MODEL}:predict", "instances = [1, 2]", "JSON Parse error: Invalid value"),
-    (f"/v1/models/{MODEL}/labels/Version_Nonexistent:predict", {"instances": ["x", "y"]},
-     "Unrecognized servable version label"),
-    (f"/v1/models/{MODEL}:predict", {"signature_name": 100},
-     "'signature_name' key must be a string value."),
-])
+@pytest.mark.parametrize(
+    "path,body,message",
+    [
+        (f"/v1/models/{MODEL}:predict", "instances = [1, 2]", "JSON Parse error: Invalid value"),
+        (
+            f"/v1/models/{MODEL}/labels/Version_Nonexistent:predict",
+            {"instances": ["x", "y"]},
+            "Unrecognized servable version label",
+        ),
+        (f"/v1/models/{MODEL}:predict", {"signature_name": 100}, "'signature_name' key must be a string value."),
+    ],
+)
 def test_predict_request_errors(handler, path, body, message):
     assert message in error_of(handler, "POST", path, body)
 
 
-@pytest.mark.parametrize("path,body,expected", [
-    (f"/v1/models/{MODEL}:predict", {"instances": [[1.0, 2.0], [3.0, 4.0]]},
-     {"predictions": [[2.5, 3.0], [3.5, 4.0]]}),
-    (f"/v1/models/{MODEL}/versions/123:predict", {"instances": [1.0, 2.0]},
-     {"predictions": [2.5, 3.0]}),
-    (f"/v1/models/{MODEL}/labels/{LABEL}:predict", {"instances": [1.0, 2.0]},
-     {"predictions": [2.5, 3.0]}),
-    (f"/v1/models/{MODEL}/versions/123:predict",
-     {"signature_name": "serving_default", "instances": [3.0, 4.0]}, {"predictions": [3.5, 4.0]}),
-    (f"/v1/models/{MODEL}/versions/123:predict",
-     {"signature_name": "serving_default", "inputs": [3.0, 4.0]}, {"outputs": [3.5, 4.0]}),
-    (f"/v1/models/{MODEL}:regress",
-     {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]}, {"results": [42]}),
-    (f"/v1/models/{MODEL}/versions/123:regress",
-     {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]}, {"results": [42]}),
-    (f"/v1/models/{MODEL}/labels/{LABEL}:regress",
-     {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]}, {"results": [42]}),
-    (f"/v1/models/{MODEL}:classify",
-     {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]}, {"results": [[["", 12]]]}),
-    (f"/v1/models/{MODEL}/labels/{LABEL}:classify",
-     {"signature_name": "classify_x_to_y", "examples": [{"x": 10.0}]}, {"results": [[["", 7]]]}),
-])
+@pytest.mark.parametrize(
+    "path,body,expected",
+    [
+        (
+            f"/v1/models/{MODEL}:predict",
+            {"instances": [[1.0, 2.0], [3.0, 4.0]]},
+            {"predictions": [[2.5, 3.0], [3.5, 4.0]]},
+        ),
+        (f"/v1/models/{MODEL}/versions/123:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
+        (f"/v1/models/{MODEL}/labels/{LABEL}:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
+        (
+            f"/v1/models/{MODEL}/versions/123:predict",
+            {"signature_name": "serving_default", "instances": [3.0, 4.0]},
+            {"predictions": [3.5, 4.0]},
+        ),
+        (
+            f"/v1/models/{MODEL}/versions/123:predict",
+            {"signature_name": "serving_default", "inputs": [3.0, 4.0]},
+            {"outputs": [3.5, 4.0]},
+        ),
+        (
+            f"/v1/models/{MODEL}:regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]},
+            {"results": [42]},
+        ),
+        (
+            f"/v1/models/{MODEL}/versions/123:regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]},
+            {"results": [42]},
+        ),
+        (
+            f"/v1/models/{MODEL}/labels/{LABEL}:regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"x": 80.0}]},
+            {"results": [42]},
+        ),
+        (
+            f"/v1/models/{MODEL}:classify",
+            {"signature_name": "classify_x_to_y", "examples": [{"x": 20.0}]},
+            {"results": [[["", 12]]]},
+        ),
+        (
+            f"/v1/models/{MODEL}/labels/{LABEL}:classify",
+            {"signature_name": "classify_x_to_y", "examples": [{"x": 10.0}]},
+            {"results": [[["", 7]]]},
+        ),
+    ],
+)
 def test_inference(handler, path, body, expected):
     status, content_type, answer = call(handler, "POST", path, body)
     assert (status, content_type, answer) == (200, "application/json", expected)
@@ -107,9 +144,11 @@ def test_inference(handler, path, body, expected):
 def test_get_status(handler, suffix):
     status, content_type, answer = call(handler, "GET", f"/v1/models/{MODEL}{suffix}")
     assert (status, content_type) == (200, "application/json")
-    assert answer == {"model_version_status": [
-        {"version": "123", "state": "AVAILABLE",
-         "status": {"error_code": "OK", "error_message": ""}}]}
+    assert answer == {
+        "model_version_status": [
+            {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
 
 
 def test_get_model_metadata(handler):
@@ -120,13 +159,15 @@ def test_get_model_metadata(handler):
 
 
 def test_predict_unknown_signature_is_400_as_the_rest_handler_words_it(handler):
-    message = error_of(handler, "POST", f"/v1/models/{MODEL}:predict",
-                       {"signature_name": "nope", "instances": [1.0]})
+    message = error_of(handler, "POST", f"/v1/models/{MODEL}:predict", {"signature_name": "nope", "instances": [1.0]})
     assert message == 'Serving signature name: "nope" not found in signature def'
 
 
-CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
-                "Access-Control-Allow-Headers": "Content-Type"}
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
 
 
 def raw_call(server, method, path, headers=None):

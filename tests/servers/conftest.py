@@ -21,8 +21,11 @@ def logreg_socket(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def logreg_server(exported_model, logreg_socket):
-    args = ["--model_name=logreg", f"--model_base_path={exported_model / 'logreg'}",
-            f"--grpc_socket_path={logreg_socket}"]
+    args = [
+        "--model_name=logreg",
+        f"--model_base_path={exported_model / 'logreg'}",
+        f"--grpc_socket_path={logreg_socket}",
+    ]
     with LocalServer(args, rest=True, timeout=120) as server:
         yield server
 

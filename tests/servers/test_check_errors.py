@@ -54,8 +54,9 @@ def models(tmp_path_factory):
             return {"emb": t.gather(self.table, ids)}
 
     class WithDefault(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None, 2], t.float32, name="x"),
-                                     t.TensorSpec([], t.float32, name="t")])
+        @t.function(
+            input_signature=[t.TensorSpec([None, 2], t.float32, name="x"), t.TensorSpec([], t.float32, name="t")]
+        )
         def serve(self, x, t_=t.constant(2.0)):
             return {"y": x * t_}
 
@@ -94,9 +95,14 @@ def server(models, tmp_path_factory):
     from toolkit.serve import LocalServer
 
     config = tmp_path_factory.mktemp("server") / "models.config"
-    config.write_text("model_config_list {\n" + "".join(
-        f'  config {{ name: "{n}" base_path: "{models / n}" model_platform: "tensorflow" }}\n'
-        for n in ("twotags", "with_default", "placeholder_default")) + "}\n")
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{n}" base_path: "{models / n}" model_platform: "tensorflow" }}\n'
+            for n in ("twotags", "with_default", "placeholder_default")
+        )
+        + "}\n"
+    )
     with LocalServer([f"--model_config_file={config}"], rest=True, timeout=120) as s:
         yield s
 
@@ -107,7 +113,9 @@ def test_tflite_that_cannot_convert_is_not_run_and_the_rest_is_judged(models, tm
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "pass" and report["runtimes"] == ["eager", "grpc", "rest"]
     assert {(c["candidate"], c["bit_exact"], c["passed"]) for c in report["comparisons"]} == {
-        ("grpc", True, True), ("rest", True, True)}
+        ("grpc", True, True),
+        ("rest", True, True),
+    }
     (not_run,) = report["not_run"]
     assert not_run["runtime"] == "tflite:converted.tflite"
     assert "op Svd has no TFLite kernel, neither builtin nor Flex" in not_run["reason"]
@@ -122,8 +130,10 @@ def test_every_problem_is_reported_at_once_and_an_error_leaves_a_report(models, 
     line = error_line(result)
     assert line.startswith("Error: input s: string[?] is a string tensor"), line
     assert "pass --inputs FILE (.npz with an array named 's'" in line
-    assert "tflite:converted.tflite not run: the TFLite converter failed: it needs TF Select (Flex) op StringLength, " \
-           "which LiteRT lacks" in line
+    assert (
+        "tflite:converted.tflite not run: the TFLite converter failed: it needs TF Select (Flex) op StringLength, "
+        "which LiteRT lacks" in line
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "error" and report["passed"] is False and report["exit_code"] == 2
     assert report["error"] == line.removeprefix("Error: ")
@@ -146,9 +156,11 @@ def test_a_flex_file_in_the_version_folder_is_not_run(models, tmp_path):
     np.savez(tmp_path / "s.npz", s=np.array([b"a", b"bc"]))
     result = tfkit("check", version, "--inputs", tmp_path / "s.npz", "--no-server", "--report", tmp_path / "r")
     assert result.exit_code == 2, result.output
-    assert error_line(result) == (f"Error: nothing to compare {version} with: no TFLite runtime can run and no server "
-                                  "was asked for (also: tflite:model.tflite not run: needs the Flex delegate (ops "
-                                  "FlexStringLength), which LiteRT and most edge runtimes lack)")
+    assert error_line(result) == (
+        f"Error: nothing to compare {version} with: no TFLite runtime can run and no server "
+        "was asked for (also: tflite:model.tflite not run: needs the Flex delegate (ops "
+        "FlexStringLength), which LiteRT and most edge runtimes lack)"
+    )
 
 
 def test_a_kernel_error_on_generated_ids_says_what_was_fed_and_how_to_change_it(models, tmp_path):
@@ -170,15 +182,24 @@ def test_a_model_with_two_tag_sets_is_checked_and_predicted(models, server, tmp_
     assert json.loads(remote.output) == {"y": [[2.0, 4.0]]}, remote.output
     missing = tfkit("predict", model, "--tags", "gpu", "--json", row)
     assert missing.exit_code == 2
-    assert error_line(missing).endswith("has no MetaGraph tagged gpu (it has tag-sets: serve; train); pass --tags, "
-                                        "as TF Serving's --saved_model_tags")
+    assert error_line(missing).endswith(
+        "has no MetaGraph tagged gpu (it has tag-sets: serve; train); pass --tags, as TF Serving's --saved_model_tags"
+    )
 
     shown = json.loads(tfkit("inspect", model / "1", "--tags", "train", "--json").output)
     assert [m["tags"] for m in shown["saved_model"]["meta_graphs"]] == [["train"]]
     assert tfkit("inspect", model / "1", "--tags", "gpu").exit_code == 2
 
-    against_server = tfkit("check", model, "--target", server.grpc_target, "--rest-target", server.rest_url,
-                           "--report", tmp_path / "served")
+    against_server = tfkit(
+        "check",
+        model,
+        "--target",
+        server.grpc_target,
+        "--rest-target",
+        server.rest_url,
+        "--report",
+        tmp_path / "served",
+    )
     assert against_server.exit_code == 0, against_server.output
     # The local server gets --saved_model_tags=train: serving 'serve' would answer 2x against eager's 3x.
     train = tfkit("check", model, "--tags", "train", "--no-convert", "--report", tmp_path / "train")
@@ -189,15 +210,37 @@ def test_a_model_with_two_tag_sets_is_checked_and_predicted(models, server, tmp_
 
 def test_an_unknown_model_name_ends_the_wait_at_once(models, server, tmp_path):
     started = time.monotonic()
-    result = tfkit("check", models / "twotags", "--target", server.grpc_target, "--model-name", "WRONG",
-                   "--timeout", 120, "--no-convert", "--report", tmp_path)
+    result = tfkit(
+        "check",
+        models / "twotags",
+        "--target",
+        server.grpc_target,
+        "--model-name",
+        "WRONG",
+        "--timeout",
+        120,
+        "--no-convert",
+        "--report",
+        tmp_path,
+    )
     assert result.exit_code == 3, result.output
     assert time.monotonic() - started < 30  # sanity bound: the --timeout of 120 s was not waited out
-    assert error_line(result) == (f"Error: model 'WRONG' not found at {server.grpc_target} (NOT_FOUND: Could not find "
-                                  "any versions of model WRONG); pass --model-name with a model the server serves")
+    assert error_line(result) == (
+        f"Error: model 'WRONG' not found at {server.grpc_target} (NOT_FOUND: Could not find "
+        "any versions of model WRONG); pass --model-name with a model the server serves"
+    )
     assert json.loads((tmp_path / "report.json").read_text())["exit_code"] == 3
-    rest = tfkit("predict", "--rest-target", server.rest_url, "--model-name", "WRONG", "--timeout", 120,
-                 "--json", '{"x": [[1.0, 2.0]]}')
+    rest = tfkit(
+        "predict",
+        "--rest-target",
+        server.rest_url,
+        "--model-name",
+        "WRONG",
+        "--timeout",
+        120,
+        "--json",
+        '{"x": [[1.0, 2.0]]}',
+    )
     assert rest.exit_code == 3 and "model 'WRONG' not found at http://127.0.0.1:" in error_line(rest)
 
 

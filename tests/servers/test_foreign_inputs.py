@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from input_models import (
     predict_log,
     save_default_scale_model,
@@ -28,9 +29,11 @@ def tfkit(*args):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     base = tmp_path_factory.mktemp("foreign_inputs")
-    return {"temperature": save_temperature_model(base / "temperature" / "1"),
-            "default": save_default_scale_model(base / "default" / "1"),
-            "examples": save_example_model(base / "examples" / "1")}
+    return {
+        "temperature": save_temperature_model(base / "temperature" / "1"),
+        "default": save_default_scale_model(base / "default" / "1"),
+        "examples": save_example_model(base / "examples" / "1"),
+    }
 
 
 def judged(report_dir) -> dict:
@@ -55,9 +58,11 @@ def example_files(tmp_path_factory):
     (three requests of two) and as a lossless .npz."""
     folder = tmp_path_factory.mktemp("example_inputs")
     examples = serialized_examples(6, seed=1)
-    logs = [predict_log({"examples": np.array(examples[i:i + 2], dtype=object)}) for i in range(0, 6, 2)]
-    return {"tfrecord": write_prediction_log(folder / "requests.tfrecord", logs),
-            "npz": save_lossless_npz(folder / "examples.npz", "examples", examples)}
+    logs = [predict_log({"examples": np.array(examples[i : i + 2], dtype=object)}) for i in range(0, 6, 2)]
+    return {
+        "tfrecord": write_prediction_log(folder / "requests.tfrecord", logs),
+        "npz": save_lossless_npz(folder / "examples.npz", "examples", examples),
+    }
 
 
 @pytest.mark.parametrize("form", ["tfrecord", "npz"])

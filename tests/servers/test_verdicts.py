@@ -14,9 +14,10 @@ import warnings
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from support import tflite_runtimes
 
 from toolkit.tfenv import import_tf
+
+from support import tflite_runtimes
 
 SHIFT = 1e-4  # the injected error
 
@@ -66,8 +67,12 @@ def float_tflite(version_dir, path):
 
 def per_call_outputs(module, x):
     tf = import_tf()
-    return {"y": x * 2.0, "mean": tf.reduce_mean(x, 0), "total": tf.reduce_sum(x),
-            "fixed": tf.constant([1.0, 2.0, 3.0, 4.0]) * tf.reduce_max(x)}
+    return {
+        "y": x * 2.0,
+        "mean": tf.reduce_mean(x, 0),
+        "total": tf.reduce_sum(x),
+        "fixed": tf.constant([1.0, 2.0, 3.0, 4.0]) * tf.reduce_max(x),
+    }
 
 
 def infinities(module, x):
@@ -84,18 +89,25 @@ def models(tmp_path_factory):
     x3 = tf.TensorSpec([None, 3], tf.float32, name="x")
     made = {
         "per_call": save_module(base / "per_call" / "1", per_call_outputs, x3),
-        "centered": save_module(base / "centered" / "1", lambda m, x: {
-            "centered": x - tf.reduce_mean(x, 0), "mean": tf.reduce_mean(x, 0)}, x3),
-        "static": save_module(base / "static" / "1", lambda m, x: {"norm": tf.norm(x)},
-                              tf.TensorSpec([3], tf.float32, name="x")),
-        "counter": save_module(base / "counter" / "1", lambda m, x: {"y": x * 2.0 + m.state[0].assign_add(1.0)},
-                               x3, [tf.Variable(0.0)]),
+        "centered": save_module(
+            base / "centered" / "1",
+            lambda m, x: {"centered": x - tf.reduce_mean(x, 0), "mean": tf.reduce_mean(x, 0)},
+            x3,
+        ),
+        "static": save_module(
+            base / "static" / "1", lambda m, x: {"norm": tf.norm(x)}, tf.TensorSpec([3], tf.float32, name="x")
+        ),
+        "counter": save_module(
+            base / "counter" / "1", lambda m, x: {"y": x * 2.0 + m.state[0].assign_add(1.0)}, x3, [tf.Variable(0.0)]
+        ),
         "infinities": save_module(base / "infinities" / "1", infinities, x3),
     }
-    made["per_call.tflite"] = float_tflite(save_module(base / "per_call_shifted", shifted(per_call_outputs), x3),
-                                           base / "per_call_shifted.tflite")
-    made["infinities.tflite"] = float_tflite(save_module(base / "infinities_shifted", shifted(infinities), x3),
-                                             base / "infinities_shifted.tflite")
+    made["per_call.tflite"] = float_tflite(
+        save_module(base / "per_call_shifted", shifted(per_call_outputs), x3), base / "per_call_shifted.tflite"
+    )
+    made["infinities.tflite"] = float_tflite(
+        save_module(base / "infinities_shifted", shifted(infinities), x3), base / "infinities_shifted.tflite"
+    )
     for name, build in (("normalization", _normalization), ("cnn", _cnn), ("wide", _wide)):
         tf.keras.utils.set_random_seed(0)
         model = build(tf.keras)
@@ -153,8 +165,10 @@ def test_outputs_that_do_not_follow_the_batch_are_compared_per_call_and_named(mo
 def test_a_batch_dependent_output_fails_beside_an_output_without_batch_dimension(models, tmp_path):
     result, _ = check(models["centered"], tmp_path, "--no-server")
     assert result.exit_code == 1, result.output
-    assert any(line.startswith("eager, output centered: batch 1 and batch N differ by up to")
-               and "--max-ulps" in line for line in problems(result)), result.output
+    assert any(
+        line.startswith("eager, output centered: batch 1 and batch N differ by up to") and "--max-ulps" in line
+        for line in problems(result)
+    ), result.output
 
 
 def test_an_error_in_an_output_without_batch_dimension_fails_naming_the_call(models, tmp_path):
@@ -189,8 +203,9 @@ def test_a_call_counter_behind_the_server_names_every_runtime_not_just_rest(mode
     assert result.exit_code == 1, result.output
     (finding,) = problems(result)
     unstable = {"eager", "grpc", "rest"} | tflite_runtimes("converted.tflite")
-    assert finding.startswith(f"answers change between identical calls (state or randomness): "
-                              f"{', '.join(sorted(unstable))} (")
+    assert finding.startswith(
+        f"answers change between identical calls (state or randomness): {', '.join(sorted(unstable))} ("
+    )
 
 
 # -- items 4 and 6: our server's Session, infinities ------------------------------------------
@@ -205,8 +220,9 @@ def test_session_runtimes_pass_within_ulps_and_equal_infinities_agree(models, tm
     failed = {(c["candidate"], c["output"]) for c in report["comparisons"] if not c["passed"]}
     assert failed == {(runtime, "inv") for runtime in saturated}
     assert result.exit_code == (1 if saturated else 0), result.output
-    assert all(f"vs {runtime}, output inv:" in result.output and "in row zeros[0]" in result.output
-               for runtime in saturated)
+    assert all(
+        f"vs {runtime}, output inv:" in result.output and "in row zeros[0]" in result.output for runtime in saturated
+    )
     served = [c for c in report["comparisons"] if c["candidate"] in ("grpc", "rest")]
     assert served and all(c["policy"] == "session" and c["passed"] for c in served)
     for line in result.output.splitlines():
@@ -254,15 +270,22 @@ def int8_files(tmp_path_factory):
         return (centers[labels] + rng.normal(0, 0.6, (n, 8))).astype(np.float32), labels
 
     tf.keras.utils.set_random_seed(0)
-    keras_model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(16, activation="relu"),
-                                       tf.keras.layers.Dense(3)])
-    keras_model.compile(optimizer=tf.keras.optimizers.Adam(0.05),
-                        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    keras_model = tf.keras.Sequential(
+        [tf.keras.Input((8,)), tf.keras.layers.Dense(16, activation="relu"), tf.keras.layers.Dense(3)]
+    )
+    keras_model.compile(
+        optimizer=tf.keras.optimizers.Adam(0.05), loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     keras_model.fit(*sample(1500), epochs=15, batch_size=64, verbose=0)
     w1, b1, w2, b2 = [tf.Variable(w) for w in keras_model.get_weights()]
-    version = save_module(base / "mlp" / "1", lambda m, x: {
-        "probabilities": tf.nn.softmax(tf.nn.relu(x @ m.state[0] + m.state[1]) @ m.state[2] + m.state[3])},
-        tf.TensorSpec([None, 8], tf.float32, name="x"), [w1, b1, w2, b2])
+    version = save_module(
+        base / "mlp" / "1",
+        lambda m, x: {
+            "probabilities": tf.nn.softmax(tf.nn.relu(x @ m.state[0] + m.state[1]) @ m.state[2] + m.state[3])
+        },
+        tf.TensorSpec([None, 8], tf.float32, name="x"),
+        [w1, b1, w2, b2],
+    )
 
     def calibration(rows):
         return lambda: ({"x": row[None]} for row in rows)
@@ -279,14 +302,28 @@ def int8_files(tmp_path_factory):
 
 @pytest.mark.parametrize("rows", [66, 2000])
 def test_a_calibrated_int8_file_passes_and_a_badly_calibrated_one_fails(int8_files, tmp_path, rows):
-    good, report = check(int8_files["model"], tmp_path / "good", "--no-server", "--tflite", int8_files["good"],
-                         "--inputs", int8_files[rows])
+    good, report = check(
+        int8_files["model"],
+        tmp_path / "good",
+        "--no-server",
+        "--tflite",
+        int8_files["good"],
+        "--inputs",
+        int8_files[rows],
+    )
     assert good.exit_code == 0, good.output
     # One class agreement per op resolver.
     assert {a["candidate"] for a in report["class_agreement"]} == tflite_runtimes("good.tflite")
     assert all(a["rows"] == rows and a["flips"] <= a["allowed_flips"] for a in report["class_agreement"])
-    bad, report = check(int8_files["model"], tmp_path / "bad", "--no-server", "--tflite", int8_files["bad"],
-                        "--inputs", int8_files[rows])
+    bad, report = check(
+        int8_files["model"],
+        tmp_path / "bad",
+        "--no-server",
+        "--tflite",
+        int8_files["bad"],
+        "--inputs",
+        int8_files[rows],
+    )
     assert bad.exit_code == 1, bad.output
     assert {a["candidate"] for a in report["class_agreement"]} == tflite_runtimes("bad.tflite")
     assert all(a["agreement"] < 0.9 and not a["passed"] for a in report["class_agreement"])

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from toolkit.errors import InputError
-from toolkit.parity.compare import (ClassifierSpec, Comparator, Layout, allowed_flips, default_policies,
-                                    parse_overrides, signature_consistency, ulp_distance)
+from toolkit.parity.compare import (
+    ClassifierSpec,
+    Comparator,
+    Layout,
+    allowed_flips,
+    default_policies,
+    parse_overrides,
+    signature_consistency,
+    ulp_distance,
+)
 from toolkit.parity.runners.base import Signature, TensorSpec
 
 POLICIES = default_policies()
@@ -87,15 +95,21 @@ def test_equal_infinities_and_nan_at_the_same_place_agree_without_warnings():
             assert not result and result.failures == 1 and result.max_abs_error == np.inf, wrong
         # rtol * |inf| would accept any candidate: a non-finite reference is matched exactly.
         loose = default_policies(rtol={None: 0.5})["float"]
-        assert not Comparator().compare("a", {"y": ref}, "b", {"y": np.array([5, -np.inf, np.nan, 1], np.float32)},
-                                        loose)
+        assert not Comparator().compare(
+            "a", {"y": ref}, "b", {"y": np.array([5, -np.inf, np.nan, 1], np.float32)}, loose
+        )
 
 
 def test_layout_finds_outputs_that_do_not_follow_the_batch():
     def call(rows):
         x = np.ones((rows, 3), np.float32)
-        return {"y": x, "mean": x.mean(0), "total": np.float32(x.sum()), "fixed": np.arange(4, dtype=np.float32),
-                "square": np.ones((rows, rows), np.float32)}
+        return {
+            "y": x,
+            "mean": x.mean(0),
+            "total": np.float32(x.sum()),
+            "fixed": np.arange(4, dtype=np.float32),
+            "square": np.ones((rows, rows), np.float32),
+        }
 
     layout = Layout.detect([call(64), call(1), call(4)], [64, 1, 4])
     assert layout.batch_outputs == {"y", "square"}
@@ -108,9 +122,11 @@ def test_layout_finds_outputs_that_do_not_follow_the_batch():
 
 
 def test_outputs_that_do_not_follow_the_batch_are_compared_per_call():
-    ref = [{"y": np.ones((3, 2), np.float32), "mean": np.ones(4, np.float32)},
-           {"y": np.ones((1, 2), np.float32), "mean": np.ones(4, np.float32)},
-           {"y": np.ones((5, 2), np.float32), "mean": np.ones(4, np.float32)}]
+    ref = [
+        {"y": np.ones((3, 2), np.float32), "mean": np.ones(4, np.float32)},
+        {"y": np.ones((1, 2), np.float32), "mean": np.ones(4, np.float32)},
+        {"y": np.ones((5, 2), np.float32), "mean": np.ones(4, np.float32)},
+    ]
     cand = [dict(c) for c in ref]
     cand[2] = {"y": ref[2]["y"].copy(), "mean": ref[2]["mean"] + 0.5}
     cand[2]["y"][1, 0] = 3.0
@@ -151,8 +167,9 @@ def test_quantized_policy_judges_score_and_agreement_only():
     assert not logits.judged and not logits.passed and bool(logits)
     assert pair and pair.classes.agreement == 1.0
     worse = outputs([0.1, 0.9, 0.49], logits=[-2.2, 2.2, -0.85])  # 0.19 off, beyond atol 0.15
-    probs = next(o for o in compare(ref, worse, "quantized", classifier=classifier()).outputs
-                 if o.output == "probabilities")
+    probs = next(
+        o for o in compare(ref, worse, "quantized", classifier=classifier()).outputs if o.output == "probabilities"
+    )
     assert probs.judged and not probs and probs.failed_units == [2]
 
 
@@ -213,8 +230,9 @@ def test_within_runtime_judges_on_the_outputs_scale_and_reports_ulps():
 
 def test_within_runtime_names_a_shape_change_instead_of_skipping_it():
     first = {"fixed": np.arange(4, dtype=np.float32), "y": np.zeros((4, 1), np.float32)}
-    (fixed, y) = Comparator.within_runtime("grpc", first, {"fixed": np.arange(16, dtype=np.float32)}, bound=64,
-                                           batch_outputs={"fixed", "y"})
+    (fixed, y) = Comparator.within_runtime(
+        "grpc", first, {"fixed": np.arange(16, dtype=np.float32)}, bound=64, batch_outputs={"fixed", "y"}
+    )
     assert not fixed and fixed.error == "shape [16] differs from the reference's [4]" and fixed.units_failed == 4
     assert not y and y.error == "missing"
 
@@ -225,6 +243,10 @@ def test_signature_drift_is_named():
     drift = Signature({"x": TensorSpec("x", np.dtype(np.float64), (1, 2))}, {"z": TensorSpec("z", f, (None, 1))})
     result = signature_consistency("grpc", ref, drift)
     assert not result
-    assert result.problems == ["input x dtype float64 != float32", "input x shape [1,2] != [?,2]",
-                               "output y missing", "unexpected output z"]
+    assert result.problems == [
+        "input x dtype float64 != float32",
+        "input x shape [1,2] != [?,2]",
+        "output y missing",
+        "unexpected output z",
+    ]
     assert signature_consistency("grpc", ref, ref)

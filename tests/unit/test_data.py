@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from toolkit.training import data
 from toolkit.errors import InputError
+from toolkit.training import data
 
 
 def test_synthetic_is_the_tutorials_two_gaussians():

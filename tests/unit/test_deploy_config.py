@@ -7,8 +7,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from toolkit.cli import cli
-from toolkit.fleet.plan import VersionPolicy
 from toolkit.errors import InputError
+from toolkit.fleet.plan import VersionPolicy
 
 
 def _run(*args):
@@ -21,9 +21,20 @@ def _parse(path):
 
 def test_config_for_two_models_with_policy_and_labels(models_dir, tmp_path):
     out = tmp_path / "models.config"
-    result = _run("deploy", "config", models_dir / "plus", models_dir / "two",
-                  "--policy", "plus:all", "--label", "plus:stable=1", "--label", "plus:canary=2",
-                  "-o", out)
+    result = _run(
+        "deploy",
+        "config",
+        models_dir / "plus",
+        models_dir / "two",
+        "--policy",
+        "plus:all",
+        "--label",
+        "plus:stable=1",
+        "--label",
+        "plus:canary=2",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.output
     configs = {c.name: c for c in _parse(out).model_config_list.config}
     assert set(configs) == {"plus", "two"}
@@ -39,10 +50,13 @@ def test_config_for_two_models_with_policy_and_labels(models_dir, tmp_path):
     assert "--allow_version_labels_for_unavailable_models=true" in result.output
 
 
-@pytest.mark.parametrize("policy,field,read,expected", [
-    ("latest=2", "latest", lambda p: p.latest.num_versions, 2),
-    ("specific=2,1", "specific", lambda p: list(p.specific.versions), [1, 2]),
-])
+@pytest.mark.parametrize(
+    "policy,field,read,expected",
+    [
+        ("latest=2", "latest", lambda p: p.latest.num_versions, 2),
+        ("specific=2,1", "specific", lambda p: list(p.specific.versions), [1, 2]),
+    ],
+)
 def test_policies_land_in_the_proto(models_dir, tmp_path, policy, field, read, expected):
     out = tmp_path / "m.config"
     result = _run("deploy", "config", models_dir / "plus", "--policy", policy, "-o", out)
@@ -59,22 +73,24 @@ def test_models_root_rewrites_base_paths_for_containers(models_dir, tmp_path):
     assert _parse(out).model_config_list.config[0].base_path == "/models/plus"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["{base}/missing"], "missing is not a directory"),
-    (["{empty}"], "has no version folders"),
-    (["{base}/plus", "--policy", "specific=3"], "version 3 is not on disk"),
-    (["{base}/plus", "--policy", "newest"], "bad version policy 'newest'"),
-    (["{base}/plus", "--label", "stable=9"], "label stable points at version 9, which is not on disk"),
-    (["{base}/plus", "--label", "stable=1"], "version policy latest loads only 2"),
-    (["{base}/plus", "--policy", "all", "--label", "gold=1"], "LABEL one of stable, canary"),
-    (["{base}/plus", "--policy", "all", "--label", "stable=1", "--label", "stable=2"],
-     "label stable given twice"),
-    (["{base}/plus", "{base}/two", "--label", "stable=1"], "needs a model prefix NAME:"),
-    (["{base}/plus", "{base}/two", "--policy", "three:all"], "names model 'three'"),
-    (["{base}/plus", "{base}/plus"], "model 'plus' given twice"),
-    (["{base}/plus", "--policy", "all", "--policy", "latest"], "--policy given twice"),
-    (["{hollow}"], "version folder {hollow}/3 holds no saved_model.pb"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["{base}/missing"], "missing is not a directory"),
+        (["{empty}"], "has no version folders"),
+        (["{base}/plus", "--policy", "specific=3"], "version 3 is not on disk"),
+        (["{base}/plus", "--policy", "newest"], "bad version policy 'newest'"),
+        (["{base}/plus", "--label", "stable=9"], "label stable points at version 9, which is not on disk"),
+        (["{base}/plus", "--label", "stable=1"], "version policy latest loads only 2"),
+        (["{base}/plus", "--policy", "all", "--label", "gold=1"], "LABEL one of stable, canary"),
+        (["{base}/plus", "--policy", "all", "--label", "stable=1", "--label", "stable=2"], "label stable given twice"),
+        (["{base}/plus", "{base}/two", "--label", "stable=1"], "needs a model prefix NAME:"),
+        (["{base}/plus", "{base}/two", "--policy", "three:all"], "names model 'three'"),
+        (["{base}/plus", "{base}/plus"], "model 'plus' given twice"),
+        (["{base}/plus", "--policy", "all", "--policy", "latest"], "--policy given twice"),
+        (["{hollow}"], "version folder {hollow}/3 holds no saved_model.pb"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(models_dir, tmp_path, args, message):
     empty = tmp_path / "empty"
     (empty / "not_a_version").mkdir(parents=True)

@@ -20,8 +20,7 @@ SERVER_DRAIN_S = DRAIN_GRACE_S + DRAIN_TIMEOUT_S
 
 
 def _pinned_tensorflow() -> str:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["full"]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["full"]
     return next(d.split("==")[1] for d in deps if d.startswith("tensorflow=="))
 
 
@@ -44,8 +43,21 @@ def compose(models_dir, tmp_path_factory):
     variants = {}
     for server in ("tf-serving", "python"):
         out = tmp_path_factory.mktemp(f"compose-{server}")
-        _run("deploy", "compose", models_dir / "plus", models_dir / "two", *MODEL_ARGS,
-             "--server", server, "--replicas", 3, "--host-port", 9000, "-o", out)
+        _run(
+            "deploy",
+            "compose",
+            models_dir / "plus",
+            models_dir / "two",
+            *MODEL_ARGS,
+            "--server",
+            server,
+            "--replicas",
+            3,
+            "--host-port",
+            9000,
+            "-o",
+            out,
+        )
         variants[server] = out
     return variants
 
@@ -71,7 +83,9 @@ def test_compose_services_ports_mounts_and_probe(compose, models_dir):
         assert service["deploy"]["resources"]["reservations"] == {"cpus": "0.5", "memory": "1024M"}
     config = _parse_config((out / "config" / "models.config").read_text())
     assert {c.name: c.base_path for c in config.model_config_list.config} == {
-        "plus": "/models/plus", "two": "/models/two"}
+        "plus": "/models/plus",
+        "two": "/models/two",
+    }
     assert dict(config.model_config_list.config[0].version_labels) == {"stable": 1, "canary": 2}
 
 
@@ -111,14 +125,25 @@ def test_compose_python_fallback_runs_our_server_with_the_same_flags(compose):
 
 def _k8s(models_dir, tmp_path, *extra):
     out = tmp_path / "k8s.yaml"
-    _run("deploy", "k8s", models_dir / "plus", "--policy", "all",
-         "--label", "stable=1", "--label", "canary=2", "-o", out, *extra)
+    _run(
+        "deploy",
+        "k8s",
+        models_dir / "plus",
+        "--policy",
+        "all",
+        "--label",
+        "stable=1",
+        "--label",
+        "canary=2",
+        "-o",
+        out,
+        *extra,
+    )
     return list(yaml.safe_load_all(out.read_text()))
 
 
 def test_k8s_deployment_service_and_configmap(models_dir, tmp_path):
-    docs = _k8s(models_dir, tmp_path, "--replicas", 4, "--namespace", "ml", "--cpus", 1.5,
-                "--memory-mib", 2048)
+    docs = _k8s(models_dir, tmp_path, "--replicas", 4, "--namespace", "ml", "--cpus", 1.5, "--memory-mib", 2048)
     by_kind = {d["kind"]: d for d in docs}
     assert list(by_kind) == ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
     assert {d["metadata"]["namespace"] for d in docs} == {"ml"}
@@ -145,8 +170,21 @@ def test_k8s_deployment_service_and_configmap(models_dir, tmp_path):
 
     # The README promises `deploy config --models-root /models` writes the ConfigMap's file.
     config_text = by_kind["ConfigMap"]["data"]["models.config"]
-    _run("deploy", "config", models_dir / "plus", "--policy", "all", "--label", "stable=1",
-         "--label", "canary=2", "--models-root", "/models", "-o", tmp_path / "k8s-models.config")
+    _run(
+        "deploy",
+        "config",
+        models_dir / "plus",
+        "--policy",
+        "all",
+        "--label",
+        "stable=1",
+        "--label",
+        "canary=2",
+        "--models-root",
+        "/models",
+        "-o",
+        tmp_path / "k8s-models.config",
+    )
     assert (tmp_path / "k8s-models.config").read_text() == config_text
     config = _parse_config(config_text)
     (plus,) = config.model_config_list.config
@@ -176,8 +214,16 @@ def test_k8s_rollouts_and_evictions_lose_no_request(models_dir, tmp_path, server
 
 def test_k8s_python_fallback_and_host_volume(models_dir, tmp_path):
     official = _k8s(models_dir, tmp_path)
-    fallback = _k8s(models_dir, tmp_path, "--server", "python", "--image", "registry.example/tfkit:1",
-                    "--models-volume", "host:/srv/models")
+    fallback = _k8s(
+        models_dir,
+        tmp_path,
+        "--server",
+        "python",
+        "--image",
+        "registry.example/tfkit:1",
+        "--models-volume",
+        "host:/srv/models",
+    )
     official_c = official[1]["spec"]["template"]["spec"]["containers"][0]
     pod = fallback[1]["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -187,27 +233,34 @@ def test_k8s_python_fallback_and_host_volume(models_dir, tmp_path):
     assert pod["volumes"][0]["hostPath"] == {"path": "/srv/models", "type": "Directory"}
 
 
-@pytest.mark.parametrize("args,message", [
-    (["k8s", "--app", "Bad_Name"], "must be a DNS-1123 label"),
-    (["k8s", "--models-volume", "nfs:x"], "bad models volume 'nfs:x'"),
-    (["compose", "--replicas", "0"], "replicas must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["k8s", "--app", "Bad_Name"], "must be a DNS-1123 label"),
+        (["k8s", "--models-volume", "nfs:x"], "bad models volume 'nfs:x'"),
+        (["compose", "--replicas", "0"], "replicas must be at least 1"),
+    ],
+)
 def test_bad_fleet_options_exit_2(models_dir, tmp_path, args, message):
     command, *options = args
-    result = CliRunner().invoke(cli, ["deploy", command, str(models_dir / "plus"), *options,
-                                      "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli, ["deploy", command, str(models_dir / "plus"), *options, "-o", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2
     assert re.fullmatch(r"Error: .+\n", result.output) and message in result.output
 
 
-@pytest.mark.parametrize("tf_version,api_version,expected", [
-    ("2.16.2", "2.16.1", "tensorflow/serving:2.16.1"),   # a TF patch release with no server build
-    ("2.17.0", "2.16.1", None),
-    ("2.21.0", "2.21.0rc1", None),
-])
+@pytest.mark.parametrize(
+    "tf_version,api_version,expected",
+    [
+        ("2.16.2", "2.16.1", "tensorflow/serving:2.16.1"),  # a TF patch release with no server build
+        ("2.17.0", "2.16.1", None),
+        ("2.21.0", "2.21.0rc1", None),
+    ],
+)
 def test_serving_image_tag_follows_the_serving_release(monkeypatch, tf_version, api_version, expected):
-    from toolkit.fleet import manifests
     from toolkit.errors import InputError
+    from toolkit.fleet import manifests
 
     versions = {"tensorflow": tf_version, "tensorflow-serving-api": api_version}
     monkeypatch.setattr(manifests.metadata, "version", versions.__getitem__)

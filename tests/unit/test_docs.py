@@ -4,7 +4,8 @@ report.json field.
 
 What counts as "mentioned": code, i.e. fenced blocks and `inline spans`. A command line is checked
 against the program it runs: `tfkit ...` (or `python -m toolkit ...`) against that command's click
-options, `python -m serving` / `tensorflow_model_server` against serving.flags, `python -m reliability`
+options, `tfkit-edge ...` against the device checker's argparse options, `python -m serving` /
+`tensorflow_model_server` against serving.flags, `python -m reliability`
 / `scripts/soak` and `python -m benchmarks` / `scripts/bench` against their --help. Lines running other
 programs (kubectl, docker, curl) are not checked. A span that starts with a flag must be a flag of one
 of our programs. `toolkit.x.y` names are looked up in the source (parsed, not imported) and
@@ -26,6 +27,7 @@ from benchmarks.__main__ import main as bench_main
 from reliability.__main__ import main as reliability_main
 from serving.flags import FLAGS
 from toolkit.cli import cli
+from toolkit.edge.cli import main as edge_main
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -126,13 +128,18 @@ def _bench_flags() -> frozenset:
 
 
 @cache
+def _edge_flags(*argv: str) -> frozenset:
+    return frozenset(_argparse_flags(edge_main, list(argv)))
+
+
+@cache
 def _every_flag() -> frozenset:
     flags = set(SERVER_FLAGS) | _bench_flags()
     for _, command in _click_commands():
         flags |= _click_options(command)
     for subcommand in ("soak", "fuzz", "break"):
         flags |= _reliability_flags(subcommand)
-    return frozenset(flags)
+    return frozenset(flags | _edge_flags("check"))
 
 
 def _resolve_tfkit(words: list[str]):
@@ -147,10 +154,12 @@ def _resolve_tfkit(words: list[str]):
 
 
 def _program(tokens: list[str], i: int) -> str | None:
-    """Which of our programs token i starts: tfkit, server, reliability or bench."""
-    token, module = tokens[i], tokens[i - 1:i + 1] if i else []
+    """Which of our programs token i starts: tfkit, edge (tfkit-edge), server, reliability or bench."""
+    token, module = tokens[i], tokens[i - 1 : i + 1] if i else []
     if token == "tfkit" or token.endswith("/tfkit") or module == ["-m", "toolkit"]:
         return "tfkit"
+    if token == "tfkit-edge" or token.endswith("/tfkit-edge") or module == ["-m", "toolkit.edge"]:
+        return "edge"
     if token == "tensorflow_model_server" or module == ["-m", "serving"]:
         return "server"
     if token == "scripts/soak" or module == ["-m", "reliability"]:
@@ -164,7 +173,7 @@ def _command_problems(tokens: list[str]) -> list[str]:
     """What is wrong with one command line, if it runs one of our programs."""
     joined = " ".join(tokens)
     for i in range(len(tokens)):
-        program, rest = _program(tokens, i), tokens[i + 1:]
+        program, rest = _program(tokens, i), tokens[i + 1 :]
         if program == "tfkit":
             command, rest = _resolve_tfkit(rest)
             if command is None:
@@ -179,10 +188,16 @@ def _command_problems(tokens: list[str]) -> list[str]:
                 argv = ["soak"]
             else:  # python -m reliability SUBCOMMAND
                 argv = [word for word in rest[:1] if not word.startswith("-")]
-                rest = rest[len(argv):]
+                rest = rest[len(argv) :]
             allowed, what = _reliability_flags(*argv), f"an option of reliability {' '.join(argv)}"
         elif program == "bench":
             allowed, what = _bench_flags(), "an option of scripts/bench"
+        elif program == "edge":
+            argv = [word for word in rest[:1] if not word.startswith("-")]
+            if argv not in ([], ["check"]):
+                return [f"`{joined}`: tfkit-edge has no command {argv[0]!r}"]
+            rest = rest[len(argv) :]
+            allowed, what = _edge_flags(*argv), f"an option of {' '.join(['tfkit-edge', *argv])}"
         else:
             continue
         return [f"`{joined}`: {flag} is not {what}" for flag in _flags(rest) if flag not in allowed]
@@ -210,7 +225,8 @@ def _defines(body, name: str):
             if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                 return node
         if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
-                (alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
+            (alias.asname or alias.name.split(".")[0]) == name for alias in node.names
+        ):
             return node
     return None
 
@@ -285,8 +301,11 @@ def test_commands_and_flags_exist(page):
             problems += _command_problems(tokens)
     for span in _inline_spans(text):
         if span.startswith("--"):
-            problems += [f"`{span}`: {flag} is not a flag of any of our programs"
-                         for flag in _flags(span.split()) if flag not in _every_flag()]
+            problems += [
+                f"`{span}`: {flag} is not a flag of any of our programs"
+                for flag in _flags(span.split())
+                if flag not in _every_flag()
+            ]
     assert not problems, f"{_page_id(page)}:\n" + "\n".join(problems)
 
 
@@ -308,14 +327,18 @@ def _cli_sections() -> dict[str, str]:
     return sections
 
 
-@pytest.mark.parametrize("path,command", [pytest.param(p, c, id=" ".join(p)) for p, c in _click_commands()
-                                          if len(p) > 1])
+@pytest.mark.parametrize(
+    "path,command", [pytest.param(p, c, id=" ".join(p)) for p, c in _click_commands() if len(p) > 1]
+)
 def test_cli_reference_documents_every_option(path, command):
     sections = _cli_sections()
     name = " ".join(path)
     assert name in sections, f"docs/cli.md has no heading for `{name}`"
-    undocumented = sorted(option for option in _click_options(command) - {"-h", "--help"}
-                          if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", sections[name]))
+    undocumented = sorted(
+        option
+        for option in _click_options(command) - {"-h", "--help"}
+        if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", sections[name])
+    )
     assert not undocumented, f"docs/cli.md, `{name}`: options not described: {undocumented}"
 
 

@@ -9,8 +9,19 @@ from toolkit.errors import InputError, root_cause
 from toolkit.tfenv import import_tf
 
 #: what only locates or announces a cause
-NOISE = ("loc(", "callsite(", "fused[", "Graph execution error", "[[{{node", "{{function_node", "[Op:", "<unknown>",
-         "note:", "Traceback", "func.func")
+NOISE = (
+    "loc(",
+    "callsite(",
+    "fused[",
+    "Graph execution error",
+    "[[{{node",
+    "{{function_node",
+    "[Op:",
+    "<unknown>",
+    "note:",
+    "Traceback",
+    "func.func",
+)
 
 
 def assert_clean(text: str) -> None:
@@ -110,8 +121,9 @@ def test_an_op_without_any_kernel_is_named_whole(saved):
 def test_tensor_list_lowering_keeps_the_first_error_whole(saved):
     cause = conversion_error(saved / "loop").cause
     assert cause.startswith("'tf.TensorListReserve' op requires element_shape to be"), cause
-    assert cause.endswith("during TF Lite transformation pass (the converter would need TF Select (Flex) ops, "
-                          "which LiteRT lacks)"), cause
+    assert cause.endswith(
+        "during TF Lite transformation pass (the converter would need TF Select (Flex) ops, which LiteRT lacks)"
+    ), cause
 
 
 def test_litert_messages_arrive_whole_and_apart(saved, tmp_path):
@@ -135,7 +147,10 @@ def test_litert_messages_arrive_whole_and_apart(saved, tmp_path):
 def test_remote_runners_let_the_server_decide_about_missing_inputs():
     from toolkit.parity.runners.base import TensorSpec, validate_feed
 
-    specs = {"x": TensorSpec("x", np.dtype(np.float32), (None, 2)), "scale": TensorSpec("scale", np.dtype(np.float32), ())}
+    specs = {
+        "x": TensorSpec("x", np.dtype(np.float32), (None, 2)),
+        "scale": TensorSpec("scale", np.dtype(np.float32), ()),
+    }
     feed = {"x": np.ones((1, 2), np.float32)}
     with pytest.raises(InputError, match="missing input"):
         validate_feed(feed, specs, "eager")

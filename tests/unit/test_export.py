@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from toolkit.artifacts import export as exportmod
-from toolkit.errors import InputError
 from toolkit.artifacts.export import export_model
+from toolkit.errors import InputError
 from toolkit.training.model import make_example, tf
 from toolkit.training.rundir import load_run
 
@@ -43,9 +43,15 @@ def _tflite_runner(path):
 
 def test_version_folder_holds_every_artifact(exported_version):
     expected = [
-        "saved_model.pb", "variables/variables.index", "model.tflite", "model_dynamic.tflite",
-        "model_float16.tflite", "model_int8.tflite", "assets.extra/tf_serving_warmup_requests",
-        "assets.extra/heldout.npz", "manifest.json",
+        "saved_model.pb",
+        "variables/variables.index",
+        "model.tflite",
+        "model_dynamic.tflite",
+        "model_float16.tflite",
+        "model_int8.tflite",
+        "assets.extra/tf_serving_warmup_requests",
+        "assets.extra/heldout.npz",
+        "manifest.json",
     ]
     missing = [name for name in expected if not (exported_version / name).is_file()]
     assert missing == []
@@ -143,8 +149,9 @@ def test_int8_variant_is_full_integer_and_agrees_on_classes(run, loaded, exporte
     assert agree >= 0.99
 
 
-@pytest.mark.parametrize("filename", ["model.tflite", "model_dynamic.tflite", "model_float16.tflite",
-                                      "model_int8.tflite"])
+@pytest.mark.parametrize(
+    "filename", ["model.tflite", "model_dynamic.tflite", "model_float16.tflite", "model_int8.tflite"]
+)
 def test_every_tflite_carries_tf_signature_defs_matching_its_native_signature(exported_version, filename):
     """TF Serving's --prefer_tflite_model reads `signature_defs_metadata`: a flexbuffer map of
     serialized SignatureDefs stored as strings (what tflite::GetSignatureDefMap parses)."""
@@ -155,8 +162,11 @@ def test_every_tflite_carries_tf_signature_defs_matching_its_native_signature(ex
 
     content = (exported_version / filename).read_bytes()
     model = schema.Model.GetRootAsModel(content, 0)
-    (entry,) = [model.Metadata(i) for i in range(model.MetadataLength())
-                if model.Metadata(i).Name() == b"signature_defs_metadata"]
+    (entry,) = [
+        model.Metadata(i)
+        for i in range(model.MetadataLength())
+        if model.Metadata(i).Name() == b"signature_defs_metadata"
+    ]
     stored = flexbuffers.GetRoot(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()).AsMap
     assert [key.AsKey for key in stored.Keys] == ["serving_default"]
     (value,) = stored.Values
@@ -166,8 +176,10 @@ def test_every_tflite_carries_tf_signature_defs_matching_its_native_signature(ex
 
     # The native signature stays, and each SignatureDef alias names its tensor, dtype and shape.
     runner = Interpreter(model_content=content).get_signature_runner("serving_default")
-    for stored_map, details in ((signature.inputs, runner.get_input_details()),
-                                (signature.outputs, runner.get_output_details())):
+    for stored_map, details in (
+        (signature.inputs, runner.get_input_details()),
+        (signature.outputs, runner.get_output_details()),
+    ):
         assert set(stored_map) == set(details)
         for alias, detail in details.items():
             info = stored_map[alias]

@@ -18,8 +18,10 @@ OUTPUTS = {"y": {"dtype": "float32", "shape": [-1]}, "tag": {"dtype": "string", 
 def _call(rows: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     # Trailing zero bytes: numpy's 'S' arrays would drop them.
-    return {"x": rng.normal(size=(rows, 2)).astype(np.float32),
-            "s": np.array([b"ab\x00"] * rows, dtype=object).reshape(rows)}
+    return {
+        "x": rng.normal(size=(rows, 2)).astype(np.float32),
+        "s": np.array([b"ab\x00"] * rows, dtype=object).reshape(rows),
+    }
 
 
 def _outputs(call: dict) -> dict:
@@ -28,13 +30,22 @@ def _outputs(call: dict) -> dict:
 
 @pytest.fixture
 def written(tmp_path):
-    feeds = [golden.GoldenFeed("rows", [_call(5, 0), _call(3, 1)]),
-             golden.GoldenFeed("empty batch", [_call(0, 2)], batched=False, in_distribution=False)]
+    feeds = [
+        golden.GoldenFeed("rows", [_call(5, 0), _call(3, 1)]),
+        golden.GoldenFeed("empty batch", [_call(0, 2)], batched=False, in_distribution=False),
+    ]
     calls = [c for f in feeds for c in f.calls]
-    record = golden.Golden("serving_default", INPUTS, OUTPUTS, feeds,
-                           [golden.GoldenRuntime("savedmodel", "savedmodel", "float", [_outputs(c) for c in calls])],
-                           reference="savedmodel", model={"name": "m", "version": 1, "saved_model_sha256": "ab" * 32},
-                           policies=policies_json(default_policies()), environment=golden.environment())
+    record = golden.Golden(
+        "serving_default",
+        INPUTS,
+        OUTPUTS,
+        feeds,
+        [golden.GoldenRuntime("savedmodel", "savedmodel", "float", [_outputs(c) for c in calls])],
+        reference="savedmodel",
+        model={"name": "m", "version": 1, "saved_model_sha256": "ab" * 32},
+        policies=policies_json(default_policies()),
+        environment=golden.environment(),
+    )
     return golden.write(record, tmp_path / "g" / "serving_default.json"), calls
 
 

@@ -3,11 +3,12 @@ rank-0 inputs, bytes that end in a zero byte (.npz and PredictionLog TFRecords).
 
 import numpy as np
 import pytest
-from input_models import predict_log, save_lossless_npz, serialized_examples, write_prediction_log
 
 from toolkit.errors import InputError
 from toolkit.parity.inputs import file_feeds, generated_feeds
 from toolkit.parity.runners.base import Runner, Signature, TensorSpec, feed_rows, take_rows
+
+from input_models import predict_log, save_lossless_npz, serialized_examples, write_prediction_log
 
 
 def sig(**inputs):
@@ -15,8 +16,13 @@ def sig(**inputs):
 
 
 def test_generated_values_get_a_range_per_dtype_and_the_note_names_it():
-    signature = sig(f=("float32", (None, 3)), pixels=("uint8", (None, 8)), small=("int8", (None, 8)),
-                    ids=("int64", (None, 2)), mask=("bool", (None, 2)))
+    signature = sig(
+        f=("float32", (None, 3)),
+        pixels=("uint8", (None, 8)),
+        small=("int8", (None, 8)),
+        ids=("int64", (None, 2)),
+        mask=("bool", (None, 2)),
+    )
     inputs = generated_feeds(signature, samples=256)
     call = inputs.feeds[0].calls[0]
     assert -1 <= call["f"].min() < -0.9 and 0.9 < call["f"].max() <= 1
@@ -26,9 +32,14 @@ def test_generated_values_get_a_range_per_dtype_and_the_note_names_it():
     assert set(np.unique(call["ids"])) == set(range(10))
     assert call["mask"].dtype == bool and set(np.unique(call["mask"])) == {False, True}
     (note,) = inputs.notes
-    for part in ("f float32 uniform in [-1, 1]", "pixels uint8 integers in [0, 255]",
-                 "small int8 integers in [-128, 127]", "ids int64 integers in [0, 9]", "mask bool False/True",
-                 "--value-range LOW HIGH or --inputs FILE"):
+    for part in (
+        "f float32 uniform in [-1, 1]",
+        "pixels uint8 integers in [0, 255]",
+        "small int8 integers in [-128, 127]",
+        "ids int64 integers in [0, 9]",
+        "mask bool False/True",
+        "--value-range LOW HIGH or --inputs FILE",
+    ):
         assert part in note
 
 
@@ -82,7 +93,7 @@ def test_splitting_a_call_keeps_scalars_whole():
 
 
 def test_check_splits_calls_with_scalars_whole():
-    from toolkit.parity.check import uniform_calls
+    from toolkit.parity.verdict import uniform_calls
 
     signature = sig(x=("float32", (None, 2)), t=("float32", ()))
     inputs = generated_feeds(signature, samples=5)
@@ -123,10 +134,14 @@ def test_npz_keeps_bytes_that_end_in_zero_bytes(tmp_path):
     assert call["examples"].dtype == object and call["examples"].tolist() == values
     # The lengths array gives the input's shape, here [2, 2] from a [?, 2] input.
     signature = sig(pairs=("object", (None, 2)))
-    np.savez(tmp_path / "pairs.npz", **{"pairs.bytes": np.frombuffer(b"ab\x00c\x00", np.uint8),
-                                        "pairs.lengths": np.array([[3, 0], [1, 1]])})
+    np.savez(
+        tmp_path / "pairs.npz",
+        **{"pairs.bytes": np.frombuffer(b"ab\x00c\x00", np.uint8), "pairs.lengths": np.array([[3, 0], [1, 1]])},
+    )
     assert file_feeds(tmp_path / "pairs.npz", signature).feeds[0].calls[0]["pairs"].tolist() == [
-        [b"ab\x00", b""], [b"c", b"\x00"]]
+        [b"ab\x00", b""],
+        [b"c", b"\x00"],
+    ]
     np.savez(tmp_path / "short.npz", **{"pairs.bytes": np.zeros(4, np.uint8), "pairs.lengths": np.array([[3, 0]])})
     with pytest.raises(InputError, match="the lengths add up to 3 bytes, the data holds 4"):
         file_feeds(tmp_path / "short.npz", signature)
@@ -153,18 +168,22 @@ def test_prediction_log_tfrecord_replays_each_predict_request(tmp_path):
 
     examples = serialized_examples(5)
     signature = sig(examples=("object", (None,)), temperature=("float32", ()))
-    logs = [predict_log({"examples": np.array(examples[:2], object), "temperature": np.float32(0.5)}),
-            predict_log({"examples": np.array(examples[2:], object), "temperature": np.float32(2)}, "serving_default"),
-            predict_log({"examples": np.array(examples[:1], object)}, "other"),
-            prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog())]
+    logs = [
+        predict_log({"examples": np.array(examples[:2], object), "temperature": np.float32(0.5)}),
+        predict_log({"examples": np.array(examples[2:], object), "temperature": np.float32(2)}, "serving_default"),
+        predict_log({"examples": np.array(examples[:1], object)}, "other"),
+        prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog()),
+    ]
     # A warmup file has no suffix: the format is read from the content.
     inputs = file_feeds(write_prediction_log(tmp_path / "tf_serving_warmup_requests", logs), signature)
     (feed,) = inputs.feeds
     assert [c["examples"].tolist() for c in feed.calls] == [examples[:2], examples[2:]]
     assert [c["temperature"].tolist() for c in feed.calls] == [0.5, 2.0] and feed.rows == 5
-    assert inputs.notes == [f"--inputs {tmp_path / 'tf_serving_warmup_requests'}: skipped "
-                            "1 requests for signature 'other'; "
-                            "1 Classify requests (the signature has no single string input to take tf.Examples)"]
+    assert inputs.notes == [
+        f"--inputs {tmp_path / 'tf_serving_warmup_requests'}: skipped "
+        "1 requests for signature 'other'; "
+        "1 Classify requests (the signature has no single string input to take tf.Examples)"
+    ]
     assert inputs.logged is None  # a warmup file logs no responses
     with pytest.raises(InputError, match="no logged request for signature 'nope'"):
         file_feeds(tmp_path / "tf_serving_warmup_requests", signature, "nope")

@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from input_models import convert_module, save_module, uint8_module
-from support import tflite_runtimes
 
 from toolkit.tfenv import import_tf
+
+from input_models import convert_module, save_module, uint8_module
+from support import tflite_runtimes
 
 
 def tfkit(*args):
@@ -44,21 +45,36 @@ def variants(tmp_path_factory):
         "float32": {},
         "dynamic": dict(optimizations=default),
         "float16": dict(optimizations=default, supported_types=[t.float16]),
-        "int8": dict(calibrated, supported_ops=[ops.TFLITE_BUILTINS_INT8], inference_input_type=t.int8,
-                     inference_output_type=t.int8),
+        "int8": dict(
+            calibrated,
+            supported_ops=[ops.TFLITE_BUILTINS_INT8],
+            inference_input_type=t.int8,
+            inference_output_type=t.int8,
+        ),
         "int8, float I/O": calibrated,
         "int16x8": dict(calibrated, supported_ops=[ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]),
     }
     module = Dense()
-    files = {kind: convert_module(module, folder / f"{i}.tflite", **extra)
-             for i, (kind, extra) in enumerate(settings.items())}
+    files = {
+        kind: convert_module(module, folder / f"{i}.tflite", **extra)
+        for i, (kind, extra) in enumerate(settings.items())
+    }
     files["uint8 input"] = convert_module(uint8_module(), folder / "uint8_input.tflite")
     return files
 
 
-@pytest.mark.parametrize("name, kind", [("float32", "float32"), ("dynamic", "dynamic"), ("float16", "float16"),
-                                        ("int8", "int8"), ("int8, float I/O", "int8"), ("int16x8", "int16x8"),
-                                        ("uint8 input", "float32")])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("float32", "float32"),
+        ("dynamic", "dynamic"),
+        ("float16", "float16"),
+        ("int8", "int8"),
+        ("int8, float I/O", "int8"),
+        ("int16x8", "int16x8"),
+        ("uint8 input", "float32"),
+    ],
+)
 def test_quantization_kind_is_read_from_scales_and_weight_types(variants, name, kind):
     from toolkit.parity.device import model_facts
 
@@ -70,8 +86,12 @@ def test_kinds_of_the_variants_tfkit_export_writes(exported_version):
 
     kinds = {p.name: model_facts(p)["quantization"] for p in exported_version.glob("*.tflite")}
     # tfkit's model has too few weights for the converter to quantize them: its dynamic file stays float32.
-    assert kinds == {"model.tflite": "float32", "model_dynamic.tflite": "float32",
-                     "model_float16.tflite": "float16", "model_int8.tflite": "int8"}
+    assert kinds == {
+        "model.tflite": "float32",
+        "model_dynamic.tflite": "float32",
+        "model_float16.tflite": "float16",
+        "model_int8.tflite": "int8",
+    }
 
 
 def test_an_integer_input_without_scale_is_fed_raw(variants):

@@ -11,8 +11,14 @@ from tensorflow_serving.apis import classification_pb2, regression_pb2
 from serving import json_tensor as jt
 from serving.errors import ServingError
 
-F, I32, I64, S, B, U8 = (types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_INT64,
-                         types_pb2.DT_STRING, types_pb2.DT_BOOL, types_pb2.DT_UINT8)
+F, I32, I64, S, B, U8 = (
+    types_pb2.DT_FLOAT,
+    types_pb2.DT_INT32,
+    types_pb2.DT_INT64,
+    types_pb2.DT_STRING,
+    types_pb2.DT_BOOL,
+    types_pb2.DT_UINT8,
+)
 
 
 def inputs(body: bytes, dtypes):
@@ -47,44 +53,75 @@ def test_typed_values_and_b64():
     assert got["x"].shape == () and got["x"] == 5
 
 
-@pytest.mark.parametrize("body,dtypes,message", [
-    (b'{"instances": [1.5]}', {"x": I32},
-     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
-     "JSON Value: 1.5 Type: Number is not of expected type: int32"),
-    (b'{"instances": [true]}', {"x": F},
-     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
-     "JSON Value: true Type: True is not of expected type: float"),
-    (b'{"instances": [9223372036854775808]}', {"x": I64},
-     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
-     "JSON Value: 9223372036854775808 Type: Number is not of expected type: int64"),
-    (b'{"inputs": [[1], 2]}', {"x": F},
-     "JSON Value: 2 found at incorrect level: 2 in the JSON DOM. Expected at level: 2"),
-    (b'{"inputs": [1, [2]]}', {"x": F}, "Encountered list at unexpected level: 1 expected < 1"),
-    (b'{"inputs": [[1, 2], [3]]}', {"x": F}, "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
-    (b'{"instances": [1.0]}', {"a": F, "b": F},
-     "instances is a plain list, but expecting list of objects as multiple input tensors required as per "
-     "tensorinfo_map"),
-    (b'{"instances": [{"a": 1.0}]}', {"a": F, "b": F},
-     "Failed to process element: 0 of 'instances' list. JSON object: {\n    \"a\": 1.0\n} keys must be equal to: a,b"),
-    (b'{"inputs": [{"b64": "%%%"}]}', {"x": S}, "Unable to base64 decode"),
-    (b'{"inputs": [{"b64": "aa", "x": 1}]}', {"x": S},
-     'JSON Value: {\n    "b64": "aa",\n    "x": 1\n} not formatted correctly for base64 data'),
-    (b'{"instances": "x"}', {"x": F}, 'JSON Value: {\n    "instances": "x"\n} Expecting \'instances\' to be an list/array'),
-])
+@pytest.mark.parametrize(
+    "body,dtypes,message",
+    [
+        (
+            b'{"instances": [1.5]}',
+            {"x": I32},
+            "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
+            "JSON Value: 1.5 Type: Number is not of expected type: int32",
+        ),
+        (
+            b'{"instances": [true]}',
+            {"x": F},
+            "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
+            "JSON Value: true Type: True is not of expected type: float",
+        ),
+        (
+            b'{"instances": [9223372036854775808]}',
+            {"x": I64},
+            "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
+            "JSON Value: 9223372036854775808 Type: Number is not of expected type: int64",
+        ),
+        (
+            b'{"inputs": [[1], 2]}',
+            {"x": F},
+            "JSON Value: 2 found at incorrect level: 2 in the JSON DOM. Expected at level: 2",
+        ),
+        (b'{"inputs": [1, [2]]}', {"x": F}, "Encountered list at unexpected level: 1 expected < 1"),
+        (b'{"inputs": [[1, 2], [3]]}', {"x": F}, "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
+        (
+            b'{"instances": [1.0]}',
+            {"a": F, "b": F},
+            "instances is a plain list, but expecting list of objects as multiple input tensors required as per "
+            "tensorinfo_map",
+        ),
+        (
+            b'{"instances": [{"a": 1.0}]}',
+            {"a": F, "b": F},
+            "Failed to process element: 0 of 'instances' list. JSON object: {\n    \"a\": 1.0\n} keys must be equal to: a,b",
+        ),
+        (b'{"inputs": [{"b64": "%%%"}]}', {"x": S}, "Unable to base64 decode"),
+        (
+            b'{"inputs": [{"b64": "aa", "x": 1}]}',
+            {"x": S},
+            'JSON Value: {\n    "b64": "aa",\n    "x": 1\n} not formatted correctly for base64 data',
+        ),
+        (
+            b'{"instances": "x"}',
+            {"x": F},
+            'JSON Value: {\n    "instances": "x"\n} Expecting \'instances\' to be an list/array',
+        ),
+    ],
+)
 def test_conversion_errors_carry_tf_servings_messages(body, dtypes, message):
     err = error_of(inputs, body, dtypes)
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
     assert err.message == message
 
 
-@pytest.mark.parametrize("body,message", [
-    (b"{", "JSON Parse error: Missing a name for object member. at offset: 1"),
-    (b'{"a" 1}', "JSON Parse error: Missing a colon after a name of object member. at offset: 5"),
-    (b'{"a": 1 "b": 2}', "JSON Parse error: Missing a comma or '}' after an object member. at offset: 8"),
-    (b'{"a": [1 2]}', "JSON Parse error: Missing a comma or ']' after an array element. at offset: 9"),
-    (b'{"a": "x', "JSON Parse error: Missing a closing quotation mark in string. at offset: 6"),
-    (b"   ", "JSON Parse error: The document is empty. at offset: 3"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b"{", "JSON Parse error: Missing a name for object member. at offset: 1"),
+        (b'{"a" 1}', "JSON Parse error: Missing a colon after a name of object member. at offset: 5"),
+        (b'{"a": 1 "b": 2}', "JSON Parse error: Missing a comma or '}' after an object member. at offset: 8"),
+        (b'{"a": [1 2]}', "JSON Parse error: Missing a comma or ']' after an array element. at offset: 9"),
+        (b'{"a": "x', "JSON Parse error: Missing a closing quotation mark in string. at offset: 6"),
+        (b"   ", "JSON Parse error: The document is empty. at offset: 3"),
+    ],
+)
 def test_parse_errors_use_rapidjsons_wording(body, message):
     assert error_of(jt.parse_json, body).message == message
 
@@ -95,15 +132,19 @@ def test_parse_stops_after_the_first_value_and_reads_inf_tokens():
 
 
 def test_debug_strings_print_numbers_like_rapidjson():
-    assert jt.debug_string([1.0, 1e20, 1e21, 1.5e-7, 0.001, -2.5, 12, "q\"\x01"]) == \
-        '[1.0, 100000000000000000000.0, 1e21, 1.5e-7, 0.001, -2.5, 12, "q\\"\\u0001"]'
+    assert (
+        jt.debug_string([1.0, 1e20, 1e21, 1.5e-7, 0.001, -2.5, 12, 'q"\x01'])
+        == '[1.0, 100000000000000000000.0, 1e21, 1.5e-7, 0.001, -2.5, 12, "q\\"\\u0001"]'
+    )
     assert len(jt.debug_string(list(range(1000)))) < 300  # truncated like TF Serving's messages
 
 
 def test_columnar_multi_output_and_bytes_layout():
     body = jt.predict_response({"a_bytes": np.array([b"hi"], dtype=object), "n": np.array([7])}, jt.COLUMNAR)
-    assert body == (b'{\n    "outputs": {\n        "a_bytes": [\n            {\n                "b64": "aGk="\n'
-                    b'            }\n        ],\n        "n": [\n            7\n        ]\n    }\n}')
+    assert body == (
+        b'{\n    "outputs": {\n        "a_bytes": [\n            {\n                "b64": "aGk="\n'
+        b'            }\n        ],\n        "n": [\n            7\n        ]\n    }\n}'
+    )
 
 
 def test_row_output_checks_batch_sizes():
@@ -115,9 +156,12 @@ def test_row_output_checks_batch_sizes():
 
 def test_examples_with_context_and_feature_kinds():
     request = classification_pb2.ClassificationRequest()
-    jt.fill_input(jt.parse_json(
-        b'{"signature_name": "s", "context": {"c": "t"}, "examples": [{"f": [1.5, 2.5], "i": true, "b": {"b64": "AA=="}}]}'),
-        request)
+    jt.fill_input(
+        jt.parse_json(
+            b'{"signature_name": "s", "context": {"c": "t"}, "examples": [{"f": [1.5, 2.5], "i": true, "b": {"b64": "AA=="}}]}'
+        ),
+        request,
+    )
     assert request.model_spec.signature_name == "s"
     context = request.input.example_list_with_context.context.features.feature
     assert context["c"].bytes_list.value == [b"t"]
@@ -127,13 +171,19 @@ def test_examples_with_context_and_feature_kinds():
     assert list(feature["b"].bytes_list.value) == [b"\x00"]
 
 
-@pytest.mark.parametrize("body,message", [
-    (b'{"examples": [{"f": [1, 2.5]}]}', "Unexpected element type in feature: f expecting type: int64"),
-    (b'{"examples": [{"f": [18446744073709551615]}]}', "Feature: f has uint64_t element. Only int64_t is supported."),
-    (b'{"examples": [{"f": null}]}', "Feature: f has element with unexpected JSON type: Null"),
-    (b'{"examples": [{"f": [[1]]}]}', "Feature: f has element with unexpected JSON type: Array"),
-    (b'{"examples": []}', 'JSON Value: {\n    "examples": []\n} \'examples\' value is an empty array'),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b'{"examples": [{"f": [1, 2.5]}]}', "Unexpected element type in feature: f expecting type: int64"),
+        (
+            b'{"examples": [{"f": [18446744073709551615]}]}',
+            "Feature: f has uint64_t element. Only int64_t is supported.",
+        ),
+        (b'{"examples": [{"f": null}]}', "Feature: f has element with unexpected JSON type: Null"),
+        (b'{"examples": [{"f": [[1]]}]}', "Feature: f has element with unexpected JSON type: Array"),
+        (b'{"examples": []}', "JSON Value: {\n    \"examples\": []\n} 'examples' value is an empty array"),
+    ],
+)
 def test_example_errors(body, message):
     assert error_of(jt.fill_input, jt.parse_json(body), regression_pb2.RegressionRequest()).message == message
 

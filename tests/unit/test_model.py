@@ -23,7 +23,6 @@ def test_classes_are_probability_above_one_half_even_at_the_boundary():
 def test_the_float32_identity_behind_the_classes_op():
     # Every float32 in [0.25, 0.75] (the sigmoid range where 1 - p can round):
     # p > 1 - p is p > 0.5.
-    bits = np.arange(np.float32(0.25).view(np.uint32), np.float32(0.75).view(np.uint32) + 1,
-                     dtype=np.uint32)
+    bits = np.arange(np.float32(0.25).view(np.uint32), np.float32(0.75).view(np.uint32) + 1, dtype=np.uint32)
     p = bits.view(np.float32)
     np.testing.assert_array_equal(p > np.float32(1.0) - p, p > np.float32(0.5))

@@ -19,8 +19,10 @@ def _answer(feed):
 
 
 def _runner():
-    calls = [{"x": np.arange(8, dtype=np.float32).reshape(4, 2), "t": np.array(2.0, np.float32)},
-             {"x": np.ones((3, 2), np.float32), "t": np.array(0.5, np.float32)}]
+    calls = [
+        {"x": np.arange(8, dtype=np.float32).reshape(4, 2), "t": np.array(2.0, np.float32)},
+        {"x": np.ones((3, 2), np.float32), "t": np.array(0.5, np.float32)},
+    ]
     return RecordedRunner("stored:run", SIGNATURE, [(c, _answer(c)) for c in calls], kind="stored").start(), calls
 
 

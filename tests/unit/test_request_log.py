@@ -10,7 +10,6 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from support import wait_for
 from tensorflow_serving.apis import classification_pb2, inference_pb2, predict_pb2, prediction_log_pb2, regression_pb2
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
 
@@ -18,6 +17,8 @@ from serving import metrics
 from serving.errors import ServingError
 from serving.request_log import PartlyWritten, RequestLogger, RotatingRecordFile, ServerRequestLogger
 from serving.tensors import from_numpy
+
+from support import wait_for
 
 MODEL = "m"
 
@@ -43,9 +44,11 @@ def predict_call(value: float, version: int = 7):
 
 def read_logs(pattern) -> list:
     """Every PredictionLog in the files matching `pattern`, in file-name order."""
-    return [prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            for path in sorted(tf.io.gfile.glob(str(pattern)))
-            for record in tf.data.TFRecordDataset(path)]
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for path in sorted(tf.io.gfile.glob(str(pattern)))
+        for record in tf.data.TFRecordDataset(path)
+    ]
 
 
 def metric(name: str, **labels) -> float:
@@ -127,8 +130,12 @@ def test_every_kind_of_call_becomes_its_prediction_log_with_metadata(tmp_path):
     multi[0].tasks.add().model_spec.name = MODEL
     answer = multi[1].results.add()
     answer.model_spec.name, answer.model_spec.signature_name, answer.model_spec.version.value = MODEL, "r", 7
-    calls = [("predict_log", *predict), ("classify_log", *classify), ("regress_log", *regress),
-             ("multi_inference_log", *multi)]
+    calls = [
+        ("predict_log", *predict),
+        ("classify_log", *classify),
+        ("regress_log", *regress),
+        ("multi_inference_log", *multi),
+    ]
     for kind, request, response in calls:
         logger.log(MODEL, kind, request, response)
     # REST hands numpy arrays and a converter that runs on the writer thread.
@@ -166,8 +173,7 @@ def test_a_record_is_the_bytes_of_the_filled_prediction_log(tmp_path):
 
 def test_files_rotate_by_size_and_keep_every_record_in_order(tmp_path):
     record_file = RotatingRecordFile(str(tmp_path / "log"), 600)
-    logger = RequestLogger(logging_config(tmp_path / "log"), ["serve"], record_file=record_file,
-                           write_interval_s=0.001)
+    logger = RequestLogger(logging_config(tmp_path / "log"), ["serve"], record_file=record_file, write_interval_s=0.001)
     sent = [predict_call(float(i)) for i in range(20)]
     for request, response in sent:
         logger.log(MODEL, "predict_log", request, response)
@@ -218,18 +224,21 @@ def test_a_full_disk_drops_and_counts_records_reports_once_and_recovers(tmp_path
     lost = 5
     for i in range(lost):
         logger.log(MODEL, "predict_log", *predict_call(float(i)))
-    wait_for(lambda: metric(":tfkit:serving:request_log_dropped_count", model_name=MODEL, reason="write_error")
-             == lost, 10, "the failed writes")
+    wait_for(
+        lambda: metric(":tfkit:serving:request_log_dropped_count", model_name=MODEL, reason="write_error") == lost,
+        10,
+        "the failed writes",
+    )
     disk.full = False
     kept = [predict_call(float(i)) for i in range(3)]
     for call in kept:
         logger.log(MODEL, "predict_log", *call)
     logger.close()
 
-    assert [prediction_log_pb2.PredictionLog.FromString(r).predict_log.request for r in disk.records()] == \
-        [request for request, _ in kept]
-    assert metric(":tensorflow:serving:request_log_count", model_name=MODEL,
-                  status_code="RESOURCE_EXHAUSTED") == lost
+    assert [prediction_log_pb2.PredictionLog.FromString(r).predict_log.request for r in disk.records()] == [
+        request for request, _ in kept
+    ]
+    assert metric(":tensorflow:serving:request_log_count", model_name=MODEL, status_code="RESOURCE_EXHAUSTED") == lost
     assert metric(":tensorflow:serving:request_log_count", model_name=MODEL, status_code="OK") == 3
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "requests still served" in errors[0]
@@ -238,6 +247,7 @@ def test_a_full_disk_drops_and_counts_records_reports_once_and_recovers(tmp_path
 
 def test_a_failed_part_is_cut_back_to_its_flushed_records(tmp_path):
     """A real file: after a failure mid-batch the part ends at its last whole record."""
+
     class FailingAfter:
         """TensorFlow's writer on a real file, failing on its Nth write."""
 
@@ -289,8 +299,10 @@ def test_an_unwritable_prefix_on_a_real_file_system_counts_its_code(tmp_path, ca
     for i in range(3):
         logger.log(MODEL, "predict_log", *predict_call(float(i)))
     logger.close()
-    failed = sum(metric(":tensorflow:serving:request_log_count", model_name=MODEL, status_code=code)
-                 for code in ("FAILED_PRECONDITION", "NOT_FOUND", "PERMISSION_DENIED"))
+    failed = sum(
+        metric(":tensorflow:serving:request_log_count", model_name=MODEL, status_code=code)
+        for code in ("FAILED_PRECONDITION", "NOT_FOUND", "PERMISSION_DENIED")
+    )
     assert failed == 3
     assert len([r for r in caplog.records if "Request log" in r.getMessage()]) == 1
 
@@ -321,16 +333,20 @@ def model_configs(*entries):
     return configs
 
 
-@pytest.mark.parametrize("collector,prefix,code,message", [
-    ("kafka", "/logs/x", grpc.StatusCode.NOT_FOUND, "Cannot find LogCollector::Factory for type: kafka"),
-    ("", "/logs/x", grpc.StatusCode.NOT_FOUND, "Cannot find LogCollector::Factory for type: "),
-    ("file", "", grpc.StatusCode.INVALID_ARGUMENT, "filename_prefix is empty"),
-])
+@pytest.mark.parametrize(
+    "collector,prefix,code,message",
+    [
+        ("kafka", "/logs/x", grpc.StatusCode.NOT_FOUND, "Cannot find LogCollector::Factory for type: kafka"),
+        ("", "/logs/x", grpc.StatusCode.NOT_FOUND, "Cannot find LogCollector::Factory for type: "),
+        ("file", "", grpc.StatusCode.INVALID_ARGUMENT, "filename_prefix is empty"),
+    ],
+)
 def test_an_unusable_logging_config_fails_the_update(collector, prefix, code, message):
     loggers = ServerRequestLogger()
     with pytest.raises(ServingError) as error:
-        loggers.update(model_configs(("ok", logging_config("/logs/ok")), ("bad", logging_config(prefix,
-                                                                                               collector=collector))))
+        loggers.update(
+            model_configs(("ok", logging_config("/logs/ok")), ("bad", logging_config(prefix, collector=collector)))
+        )
     assert error.value.code == code and message in error.value.message and "bad" in error.value.message
     loggers.close()
 

@@ -66,8 +66,11 @@ def write_tfrecord(path, features, labels, names=("x0", "x1"), label=lambda y: {
 def _example(columns: dict) -> bytes:
     feature = {}
     for name, (kind, values) in columns.items():
-        feature[name] = (tf.train.Feature(float_list=tf.train.FloatList(value=values)) if kind == "float"
-                         else tf.train.Feature(int64_list=tf.train.Int64List(value=values)))
+        feature[name] = (
+            tf.train.Feature(float_list=tf.train.FloatList(value=values))
+            if kind == "float"
+            else tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        )
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -79,7 +82,7 @@ def invoke(*args):
 def test_tutorial_defaults_print_the_same_lines_as_before(tmp_path):
     result = invoke("--out", tmp_path / "run", "--seed", "0", "--no-plots")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[:len(TUTORIAL_LINES)] == TUTORIAL_LINES
+    assert result.output.splitlines()[: len(TUTORIAL_LINES)] == TUTORIAL_LINES
 
 
 # -- shards, formats, the split -------------------------------------------------------------------
@@ -105,11 +108,13 @@ def test_tfrecord_shards_hold_the_same_rows_as_csv(tmp_path, rows):
     features, labels = rows
     csv = write_csv(tmp_path / "d.csv", features, labels)
     for s in range(2):
-        write_tfrecord(tmp_path / f"d-{s}.tfrecord", features[s::2], labels[s::2],
-                       label=lambda y: {"label": ("int64", [int(y)])})
+        write_tfrecord(
+            tmp_path / f"d-{s}.tfrecord", features[s::2], labels[s::2], label=lambda y: {"label": ("int64", [int(y)])}
+        )
     from_csv = train_to_dir(tmp_path / "a", data_path=str(csv), plots=False, batch_size=32, steps=20)
-    from_tfrecord = train_to_dir(tmp_path / "b", data_path=str(tmp_path / "*.tfrecord"), plots=False, batch_size=32,
-                                 steps=20)
+    from_tfrecord = train_to_dir(
+        tmp_path / "b", data_path=str(tmp_path / "*.tfrecord"), plots=False, batch_size=32, steps=20
+    )
     assert from_tfrecord["config"]["data_format"] == "tfrecord"
     for key in ("num_train", "num_heldout", "data_hash", "feature_names"):
         assert from_csv["config"][key] == from_tfrecord["config"][key], key
@@ -146,8 +151,14 @@ def test_streamed_full_batch_steps_match_the_in_memory_loop(tmp_path, rows):
     features, labels = rows
     write_csv(tmp_path / "d.csv", features, labels)
     write_csv(tmp_path / "eval.csv", features[:20], labels[:20])
-    record = train_to_dir(tmp_path / "run", data_path=str(tmp_path / "d.csv"),
-                          eval_data_path=str(tmp_path / "eval.csv"), seed=4, steps=5, plots=False)
+    record = train_to_dir(
+        tmp_path / "run",
+        data_path=str(tmp_path / "d.csv"),
+        eval_data_path=str(tmp_path / "eval.csv"),
+        seed=4,
+        steps=5,
+        plots=False,
+    )
     in_memory = train(data.Dataset(features, labels, ("x0", "x1"), "rows"), steps=5, seed=4)
     np.testing.assert_allclose([s["loss"] for s in record["steps"]], [m.loss for m in in_memory.history], rtol=1e-5)
     np.testing.assert_allclose(record["weights"]["w"], in_memory.model.w.numpy().reshape(-1), rtol=1e-5)
@@ -177,8 +188,9 @@ def test_a_long_run_shows_rows_per_second_and_epoch_lines(tmp_path, rows):
     assert result.exit_code == 0, result.output
     epochs = [line for line in result.output.splitlines() if line.startswith("Epoch ")]
     assert len(epochs) == 2
-    assert re.match(r"^Epoch 1/2: loss \d\.\d{4}, accuracy \d\.\d{4} \([\d,]+ rows, [\d.]+ s, [\d,]+ rows/s\)$",
-                    epochs[0])
+    assert re.match(
+        r"^Epoch 1/2: loss \d\.\d{4}, accuracy \d\.\d{4} \([\d,]+ rows, [\d.]+ s, [\d,]+ rows/s\)$", epochs[0]
+    )
     assert "Training" in result.output  # the progress bar's label
     record = json.loads((tmp_path / "run" / "training.json").read_text())
     assert record["throughput"]["rows_per_second"] > 0
@@ -188,8 +200,9 @@ def test_a_long_run_shows_rows_per_second_and_epoch_lines(tmp_path, rows):
 def test_run_folder_keeps_a_bounded_sample_and_says_so(tmp_path, rows, monkeypatch):
     monkeypatch.setattr(stream, "SAMPLE_ROWS", 25)
     features, labels = rows
-    record = train_to_dir(tmp_path / "run", data_path=str(write_csv(tmp_path / "d.csv", features, labels)),
-                          steps=2, plots=False)
+    record = train_to_dir(
+        tmp_path / "run", data_path=str(write_csv(tmp_path / "d.csv", features, labels)), steps=2, plots=False
+    )
     with np.load(tmp_path / "run" / "heldout.npz") as held:
         assert held["features"].shape == (25, 2)
     sample = record["samples"]["heldout.npz"]
@@ -202,8 +215,7 @@ def test_an_exported_streamed_run_has_the_usual_signatures(tmp_path, rows, expor
     from toolkit.artifacts.inspect import saved_model_info
 
     features, labels = rows
-    train_to_dir(tmp_path / "run", data_path=str(write_csv(tmp_path / "d.csv", features, labels)), steps=3,
-                 plots=False)
+    train_to_dir(tmp_path / "run", data_path=str(write_csv(tmp_path / "d.csv", features, labels)), steps=3, plots=False)
     version = export_model(tmp_path / "run", tmp_path / "models", "logreg")
     ours = saved_model_info(version)["meta_graphs"][0]["signatures"]
     assert ours == saved_model_info(exported_version)["meta_graphs"][0]["signatures"]
@@ -251,12 +263,12 @@ def test_skip_bad_rows_skips_and_counts_them(tmp_path, rows):
     good = "".join(f"{a!r},{b!r},{int(y)}\n" for (a, b), y in zip(features.tolist(), labels))
     bad = "1,2\nx,1,0\n1,2,7\n,,\n"
     (tmp_path / "d.csv").write_text("x0,x1,label\n" + bad + good)
-    record = train_to_dir(tmp_path / "run", data_path=str(tmp_path / "d.csv"), skip_bad_rows=True, plots=False,
-                          steps=2)
+    record = train_to_dir(tmp_path / "run", data_path=str(tmp_path / "d.csv"), skip_bad_rows=True, plots=False, steps=2)
     assert record["bad_rows_skipped"] == 4
     assert record["config"]["num_train"] + record["config"]["num_heldout"] == 300
-    result = invoke("--data", tmp_path / "d.csv", "--out", tmp_path / "cli", "--skip-bad-rows", "--no-plots",
-                    "--steps", 2)
+    result = invoke(
+        "--data", tmp_path / "d.csv", "--out", tmp_path / "cli", "--skip-bad-rows", "--no-plots", "--steps", 2
+    )
     assert result.exit_code == 0 and "Skipped 4 bad row(s)" in result.output
 
 
@@ -264,8 +276,11 @@ def test_a_shard_with_other_columns_is_named(tmp_path, rows):
     features, labels = rows
     write_csv_shards(tmp_path / "s", features, labels, 2)
     write_csv(tmp_path / "s" / "part-2.csv", features[:5], labels[:5], header="x1,x0,label")
-    with pytest.raises(InputError, match=r"part-2\.csv: line 1: columns \(x1, x0, label\) differ from those of "
-                                         r"the first shard .*part-0\.csv \(x0, x1, label\)"):
+    with pytest.raises(
+        InputError,
+        match=r"part-2\.csv: line 1: columns \(x1, x0, label\) differ from those of "
+        r"the first shard .*part-0\.csv \(x0, x1, label\)",
+    ):
         train_to_dir(tmp_path / "run", data_path=str(tmp_path / "s"), plots=False)
 
 
@@ -292,14 +307,22 @@ def test_bad_tfrecords_are_named_by_file_and_record(tmp_path, rows):
             writer.write(_example(columns))
 
     cases = {
-        "label": ({"x0": ("float", [1.0]), "x1": ("float", [2.0]), "label": ("float", [3.0])},
-                  r"b\.tfrecord: record 2, column 'label': label 3 is not 0 or 1"),
-        "missing": ({"x0": ("float", [1.0]), "label": ("float", [1.0])},
-                    r"b\.tfrecord: record 2: feature 'x1' is missing"),
-        "two values": ({"x0": ("float", [1.0, 2.0]), "x1": ("float", [2.0]), "label": ("float", [1.0])},
-                       r"b\.tfrecord: record 2, feature 'x0': 2 values; expected exactly 1"),
-        "int64 feature": ({"x0": ("int64", [1]), "x1": ("float", [2.0]), "label": ("float", [1.0])},
-                          r"b\.tfrecord: record 2, feature 'x0': stored as int64_list; expected float_list"),
+        "label": (
+            {"x0": ("float", [1.0]), "x1": ("float", [2.0]), "label": ("float", [3.0])},
+            r"b\.tfrecord: record 2, column 'label': label 3 is not 0 or 1",
+        ),
+        "missing": (
+            {"x0": ("float", [1.0]), "label": ("float", [1.0])},
+            r"b\.tfrecord: record 2: feature 'x1' is missing",
+        ),
+        "two values": (
+            {"x0": ("float", [1.0, 2.0]), "x1": ("float", [2.0]), "label": ("float", [1.0])},
+            r"b\.tfrecord: record 2, feature 'x0': 2 values; expected exactly 1",
+        ),
+        "int64 feature": (
+            {"x0": ("int64", [1]), "x1": ("float", [2.0]), "label": ("float", [1.0])},
+            r"b\.tfrecord: record 2, feature 'x0': stored as int64_list; expected float_list",
+        ),
     }
     for name, (columns, message) in cases.items():
         bad_shard(name, columns)
@@ -312,8 +335,11 @@ def test_a_tfrecord_shard_with_other_features_is_named(tmp_path, rows):
     features, labels = rows
     write_tfrecord(tmp_path / "a.tfrecord", features[:40], labels[:40])
     write_tfrecord(tmp_path / "b.tfrecord", features[:40], labels[:40], names=("x0", "z"))
-    with pytest.raises(InputError, match=r"b\.tfrecord: record 1: features \(label, x0, z\) differ from those of "
-                                         r"the first shard .*a\.tfrecord \(label, x0, x1\)"):
+    with pytest.raises(
+        InputError,
+        match=r"b\.tfrecord: record 1: features \(label, x0, z\) differ from those of "
+        r"the first shard .*a\.tfrecord \(label, x0, x1\)",
+    ):
         train_to_dir(tmp_path / "run", data_path=str(tmp_path / "*.tfrecord"), plots=False)
 
 
@@ -330,15 +356,18 @@ def test_cli_reports_bad_data_in_one_line_with_exit_2(tmp_path, case):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--steps", "3", "--epochs", "2"], "give --steps or --epochs, not both"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--batch-size", "0"], "--batch-size must be at least 1"),
-    (["--shuffle-buffer", "0"], "--shuffle-buffer must be at least 1"),
-    (["--workers", "127.0.0.1:1"], "--workers and --worker-index go together"),
-    (["--workers", "nohost", "--worker-index", "0"], r"--workers 'nohost': expected HOST:PORT"),
-    (["--workers", "a:1,b:2", "--worker-index", "2"], "--worker-index 2: must be between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "3", "--epochs", "2"], "give --steps or --epochs, not both"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--shuffle-buffer", "0"], "--shuffle-buffer must be at least 1"),
+        (["--workers", "127.0.0.1:1"], "--workers and --worker-index go together"),
+        (["--workers", "nohost", "--worker-index", "0"], r"--workers 'nohost': expected HOST:PORT"),
+        (["--workers", "a:1,b:2", "--worker-index", "2"], "--worker-index 2: must be between 0 and 1"),
+    ],
+)
 def test_bad_options_are_one_line_errors(tmp_path, rows, args, message):
     features, labels = rows
     path = write_csv(tmp_path / "d.csv", features, labels)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit.training import data
 from toolkit.cli import cli
 from toolkit.cli.train import STEP_LINES_MAX
 from toolkit.errors import InputError
+from toolkit.training import data
 from toolkit.training.rundir import train_to_dir
 from toolkit.training.train import evaluate, train
 
@@ -51,11 +51,14 @@ def test_mini_batches_walk_a_shuffled_pipeline(small):
     assert evaluate(mini.model, held)["accuracy"] >= 0.95
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(steps=0), "--steps must be at least 1"),
-    (dict(learning_rate=0.0), "--learning-rate must be positive"),
-    (dict(batch_size=0), "--batch-size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(steps=0), "--steps must be at least 1"),
+        (dict(learning_rate=0.0), "--learning-rate must be positive"),
+        (dict(batch_size=0), "--batch-size must be at least 1"),
+    ],
+)
 def test_bad_training_options(small, kwargs, message):
     with pytest.raises(InputError, match=message):
         train(small[0], **kwargs)

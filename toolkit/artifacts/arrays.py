@@ -20,20 +20,21 @@ BYTES_SUFFIX, LENGTHS_SUFFIX = ".bytes", ".lengths"
 def split_bytes(value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A string tensor as (uint8 bytes concatenated in C order, each value's length shaped like it)."""
     items = [v if isinstance(v, bytes) else str(v).encode() for v in value.ravel().tolist()]
-    return (np.frombuffer(b"".join(items), np.uint8),
-            np.array([len(v) for v in items], np.int64).reshape(value.shape))
+    return (np.frombuffer(b"".join(items), np.uint8), np.array([len(v) for v in items], np.int64).reshape(value.shape))
 
 
 def join_bytes(data: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The object array of bytes that `split_bytes` stored (ValueError when they do not fit together)."""
     if data.dtype != np.uint8 or data.ndim != 1 or lengths.dtype.kind not in "iu" or (lengths < 0).any():
-        raise ValueError(f"expected a 1-D uint8 array and non-negative integer lengths "
-                         f"(got {data.dtype}{list(data.shape)} and {lengths.dtype})")
+        raise ValueError(
+            f"expected a 1-D uint8 array and non-negative integer lengths "
+            f"(got {data.dtype}{list(data.shape)} and {lengths.dtype})"
+        )
     if int(lengths.sum()) != data.size:
         raise ValueError(f"the lengths add up to {int(lengths.sum())} bytes, the data holds {data.size}")
     ends = np.cumsum(lengths.ravel())
     blob = data.tobytes()
-    values = [blob[end - size:end] for end, size in zip(ends.tolist(), lengths.ravel().tolist(), strict=True)]
+    values = [blob[end - size : end] for end, size in zip(ends.tolist(), lengths.ravel().tolist(), strict=True)]
     return np.array(values, dtype=object).reshape(lengths.shape)
 
 

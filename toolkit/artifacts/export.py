@@ -82,7 +82,7 @@ class SignatureInputs:
                 yield call
                 continue
             for i in range(len(call[self.row_inputs[0]])):
-                yield {n: v[i:i + 1] if n in self.row_inputs else v for n, v in call.items()}
+                yield {n: v[i : i + 1] if n in self.row_inputs else v for n, v in call.items()}
 
     def warmup_calls(self) -> list[dict]:
         """The requests the warmup file replays: logged requests as they were, else the first rows."""
@@ -119,8 +119,9 @@ class RunInputs:
 
     def inputs(self, folder: Path, signature: str) -> SignatureInputs:
         if signature != "serving_default":
-            raise Unfeedable(f"signature {signature!r} takes serialized tf.Example strings; pass --inputs FILE "
-                             "with them to feed it")
+            raise Unfeedable(
+                f"signature {signature!r} takes serialized tf.Example strings; pass --inputs FILE with them to feed it"
+            )
         return SignatureInputs([{"features": self.run.heldout.features}], "heldout", ("features",))
 
     def calibration(self, folder: Path, signature: str) -> SignatureInputs | None:
@@ -165,9 +166,15 @@ def export_model(
     return export_version(source, RunInputs(source), base_path, name, version, force, settings).folder
 
 
-def export_version(source: Source, provider: InputProvider, base_path: str | Path, name: str,
-                   version: int | None = None, force: bool = False,
-                   settings: ExportSettings | None = None) -> Exported:
+def export_version(
+    source: Source,
+    provider: InputProvider,
+    base_path: str | Path,
+    name: str,
+    version: int | None = None,
+    force: bool = False,
+    settings: ExportSettings | None = None,
+) -> Exported:
     """Build BASE/NAME/VERSION/ from `source`, fed by `provider`, and publish it atomically.
 
     `version=None` takes the next integer after the highest existing one (1 if none).
@@ -185,7 +192,9 @@ def export_version(source: Source, provider: InputProvider, base_path: str | Pat
         version = max(version_numbers(model_dir), default=0) + 1
     final = model_dir / str(version)
     if final.exists() and not force:
-        raise InputError(f"{final}: version {version} already exists; pass --force to replace it or choose another --version")
+        raise InputError(
+            f"{final}: version {version} already exists; pass --force to replace it or choose another --version"
+        )
 
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
     try:
@@ -207,8 +216,9 @@ def _check_target(name: str, version: int | None) -> None:
         raise InputError(f"--version must be a positive integer, got {version}")
 
 
-def _build_version(source: Source, provider: InputProvider, folder: Path, name: str, version: int,
-                   settings: ExportSettings) -> Exported:
+def _build_version(
+    source: Source, provider: InputProvider, folder: Path, name: str, version: int, settings: ExportSettings
+) -> Exported:
     source.write_saved_model(folder)
     kept = _keep_signatures(source, folder, settings)
     inputs, not_fed = _feed(provider, folder, kept, explicit=bool(settings.signatures))
@@ -219,22 +229,28 @@ def _build_version(source: Source, provider: InputProvider, folder: Path, name: 
     _write_warmup(folder / WARMUP_FILE, name, inputs)
     _write_golden(folder, inputs, settings.tags, name, version)
     described = source.describe()
-    _write_manifest(folder, {
-        "name": name,
-        "version": version,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": {"tfkit": __version__, "tensorflow": import_tf().__version__,
-                     "litert": importlib.metadata.version("ai-edge-litert")},
-        "source": described,
-        **source.manifest_fields(),
-        "tags": list(settings.tags),
-        "signatures": saved_model_info(folder, settings.tags)["meta_graphs"][0]["signatures"],
-        "inputs": {key: {**fed.describe(), "file": _inputs_file(key)} for key, fed in inputs.items()},
-        "not_fed": not_fed,
-        "calibration": {key: samples.describe() for key, samples in calibration.items()},
-        "tflite": {facts["variant"]: filename for filename, facts in tflite.items()},
-        "tflite_files": tflite,
-    })
+    _write_manifest(
+        folder,
+        {
+            "name": name,
+            "version": version,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": {
+                "tfkit": __version__,
+                "tensorflow": import_tf().__version__,
+                "litert": importlib.metadata.version("ai-edge-litert"),
+            },
+            "source": described,
+            **source.manifest_fields(),
+            "tags": list(settings.tags),
+            "signatures": saved_model_info(folder, settings.tags)["meta_graphs"][0]["signatures"],
+            "inputs": {key: {**fed.describe(), "file": _inputs_file(key)} for key, fed in inputs.items()},
+            "not_fed": not_fed,
+            "calibration": {key: samples.describe() for key, samples in calibration.items()},
+            "tflite": {facts["variant"]: filename for filename, facts in tflite.items()},
+            "tflite_files": tflite,
+        },
+    )
     return Exported(folder, described, {key: fed.source for key, fed in inputs.items()}, not_fed, tflite)
 
 
@@ -242,20 +258,24 @@ def _keep_signatures(source: Source, folder: Path, settings: ExportSettings) -> 
     """The signatures to keep (--signature, else all), after removing the others from the staged SavedModel."""
     available = saved_model.signature_keys(folder, settings.tags, where=source.path)
     if not available:
-        raise InputError(f"{source.path}: the SavedModel has no signature, so TF Serving has nothing to call; save "
-                         "a tf.function with an input_signature as one (tf.saved_model.save(module, DIR, signatures="
-                         "{'serving_default': module.serve})), or export the Keras model (.keras file) instead")
+        raise InputError(
+            f"{source.path}: the SavedModel has no signature, so TF Serving has nothing to call; save "
+            "a tf.function with an input_signature as one (tf.saved_model.save(module, DIR, signatures="
+            "{'serving_default': module.serve})), or export the Keras model (.keras file) instead"
+        )
     unknown = [key for key in settings.signatures if key not in available]
     if unknown:
-        raise InputError(f"--signature {', '.join(unknown)}: {source.path} has no such signature "
-                         f"(it has: {', '.join(available)})")
+        raise InputError(
+            f"--signature {', '.join(unknown)}: {source.path} has no such signature (it has: {', '.join(available)})"
+        )
     keep = list(dict.fromkeys(settings.signatures)) or available
     saved_model.keep_signatures(folder, settings.tags, keep)
     return keep
 
 
-def _feed(provider: InputProvider, folder: Path, keys: list[str],
-          explicit: bool) -> tuple[dict[str, SignatureInputs], dict[str, str]]:
+def _feed(
+    provider: InputProvider, folder: Path, keys: list[str], explicit: bool
+) -> tuple[dict[str, SignatureInputs], dict[str, str]]:
     """Inputs per signature, and why the others cannot be fed. A signature chosen with --signature must be
     fed; of all signatures (the default), at least one."""
     inputs, not_fed = {}, {}
@@ -271,8 +291,9 @@ def _feed(provider: InputProvider, folder: Path, keys: list[str],
     return inputs, not_fed
 
 
-def _write_tflite_files(source: Source, folder: Path, keys: list[str], calibration: dict[str, SignatureInputs],
-                        settings: ExportSettings) -> dict[str, dict]:
+def _write_tflite_files(
+    source: Source, folder: Path, keys: list[str], calibration: dict[str, SignatureInputs], settings: ExportSettings
+) -> dict[str, dict]:
     """model.tflite and each --quantize variant, with one signature runner per fed signature; returns
     {file name: facts}."""
     # Imported here: it imports TensorFlow, which must first be loaded quietly by import_tf().
@@ -292,21 +313,29 @@ def _write_tflite_files(source: Source, folder: Path, keys: list[str], calibrati
         # aliases from tensor names (serving_default_features) and refuse `features`.
         (folder / filename).write_bytes(embed_signature_defs(flatbuffer))
         facts = tflite_facts(folder / filename)
-        files[filename] = {"variant": quantization or "float32", "signatures": facts["signatures"],
-                           "quantization": facts["quantization"], "needs_flex": facts["needs_flex"],
-                           "flex_ops": facts["flex_ops"]}
+        files[filename] = {
+            "variant": quantization or "float32",
+            "signatures": facts["signatures"],
+            "quantization": facts["quantization"],
+            "needs_flex": facts["needs_flex"],
+            "flex_ops": facts["flex_ops"],
+        }
     return files
 
 
 def _tflite_error(exc: ConversionError, filename: str, source: Source, keys: list[str]) -> InputError:
     signatures = ", ".join(map(repr, keys))
     if exc.flex_ops:
-        return InputError(f"{filename}: signature(s) {signatures} of {source.path} need TF Select (Flex) ops "
-                          f"{', '.join(exc.flex_ops)}, which LiteRT and most edge runtimes lack; pass --allow-flex "
-                          "to write it for devices with the Flex delegate, --no-tflite to export without TFLite, "
-                          "or --signature to keep only other signatures")
-    return InputError(f"{filename}: cannot convert signature(s) {signatures} of {source.path} to TFLite: "
-                      f"{exc.cause}; pass --no-tflite to export without TFLite")
+        return InputError(
+            f"{filename}: signature(s) {signatures} of {source.path} need TF Select (Flex) ops "
+            f"{', '.join(exc.flex_ops)}, which LiteRT and most edge runtimes lack; pass --allow-flex "
+            "to write it for devices with the Flex delegate, --no-tflite to export without TFLite, "
+            "or --signature to keep only other signatures"
+        )
+    return InputError(
+        f"{filename}: cannot convert signature(s) {signatures} of {source.path} to TFLite: "
+        f"{exc.cause}; pass --no-tflite to export without TFLite"
+    )
 
 
 def _representative_dataset(keys: list[str], calibration: dict[str, SignatureInputs]):
@@ -355,8 +384,9 @@ def _inputs_file(signature: str) -> str:
     return f"{INPUTS_DIR}/{safe}.npz"
 
 
-def _write_golden(folder: Path, inputs: dict[str, SignatureInputs], tags: tuple[str, ...], name: str,
-                  version: int) -> None:
+def _write_golden(
+    folder: Path, inputs: dict[str, SignatureInputs], tags: tuple[str, ...], name: str, version: int
+) -> None:
     """The evidence a version carries about its signatures: the inputs each was fed, one .npz per signature
     (rows along the first axis, or one sample per entry for a fixed-shape signature; strings kept whole),
     which `tfkit check --inputs` reads, and the golden file of each: those inputs with the SavedModel's
@@ -378,8 +408,10 @@ def _stacked(fed: SignatureInputs) -> dict[str, np.ndarray]:
     first = fed.calls[0]
     if not fed.row_inputs:
         return {name: np.stack([call[name] for call in fed.calls]) for name in first}
-    return {name: np.concatenate([call[name] for call in fed.calls]) if name in fed.row_inputs else value
-            for name, value in first.items()}
+    return {
+        name: np.concatenate([call[name] for call in fed.calls]) if name in fed.row_inputs else value
+        for name, value in first.items()
+    }
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:

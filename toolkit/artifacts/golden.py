@@ -135,16 +135,25 @@ def library_versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    return {"tfkit": __version__, "tensorflow": version("tensorflow"), "litert": version("ai-edge-litert"),
-            "tensorflow_serving_api": version("tensorflow-serving-api"), "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {
+        "tfkit": __version__,
+        "tensorflow": version("tensorflow"),
+        "litert": version("ai-edge-litert"),
+        "tensorflow_serving_api": version("tensorflow-serving-api"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def device() -> dict:
     """The machine this runs on: machine, processor, OS, Python and LiteRT versions."""
-    return {"machine": platform.machine(), "processor": platform.processor() or None,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "litert": library_versions()["litert"]}
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "litert": library_versions()["litert"],
+    }
 
 
 def environment() -> dict:
@@ -165,8 +174,10 @@ def heldout_feeds(features: np.ndarray, input_name: str, infer) -> list[GoldenFe
 
     cases = _boundary_cases(features, logit)
     feeds = [GoldenFeed("heldout", [{input_name: features}])]
-    feeds += [GoldenFeed(label, [{input_name: values.astype(features.dtype)}], in_distribution=inside)
-              for label, values, inside in cases]
+    feeds += [
+        GoldenFeed(label, [{input_name: values.astype(features.dtype)}], in_distribution=inside)
+        for label, values, inside in cases
+    ]
     feeds.append(GoldenFeed("batch of 1", [{input_name: features[:1]}], batched=False))
     feeds.append(GoldenFeed("empty batch", [{input_name: features[:0]}], batched=False))
     return feeds
@@ -179,16 +190,20 @@ def _logit(outputs: dict) -> np.ndarray:
         if "prob" in key.lower():
             p = np.clip(np.asarray(value, np.float64).reshape(len(value), -1)[:, -1], 1e-12, 1 - 1e-12)
             return np.log(p / (1 - p))
-    raise InputError(f"cannot find a logits or probabilities output among {', '.join(outputs)} "
-                     "to place boundary cases; pass --inputs FILE")
+    raise InputError(
+        f"cannot find a logits or probabilities output among {', '.join(outputs)} "
+        "to place boundary cases; pass --inputs FILE"
+    )
 
 
 def _boundary_cases(x: np.ndarray, logit, pairs: int = 8) -> list[tuple[str, np.ndarray, bool]]:
     """(label, rows, in distribution): on the decision boundary and zeros (inside the
     data's range), saturated far from the boundary and huge magnitudes (outside it)."""
-    cases = [("zeros", np.zeros((1, x.shape[1]), x.dtype), True),
-             ("large magnitude x1e3", x[:pairs] * 1e3, False),
-             ("large magnitude x1e6", x[:pairs] * 1e6, False)]
+    cases = [
+        ("zeros", np.zeros((1, x.shape[1]), x.dtype), True),
+        ("large magnitude x1e3", x[:pairs] * 1e3, False),
+        ("large magnitude x1e6", x[:pairs] * 1e6, False),
+    ]
     scores = logit(x)
     pos, neg = x[scores > 0][:pairs], x[scores <= 0][:pairs]
     n = min(len(pos), len(neg))
@@ -209,8 +224,14 @@ def _boundary_cases(x: np.ndarray, logit, pairs: int = 8) -> list[tuple[str, np.
         lb, la = np.where(left[:, 0], lm, lb), np.where(left[:, 0], la, lm)
     boundary = mid
     cases.insert(0, ("on the decision boundary", boundary, True))
-    cases.insert(1, ("saturated (logit ~ +/-40)", np.concatenate([boundary + scale * direction,
-                                                                    boundary - scale * direction]), False))
+    cases.insert(
+        1,
+        (
+            "saturated (logit ~ +/-40)",
+            np.concatenate([boundary + scale * direction, boundary - scale * direction]),
+            False,
+        ),
+    )
     return cases
 
 
@@ -249,18 +270,34 @@ def write(golden: Golden, path) -> Path:
         np.savez(handle, **arrays)
     staged.replace(npz)
     document = {
-        "format": FORMAT, "schema_version": SCHEMA_VERSION,
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "origin": golden.origin, "signature": golden.signature, "inputs": golden.inputs, "outputs": golden.outputs,
+        "origin": golden.origin,
+        "signature": golden.signature,
+        "inputs": golden.inputs,
+        "outputs": golden.outputs,
         "source": golden.source,
-        "feeds": [{"name": f.name, "calls": len(f.calls), "batched": f.batched, "in_distribution": f.in_distribution}
-                  for f in golden.feeds],
+        "feeds": [
+            {"name": f.name, "calls": len(f.calls), "batched": f.batched, "in_distribution": f.in_distribution}
+            for f in golden.feeds
+        ],
         "reference": golden.reference,
-        "runtimes": [{"name": r.name, "kind": r.kind, "policy": r.policy, "details": r.details,
-                      "outputs": sorted({name for outputs in r.outputs for name in outputs})}
-                     for r in golden.runtimes],
-        "model": golden.model, "policies": golden.policies, "environment": golden.environment,
-        "arrays": npz.name, "arrays_sha256": sha256_file(npz),
+        "runtimes": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "policy": r.policy,
+                "details": r.details,
+                "outputs": sorted({name for outputs in r.outputs for name in outputs}),
+            }
+            for r in golden.runtimes
+        ],
+        "model": golden.model,
+        "policies": golden.policies,
+        "environment": golden.environment,
+        "arrays": npz.name,
+        "arrays_sha256": sha256_file(npz),
     }
     write_atomic(path, json.dumps(document, indent=2) + "\n")
     return path
@@ -283,14 +320,18 @@ def read(path) -> Golden:
         feeds_doc, runtimes_doc = document["feeds"], document["runtimes"]
         signature, inputs, outputs = document["signature"], document["inputs"], document["outputs"]
     except (KeyError, TypeError) as exc:
-        raise InputError(f"golden file {path} is malformed (no field {exc}); write it again with "
-                         "tfkit export or tfkit check --save-outputs") from None
+        raise InputError(
+            f"golden file {path} is malformed (no field {exc}); write it again with "
+            "tfkit export or tfkit check --save-outputs"
+        ) from None
     if not npz.is_file():
         raise InputError(f"golden file {path}: its arrays file {npz} is missing; copy both files")
     actual = sha256_file(npz)
     if actual != recorded:
-        raise InputError(f"golden file {npz} is corrupt or truncated: its sha256 {actual[:16]}... differs from "
-                         f"{str(recorded)[:16]}... recorded in {path.name}; copy the pair again")
+        raise InputError(
+            f"golden file {npz} is corrupt or truncated: its sha256 {actual[:16]}... differs from "
+            f"{str(recorded)[:16]}... recorded in {path.name}; copy the pair again"
+        )
     try:
         with np.load(npz, allow_pickle=False) as data:
             return _golden(document, data, path, feeds_doc, runtimes_doc, signature, inputs, outputs)
@@ -313,10 +354,12 @@ def _document(path: Path) -> dict:
     except ValueError as exc:
         raise InputError(f"golden file {path} is corrupt or truncated (not valid JSON: {exc})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise InputError(f"{path} is not a tfkit golden file (no \"format\": \"{FORMAT}\")")
+        raise InputError(f'{path} is not a tfkit golden file (no "format": "{FORMAT}")')
     if document.get("schema_version") != SCHEMA_VERSION:
-        raise InputError(f"golden file {path} has schema version {document.get('schema_version')}; this tfkit "
-                         f"reads version {SCHEMA_VERSION}")
+        raise InputError(
+            f"golden file {path} has schema version {document.get('schema_version')}; this tfkit "
+            f"reads version {SCHEMA_VERSION}"
+        )
     return document
 
 
@@ -335,10 +378,26 @@ def _golden(document, data, path, feeds_doc, runtimes_doc, signature, inputs, ou
     runtimes = []
     for r, runtime in enumerate(runtimes_doc):
         # A runtime may lack an output in some call: the comparison then names it as missing.
-        per_call = [{name: value for name in runtime["outputs"]
-                     if (value := _take(data, f"out/{r}/{c}/{name}")) is not None} for c in range(call)]
-        runtimes.append(GoldenRuntime(runtime["name"], runtime["kind"], runtime.get("policy"), per_call,
-                                      runtime.get("details") or {}))
-    return Golden(signature, inputs, outputs, feeds, runtimes, document.get("reference"),
-                  document.get("origin", "export"), document.get("source", ""), document.get("model") or {},
-                  document.get("policies") or {}, document.get("environment") or {}, path)
+        per_call = [
+            {name: value for name in runtime["outputs"] if (value := _take(data, f"out/{r}/{c}/{name}")) is not None}
+            for c in range(call)
+        ]
+        runtimes.append(
+            GoldenRuntime(
+                runtime["name"], runtime["kind"], runtime.get("policy"), per_call, runtime.get("details") or {}
+            )
+        )
+    return Golden(
+        signature,
+        inputs,
+        outputs,
+        feeds,
+        runtimes,
+        document.get("reference"),
+        document.get("origin", "export"),
+        document.get("source", ""),
+        document.get("model") or {},
+        document.get("policies") or {},
+        document.get("environment") or {},
+        path,
+    )

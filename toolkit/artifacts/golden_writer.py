@@ -25,9 +25,15 @@ REFERENCE = "savedmodel"
 REFERENCE_POLICY = "float"
 
 
-def write_golden(folder, feeds: list[golden.GoldenFeed] | None = None, heldout: np.ndarray | None = None,
-                 signature: str = "serving_default", tags=("serve",), name: str | None = None,
-                 version: int | None = None) -> Path:
+def write_golden(
+    folder,
+    feeds: list[golden.GoldenFeed] | None = None,
+    heldout: np.ndarray | None = None,
+    signature: str = "serving_default",
+    tags=("serve",),
+    name: str | None = None,
+    version: int | None = None,
+) -> Path:
     """Run `feeds` (or the held-out rows and boundary cases built from `heldout` features) through
     `signature` of the SavedModel in `folder`; write the golden file; return its .json path.
 
@@ -45,26 +51,40 @@ def write_golden(folder, feeds: list[golden.GoldenFeed] | None = None, heldout: 
     inputs = _input_specs(function)
 
     def infer(feed: dict) -> dict:
-        args = {k: tf.constant(v, dtype=tf.string if inputs[k]["dtype"] == "string" else inputs[k]["dtype"])
-                for k, v in feed.items()}
+        args = {
+            k: tf.constant(v, dtype=tf.string if inputs[k]["dtype"] == "string" else inputs[k]["dtype"])
+            for k, v in feed.items()
+        }
         return {k: np.asarray(v.numpy()) for k, v in function(**args).items()}
 
     if feeds is None:
         if heldout is None or len(inputs) != 1:
             raise InputError(f"golden file of {folder}: give the feeds (held-out features fit one-input models only)")
-        (input_name, spec), = inputs.items()
+        ((input_name, spec),) = inputs.items()
         feeds = golden.heldout_feeds(np.asarray(heldout, spec["dtype"]), input_name, infer)
     outputs = [infer(call) for feed in feeds for call in feed.calls]
     record = golden.Golden(
-        signature=signature, inputs=inputs,
+        signature=signature,
+        inputs=inputs,
         outputs={k: _spec(s) for k, s in sorted(function.structured_outputs.items())},
-        feeds=feeds, runtimes=[golden.GoldenRuntime(REFERENCE, "savedmodel", REFERENCE_POLICY, outputs,
-                                                    {"source": str(folder), "signature": signature})],
-        reference=REFERENCE, origin="export", source="heldout+boundary" if heldout is not None else "given",
-        model={"name": name or folder.resolve().parent.name, "version": version if version is not None else folder.name,
-               "saved_model_sha256": golden.saved_model_sha256(folder),
-               "tflite": golden.tflite_sha256(folder.glob("*.tflite"))},
-        policies=policies_json(default_policies()), environment=golden.environment())
+        feeds=feeds,
+        runtimes=[
+            golden.GoldenRuntime(
+                REFERENCE, "savedmodel", REFERENCE_POLICY, outputs, {"source": str(folder), "signature": signature}
+            )
+        ],
+        reference=REFERENCE,
+        origin="export",
+        source="heldout+boundary" if heldout is not None else "given",
+        model={
+            "name": name or folder.resolve().parent.name,
+            "version": version if version is not None else folder.name,
+            "saved_model_sha256": golden.saved_model_sha256(folder),
+            "tflite": golden.tflite_sha256(folder.glob("*.tflite")),
+        },
+        policies=policies_json(default_policies()),
+        environment=golden.environment(),
+    )
     return golden.write(record, golden.golden_path(folder, signature))
 
 

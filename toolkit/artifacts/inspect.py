@@ -43,8 +43,11 @@ def inspect_path(path: str | Path, tags=None) -> dict:
         if tflite_files:  # a TFLite-only version, as TF Serving serves with --prefer_tflite_model
             return {"path": str(path), "tflite": [tflite_info(p) for p in tflite_files]}
         versions = list(version_folders(path).values())
-        hint = (f"; it holds versions {', '.join(p.name for p in versions)} (inspect one of them, e.g. {versions[-1]})"
-                if versions else "")
+        hint = (
+            f"; it holds versions {', '.join(p.name for p in versions)} (inspect one of them, e.g. {versions[-1]})"
+            if versions
+            else ""
+        )
         raise InputError(f"{path}: no saved_model.pb or .tflite file in this folder{hint}")
     return {
         "path": str(path),
@@ -57,8 +60,8 @@ def saved_model_info(model_dir: str | Path, tags=None) -> dict:
     """{'meta_graphs': [{'tags': [...], 'signatures': {name: {...}}}]} from saved_model.pb,
     only the MetaGraph tagged exactly `tags` if given."""
     import_tf()  # the protos import TensorFlow; import_tf() does it first, hiding its start-up banner
-    from tensorflow.core.protobuf import saved_model_pb2
     from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
 
     pb_path = Path(model_dir) / "saved_model.pb"
     proto = saved_model_pb2.SavedModel()
@@ -71,14 +74,17 @@ def saved_model_info(model_dir: str | Path, tags=None) -> dict:
 
     meta_graphs = []
     for meta_graph in proto.meta_graphs:
-        signatures = {key: _signature_def_info(sig) for key, sig in sorted(meta_graph.signature_def.items())
-                      if key != INIT_OP_KEY}
+        signatures = {
+            key: _signature_def_info(sig) for key, sig in sorted(meta_graph.signature_def.items()) if key != INIT_OP_KEY
+        }
         meta_graphs.append({"tags": sorted(meta_graph.meta_info_def.tags), "signatures": signatures})
     if tags is not None:
         chosen = [m for m in meta_graphs if set(m["tags"]) == {t.strip() for t in tags if t.strip()}]
         if not chosen:
-            raise InputError(f"{pb_path}: no MetaGraph tagged {','.join(tags)} (it has tag-sets: "
-                             f"{'; '.join(','.join(m['tags']) for m in meta_graphs)}); pass --tags with one of them")
+            raise InputError(
+                f"{pb_path}: no MetaGraph tagged {','.join(tags)} (it has tag-sets: "
+                f"{'; '.join(','.join(m['tags']) for m in meta_graphs)}); pass --tags with one of them"
+            )
         meta_graphs = chosen
     return {"meta_graphs": meta_graphs}
 
@@ -183,8 +189,10 @@ def to_text(info: dict) -> str:
     for lite in info.get("tflite", []):
         lines.append(f"TFLite model {lite['path']} ({lite['size_bytes']} bytes, {lite['quantization']}):")
         if lite["needs_flex"]:
-            lines.append(f"  needs the Flex delegate (select TF ops) for {', '.join(lite['flex_ops'])}: "
-                         "LiteRT and most edge runtimes cannot run it without that delegate")
+            lines.append(
+                f"  needs the Flex delegate (select TF ops) for {', '.join(lite['flex_ops'])}: "
+                "LiteRT and most edge runtimes cannot run it without that delegate"
+            )
         if lite["signatures"]:
             for key, sig in lite["signatures"].items():
                 lines.append(f"  signature '{key}':")
@@ -199,11 +207,15 @@ def to_text(info: dict) -> str:
             for key, sig in lite["signature_defs"].items():
                 lines.append(f"    signature_def['{key}'] ({sig['method_name']}):")
                 for kind in ("inputs", "outputs"):
-                    lines += [f"      {kind[:-1]:6} {name}: {t['dtype']} {_shape_text(t['shape'])} (tensor '{t['name']}')"
-                              for name, t in sig[kind].items()]
+                    lines += [
+                        f"      {kind[:-1]:6} {name}: {t['dtype']} {_shape_text(t['shape'])} (tensor '{t['name']}')"
+                        for name, t in sig[kind].items()
+                    ]
         else:
-            lines.append("  no TF Serving SignatureDefs (signature_defs_metadata): with --prefer_tflite_model,"
-                         " TF Serving generates serving_default with tensor names as aliases")
+            lines.append(
+                "  no TF Serving SignatureDefs (signature_defs_metadata): with --prefer_tflite_model,"
+                " TF Serving generates serving_default with tensor names as aliases"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

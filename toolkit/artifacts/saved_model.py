@@ -40,8 +40,9 @@ def meta_graph(proto, tags, where):
         if set(candidate.meta_info_def.tags) == set(tags):
             return candidate
     available = "; ".join(",".join(sorted(m.meta_info_def.tags)) for m in proto.meta_graphs) or "none"
-    raise InputError(f"{where}: no MetaGraph tagged {','.join(tags)} (it has tag-sets: {available}); "
-                     "pass --tags with one of them")
+    raise InputError(
+        f"{where}: no MetaGraph tagged {','.join(tags)} (it has tag-sets: {available}); pass --tags with one of them"
+    )
 
 
 def signature_keys(folder: str | Path, tags, where=None) -> list[str]:

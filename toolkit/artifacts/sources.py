@@ -82,8 +82,12 @@ class RunSource(Source):
         return {
             "seed": config["seed"],
             "training": {k: config[k] for k in ("steps", "learning_rate", "batch_size", "test_fraction")},
-            "data": {"source": config["data_source"], "hash": config["data_hash"],
-                     "num_train": config["num_train"], "num_heldout": config["num_heldout"]},
+            "data": {
+                "source": config["data_source"],
+                "hash": config["data_hash"],
+                "num_train": config["num_train"],
+                "num_heldout": config["num_heldout"],
+            },
             "feature_names": config["feature_names"],
             "metrics": {"heldout": self.run.record["heldout"], "final_train": self.run.record["final_train"]},
         }
@@ -119,8 +123,10 @@ def _keras_serve(model, path: Path):
     tf = import_tf()
     inputs = getattr(model, "inputs", None)  # a subclassed model declares none
     if not inputs:
-        raise InputError(f"{path}: a subclassed Keras model has no declared inputs to name; export it with "
-                         "model.export(DIR) and pass DIR, or rebuild it as a functional or Sequential model")
+        raise InputError(
+            f"{path}: a subclassed Keras model has no declared inputs to name; export it with "
+            "model.export(DIR) and pass DIR, or rebuild it as a functional or Sequential model"
+        )
     single = inputs[0].name if len(inputs) == 1 else None
     names = getattr(model, "output_names", None) or [model.layers[-1].name]
 
@@ -169,8 +175,7 @@ def written_anew(relative: str) -> bool:
     """Files of a version folder that an export writes itself rather than copying: TFLite files, the
     warmup file, the inputs it fed and the manifest."""
     top_level_tflite = "/" not in relative and relative.endswith(".tflite")
-    return (top_level_tflite or relative in (WARMUP_FILE, MANIFEST_FILE)
-            or relative.startswith(INPUTS_DIR + "/"))
+    return top_level_tflite or relative in (WARMUP_FILE, MANIFEST_FILE) or relative.startswith(INPUTS_DIR + "/")
 
 
 def open_source(path) -> Source:
@@ -184,13 +189,17 @@ def open_source(path) -> Source:
     if path.is_file():
         if path.suffix == KERAS_SUFFIX:
             return KerasSource(path)
-        raise InputError(f"{path}: not a Keras {KERAS_SUFFIX} file; export takes a tfkit run folder, a SavedModel "
-                         f"folder, a TF Serving version folder or a Keras {KERAS_SUFFIX} file")
+        raise InputError(
+            f"{path}: not a Keras {KERAS_SUFFIX} file; export takes a tfkit run folder, a SavedModel "
+            f"folder, a TF Serving version folder or a Keras {KERAS_SUFFIX} file"
+        )
     if (path / TRAINING_JSON).is_file():
         return RunSource(path)
     try:
         folder = resolve_model(path)
     except InputError:
-        raise InputError(f"{path}: neither a tfkit run folder ({TRAINING_JSON}), a SavedModel folder "
-                         "(saved_model.pb) nor a model folder with integer-named versions") from None
+        raise InputError(
+            f"{path}: neither a tfkit run folder ({TRAINING_JSON}), a SavedModel folder "
+            "(saved_model.pb) nor a model folder with integer-named versions"
+        ) from None
     return FolderSource(folder, "version-folder" if version_number(folder) is not None else "saved-model")

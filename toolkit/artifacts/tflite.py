@@ -14,8 +14,8 @@ import contextlib
 import re
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from toolkit.errors import InputError, root_cause
 from toolkit.tfenv import captured_stderr, import_tf
@@ -42,8 +42,13 @@ def parse_quantize(value: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 #: MLIR element types no TFLite builtin kernel takes, with the dtype users know them by
-UNSUPPORTED_TYPES = {"f64": "float64", "f16": "float16", "bf16": "bfloat16", "complex<f32>": "complex64",
-                     "complex<f64>": "complex128"}
+UNSUPPORTED_TYPES = {
+    "f64": "float64",
+    "f16": "float16",
+    "bf16": "bfloat16",
+    "complex<f32>": "complex64",
+    "complex<f64>": "complex128",
+}
 _TENSOR_TYPE = re.compile(r"tensor<(?:[\d?]+x)*([^<>]+(?:<[^<>]+>)?)>")
 
 
@@ -80,8 +85,7 @@ def convert(
     failure, log = None, []
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(_convertible(saved_model_dir, signature_keys, tags))
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(source), signature_keys=signature_keys,
-                                                             tags=set(tags))
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(source), signature_keys=signature_keys, tags=set(tags))
         _configure(converter, quantization, representative_dataset, allow_flex)
         log = stack.enter_context(captured_stderr())
         stack.enter_context(warnings.catch_warnings())
@@ -93,8 +97,11 @@ def convert(
     # The exception holds the converter's diagnostics; the captured log repeats them (or is all there is).
     text = str(failure) if str(failure).strip() else "".join(log)
     cause = conversion_cause(text) or type(failure).__name__
-    raise ConversionError(f"cannot convert {saved_model_dir} signature(s) {', '.join(map(repr, signature_keys))} "
-                          f"to TFLite: {cause}", cause, flex_only_ops(text))
+    raise ConversionError(
+        f"cannot convert {saved_model_dir} signature(s) {', '.join(map(repr, signature_keys))} to TFLite: {cause}",
+        cause,
+        flex_only_ops(text),
+    )
 
 
 def _configure(converter, quantization: str | None, representative_dataset, allow_flex: bool) -> None:
@@ -137,8 +144,10 @@ def _freeze_tf1(saved_model_dir, signature_keys: list[str], tags, out: str) -> N
     graph = saved_model.meta_graph(saved_model.read(saved_model_dir), tags, saved_model_dir)
     try:
         loaded = tf.saved_model.load(str(saved_model_dir), tags=list(tags))
-        signatures = {key: _frozen_signature(loaded.signatures[key], graph.signature_def[key],
-                                             convert_variables_to_constants_v2) for key in signature_keys}
+        signatures = {
+            key: _frozen_signature(loaded.signatures[key], graph.signature_def[key], convert_variables_to_constants_v2)
+            for key in signature_keys
+        }
     except Exception as exc:  # TF raises many types for graphs it cannot load or freeze
         cause = root_cause(exc)
         raise ConversionError(f"cannot freeze the TF1 graph of {saved_model_dir} for TFLite: {cause}", cause) from None
@@ -176,14 +185,17 @@ def conversion_cause(text: str) -> str:
         return cause
     by_dtype = _ops_by_unsupported_dtype(text, select + custom)
     typed = {op for ops in by_dtype.values() for op in ops}
-    parts = [f"it computes in {dtype} ({_ops(ops)}), which TFLite's builtin ops do not support"
-             for dtype, ops in by_dtype.items()]
+    parts = [
+        f"it computes in {dtype} ({_ops(ops)}), which TFLite's builtin ops do not support"
+        for dtype, ops in by_dtype.items()
+    ]
     flex, missing = [op for op in select if op not in typed], [op for op in custom if op not in typed]
     if flex:
         parts.append(f"it needs TF Select (Flex) {_ops(flex)}, which LiteRT lacks")
     if missing:
-        parts.append(f"{_ops(missing)} {'has' if len(missing) == 1 else 'have'} no TFLite kernel, "
-                     "neither builtin nor Flex")
+        parts.append(
+            f"{_ops(missing)} {'has' if len(missing) == 1 else 'have'} no TFLite kernel, neither builtin nor Flex"
+        )
     return "; ".join(parts)
 
 

@@ -9,7 +9,7 @@ calls `ctx.exit(code)`.
 """
 
 # Commands register on import, in pipeline order (the order `tfkit --help` lists them).
-from toolkit.cli import train, export, serve, check, run, fleet  # noqa: F401,E402  isort: skip
+from toolkit.cli import train, export, serve, check, run, fleet  # noqa: F401  isort: skip
 from toolkit.cli.group import cli
 
 

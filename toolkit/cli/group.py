@@ -30,9 +30,11 @@ class ToolkitGroup(click.Group):
 
     def format_commands(self, ctx, formatter):
         """List each command with its whole first sentence, wrapped; click cuts it at ~45 characters."""
-        rows = [(name, command.get_short_help_str(limit=1000)) for name, command in
-                ((name, self.get_command(ctx, name)) for name in self.list_commands(ctx))
-                if command is not None and not command.hidden]
+        rows = [
+            (name, command.get_short_help_str(limit=1000))
+            for name, command in ((name, self.get_command(ctx, name)) for name in self.list_commands(ctx))
+            if command is not None and not command.hidden
+        ]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -47,9 +49,14 @@ def cli():
 
 def tags_option(command):
     """--tags: which MetaGraph of a SavedModel to load, as TF Serving's --saved_model_tags."""
-    return click.option("--tags", default="serve", show_default=True, metavar="TAG[,TAG...]", callback=_parse_tags,
-                        help="Tag-set of the SavedModel MetaGraph to load, comma-separated "
-                             "(TF Serving's --saved_model_tags).")(command)
+    return click.option(
+        "--tags",
+        default="serve",
+        show_default=True,
+        metavar="TAG[,TAG...]",
+        callback=_parse_tags,
+        help="Tag-set of the SavedModel MetaGraph to load, comma-separated (TF Serving's --saved_model_tags).",
+    )(command)
 
 
 def _parse_tags(ctx, param, value: str) -> tuple:

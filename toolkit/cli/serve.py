@@ -10,9 +10,13 @@ from toolkit.cli.group import cli, tags_option
 @click.option("--name", help="Model name (default: the model folder's name).")
 @click.option("--port", type=int, default=8500, show_default=True, help="gRPC port.")
 @click.option("--rest-port", type=int, default=8501, show_default=True, help="REST port (0: no REST).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; 0.0.0.0 for every interface (tensorflow_model_server "
-                   "always listens on every interface).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 for every interface (tensorflow_model_server "
+    "always listens on every interface).",
+)
 @click.option("--server-binary", metavar="PATH", help="Run this tensorflow_model_server instead of ours.")
 @click.option("--prefer-binary", is_flag=True, help="Use tensorflow_model_server from PATH when there is one.")
 @click.argument("server_flags", nargs=-1, type=click.UNPROCESSED)
@@ -49,14 +53,23 @@ def serve(model, name, port, rest_port, host, server_binary, prefer_binary, serv
 @click.option("--target", metavar="HOST:PORT", help="Send to a running TF Serving over gRPC.")
 @click.option("--rest-target", metavar="URL", help="Send to a running TF Serving over REST.")
 @click.option("--model-name", help="Model name on the server (required with --target/--rest-target).")
-@click.option("--signature", default="serving_default", show_default=True,
-              help="Signature to call (the SavedModel's signature key).")
+@click.option(
+    "--signature",
+    default="serving_default",
+    show_default=True,
+    help="Signature to call (the SavedModel's signature key).",
+)
 @tags_option
 @click.option("--inputs", type=click.Path(dir_okay=False), help=".npz with one array per input name.")
-@click.option("--json", "json_text", metavar="JSON", help='e.g. \'{"features": [[1.0, 2.0]]}\' or \'[[1.0, 2.0]]\'.')
+@click.option("--json", "json_text", metavar="JSON", help="e.g. '{\"features\": [[1.0, 2.0]]}' or '[[1.0, 2.0]]'.")
 @click.option("--csv", "csv_text", metavar="ROWS", help="One input's rows, e.g. '1,2;3,4'.")
-@click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for the server to connect and for each answer.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the server to connect and for each answer.",
+)
 def predict(source, target, rest_target, model_name, signature, tags, inputs, json_text, csv_text, timeout):
     """Send a few rows to a SavedModel, a .tflite file or a server; print the outputs as JSON.
 
@@ -66,9 +79,9 @@ def predict(source, target, rest_target, model_name, signature, tags, inputs, js
 
     import numpy as np
 
-    from toolkit.predict import predict_runner
     from toolkit.errors import InputError
     from toolkit.parity.inputs import literal_feed, npz_feeds
+    from toolkit.predict import predict_runner
 
     if sum(x is not None for x in (inputs, json_text, csv_text)) != 1:
         raise InputError("give exactly one of --inputs, --json or --csv")
@@ -79,5 +92,13 @@ def predict(source, target, rest_target, model_name, signature, tags, inputs, js
             feeds = [literal_feed(runner.signature, json_text, csv_text)]
         for feed in feeds:
             outputs = runner.infer(feed)
-            click.echo(json.dumps({k: np.vectorize(lambda b: b.decode(errors="replace"), otypes=[object])(v).tolist()
-                                   if v.dtype.kind in "OS" else v.tolist() for k, v in sorted(outputs.items())}))
+            click.echo(
+                json.dumps(
+                    {
+                        k: np.vectorize(lambda b: b.decode(errors="replace"), otypes=[object])(v).tolist()
+                        if v.dtype.kind in "OS"
+                        else v.tolist()
+                        for k, v in sorted(outputs.items())
+                    }
+                )
+            )

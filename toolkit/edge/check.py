@@ -24,8 +24,9 @@ from toolkit.policies import INVARIANCE_ULPS, default_policies, policies_from_js
 OUTPUTS_FILE = "outputs.json"
 
 
-def check(target, golden: str | None = None, allow_model_mismatch: bool = False,
-          progress=lambda msg: None) -> tuple[CheckResult, Golden]:
+def check(
+    target, golden: str | None = None, allow_model_mismatch: bool = False, progress=lambda msg: None
+) -> tuple[CheckResult, Golden]:
     """Check the TFLite files at `target` (a version folder, or one .tflite file) against `golden`
     (default: the version folder's golden file of serving_default); return the result and the golden file."""
     started = time.monotonic()
@@ -49,18 +50,38 @@ def check(target, golden: str | None = None, allow_model_mismatch: bool = False,
             stack.enter_context(c.runner)
         if not candidates and not errors:
             raise InputError(f"no TFLite file in {target} can run signature {recorded.signature!r}")
-        judged = judge_runtimes(reference, candidates, stored.inputs_of(recorded), policies, None, INVARIANCE_ULPS,
-                                errors, not_run, progress)
-        signatures = [signature_consistency(c.runner.name, reference.signature, c.runner.signature)
-                      for c in judged.candidates]
+        judged = judge_runtimes(
+            reference,
+            candidates,
+            stored.inputs_of(recorded),
+            policies,
+            None,
+            INVARIANCE_ULPS,
+            errors,
+            not_run,
+            progress,
+        )
+        signatures = [
+            signature_consistency(c.runner.name, reference.signature, c.runner.signature) for c in judged.candidates
+        ]
         notes += stored.tflite_changes([(recorded.path, recorded.model)], files)
-        repro = reproducibility(version_dir, files + [recorded.path, recorded.path.with_suffix(".npz")],
-                                judged.inputs)
+        repro = reproducibility(version_dir, files + [recorded.path, recorded.path.with_suffix(".npz")], judged.inputs)
         result = judged.result(
-            model={"path": str(target), "name": recorded.model.get("name"),
-                   "version": str(recorded.model.get("version")), "signature": recorded.signature, "notes": notes},
-            signatures=signatures, errors=errors, reproducibility=repro, policies=policies, not_run=not_run,
-            seconds=time.monotonic() - started, edge=edge)
+            model={
+                "path": str(target),
+                "name": recorded.model.get("name"),
+                "version": str(recorded.model.get("version")),
+                "signature": recorded.signature,
+                "notes": notes,
+            },
+            signatures=signatures,
+            errors=errors,
+            reproducibility=repro,
+            policies=policies,
+            not_run=not_run,
+            seconds=time.monotonic() - started,
+            edge=edge,
+        )
     here = device()
     for runtime in result.runtimes[1:]:
         runtime["device"] = here
@@ -72,9 +93,13 @@ def write(result: CheckResult, recorded: Golden, report_dir) -> dict:
     (no plots: matplotlib is not on the device) into `report_dir`; return their paths."""
     report_dir = Path(report_dir)
     files = [Path(r["source"]) for r in result.runtimes[1:] if r.get("resolver") == "auto"]
-    outputs = stored.save(result, report_dir / OUTPUTS_FILE, origin="device",
-                          model={**recorded.model, "tflite": tflite_sha256(files)},
-                          names=result.runtime_names()[1:])
+    outputs = stored.save(
+        result,
+        report_dir / OUTPUTS_FILE,
+        origin="device",
+        model={**recorded.model, "tflite": tflite_sha256(files)},
+        names=result.runtime_names()[1:],
+    )
     result.saved_outputs = outputs.name
     return {**report.write_report(result, report_dir, plots=False), "outputs": outputs}
 
@@ -84,8 +109,9 @@ def _tflite_files(target: Path) -> tuple[Path | None, list[Path]]:
     if target.is_dir():
         files = sorted(target.glob("*.tflite"), key=lambda p: (p.name != "model.tflite", p.name))
         if not files:
-            raise InputError(f"{target} holds no .tflite file; give a version folder exported by tfkit export "
-                             "or a .tflite file")
+            raise InputError(
+                f"{target} holds no .tflite file; give a version folder exported by tfkit export or a .tflite file"
+            )
         return target, files
     if target.suffix == ".tflite" and target.is_file():
         return None, [target]

@@ -19,21 +19,38 @@ DEFAULT_REPORT = "tfkit-edge-report"
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="tfkit-edge", description="Check TFLite files against golden outputs on a "
-                                  "device: numpy and LiteRT only.")
+    top = argparse.ArgumentParser(
+        prog="tfkit-edge", description="Check TFLite files against golden outputs on a device: numpy and LiteRT only."
+    )
     top.add_argument("--version", action="version", version=f"tfkit-edge {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="Check a version folder's TFLite files (or one file) against its "
-                                "golden outputs, under every LiteRT op resolver.")
-    check.add_argument("target", metavar="VERSION_DIR|FILE.tflite",
-                       help="A version folder from tfkit export (every .tflite in it), or one .tflite file.")
-    check.add_argument("--golden", metavar="FILE",
-                       help="Golden file (.json, with its .npz beside it). Default: "
-                            "VERSION_DIR/assets.extra/tfkit_golden/serving_default.json.")
-    check.add_argument("--report", metavar="DIR", default=DEFAULT_REPORT,
-                       help=f"Write report.json, report.md and the device's outputs here (default: {DEFAULT_REPORT}).")
-    check.add_argument("--allow-model-mismatch", action="store_true",
-                       help="Check against a golden file recorded for another SavedModel instead of exiting 2.")
+    check = commands.add_parser(
+        "check",
+        help="Check a version folder's TFLite files (or one file) against its "
+        "golden outputs, under every LiteRT op resolver.",
+    )
+    check.add_argument(
+        "target",
+        metavar="VERSION_DIR|FILE.tflite",
+        help="A version folder from tfkit export (every .tflite in it), or one .tflite file.",
+    )
+    check.add_argument(
+        "--golden",
+        metavar="FILE",
+        help="Golden file (.json, with its .npz beside it). Default: "
+        "VERSION_DIR/assets.extra/tfkit_golden/serving_default.json.",
+    )
+    check.add_argument(
+        "--report",
+        metavar="DIR",
+        default=DEFAULT_REPORT,
+        help=f"Write report.json, report.md and the device's outputs here (default: {DEFAULT_REPORT}).",
+    )
+    check.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="Check against a golden file recorded for another SavedModel instead of exiting 2.",
+    )
     return top
 
 
@@ -45,8 +62,12 @@ def main(argv=None) -> int:
 
     try:
         with _error_report(args.report, args.target):
-            result, recorded = check.check(args.target, args.golden, args.allow_model_mismatch,
-                                           progress=lambda message: print(f"tfkit-edge: {message}", file=sys.stderr))
+            result, recorded = check.check(
+                args.target,
+                args.golden,
+                args.allow_model_mismatch,
+                progress=lambda message: print(f"tfkit-edge: {message}", file=sys.stderr),
+            )
             print(report.summary(result))
             paths = check.write(result, recorded, args.report)
     except ToolkitError as exc:

@@ -11,9 +11,18 @@ import yaml
 
 from toolkit.artifacts.layout import write_atomic
 from toolkit.errors import InputError
-
-from toolkit.fleet.plan import (CONFIG_DIR, CONFIG_NAME, GRPC_PORT, MODELS_MOUNT, REST_PORT,
-                                SERVERS, ModelEntry, build_config, render_config, server_flags)
+from toolkit.fleet.plan import (
+    CONFIG_DIR,
+    CONFIG_NAME,
+    GRPC_PORT,
+    MODELS_MOUNT,
+    REST_PORT,
+    SERVERS,
+    ModelEntry,
+    build_config,
+    render_config,
+    server_flags,
+)
 
 _K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -39,11 +48,14 @@ def serving_image() -> str:
     tf_version = metadata.version("tensorflow")
     api_version = metadata.version("tensorflow-serving-api")
     if not re.fullmatch(r"\d+\.\d+\.\d+", api_version):
-        raise InputError(f"tensorflow-serving-api {api_version} is not a release with a "
-                         "tensorflow/serving image; pass --image")
+        raise InputError(
+            f"tensorflow-serving-api {api_version} is not a release with a tensorflow/serving image; pass --image"
+        )
     if tf_version.split(".")[:2] != api_version.split(".")[:2]:
-        raise InputError(f"TensorFlow {tf_version} and tensorflow-serving-api {api_version} differ "
-                         "in minor version, so no tensorflow/serving tag matches both; pass --image")
+        raise InputError(
+            f"TensorFlow {tf_version} and tensorflow-serving-api {api_version} differ "
+            "in minor version, so no tensorflow/serving tag matches both; pass --image"
+        )
     return f"tensorflow/serving:{api_version}"
 
 
@@ -59,7 +71,7 @@ def python_image() -> str:
 _PYTHON_DOCKERFILE = """\
 FROM python:3.11-slim
 COPY . /src
-RUN pip install --no-cache-dir /src
+RUN pip install --no-cache-dir "/src[full]"
 ENV TF_CPP_MIN_LOG_LEVEL=3
 EXPOSE 8500 8501
 ENTRYPOINT ["python", "-m", "serving"]
@@ -94,8 +106,7 @@ class FleetOptions:
         """(entrypoint, args) of a replica container."""
         # tensorflow/serving's own entrypoint script adds --model_name=model
         # --model_base_path=/models/model; call the binary directly instead.
-        entrypoint = (["tensorflow_model_server"] if self.server == "tf-serving"
-                      else ["python", "-m", "serving"])
+        entrypoint = ["tensorflow_model_server"] if self.server == "tf-serving" else ["python", "-m", "serving"]
         return entrypoint, server_flags(models, f"{CONFIG_DIR}/{CONFIG_NAME}")
 
 
@@ -115,8 +126,7 @@ def readiness_script(models: list[ModelEntry], rest_port: int = REST_PORT) -> st
     return " && ".join(checks)
 
 
-def compose_spec(models: list[ModelEntry], options: FleetOptions,
-                 host_port: int = GRPC_PORT) -> dict:
+def compose_spec(models: list[ModelEntry], options: FleetOptions, host_port: int = GRPC_PORT) -> dict:
     """A docker-compose document: one service per replica, models mounted read-only.
 
     Replica i publishes gRPC on host_port + 10*i and REST on the next port, so
@@ -125,8 +135,9 @@ def compose_spec(models: list[ModelEntry], options: FleetOptions,
     models.config by `tfkit promote` reaches the containers.
     """
     entrypoint, args = options.container_command(models)
-    volumes = [{"type": "bind", "source": str(m.path), "target": f"{MODELS_MOUNT}/{m.name}",
-                "read_only": True} for m in models]
+    volumes = [
+        {"type": "bind", "source": str(m.path), "target": f"{MODELS_MOUNT}/{m.name}", "read_only": True} for m in models
+    ]
     volumes.append({"type": "bind", "source": "./config", "target": CONFIG_DIR, "read_only": True})
     services = {}
     for i, (grpc_host, rest_host) in enumerate(replica_host_ports(options.replicas, host_port)):
@@ -136,19 +147,21 @@ def compose_spec(models: list[ModelEntry], options: FleetOptions,
             "command": args,
             "ports": [f"{grpc_host}:{GRPC_PORT}", f"{rest_host}:{REST_PORT}"],
             "volumes": volumes,
-            "healthcheck": {"test": ["CMD", "bash", "-c", readiness_script(models)],
-                            "interval": "10s", "timeout": "5s", "retries": 3,
-                            "start_period": "60s"},
+            "healthcheck": {
+                "test": ["CMD", "bash", "-c", readiness_script(models)],
+                "interval": "10s",
+                "timeout": "5s",
+                "retries": 3,
+                "start_period": "60s",
+            },
             "stop_grace_period": f"{TERMINATION_GRACE_S}s",
-            "deploy": {"resources": {"reservations": {
-                "cpus": str(options.cpus), "memory": f"{options.memory_mib}M"}}},
+            "deploy": {"resources": {"reservations": {"cpus": str(options.cpus), "memory": f"{options.memory_mib}M"}}},
             "restart": "unless-stopped",
         }
         if options.server == "python":
             service["environment"] = {"TF_CPP_MIN_LOG_LEVEL": "3"}
             if not options.image:
-                service["build"] = {"context": str(_source_dir()),
-                                    "dockerfile_inline": _PYTHON_DOCKERFILE}
+                service["build"] = {"context": str(_source_dir()), "dockerfile_inline": _PYTHON_DOCKERFILE}
         services[f"serving-{i}"] = service
     return {"name": "tfkit-serving", "services": services}
 
@@ -162,13 +175,20 @@ def _source_dir() -> Path:
     """The tfkit source tree the python image is built from (this checkout)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").is_file() or not (root / "serving").is_dir():
-        raise InputError(f"{root} is not the tfkit source tree (needs pyproject.toml and serving/) "
-                         "to build the python server image; pass --image instead")
+        raise InputError(
+            f"{root} is not the tfkit source tree (needs pyproject.toml and serving/) "
+            "to build the python server image; pass --image instead"
+        )
     return root
 
 
-def k8s_manifests(models: list[ModelEntry], options: FleetOptions, app: str = "tfserving",
-                  namespace: str | None = None, models_volume: str = "pvc:tfkit-models") -> list[dict]:
+def k8s_manifests(
+    models: list[ModelEntry],
+    options: FleetOptions,
+    app: str = "tfserving",
+    namespace: str | None = None,
+    models_volume: str = "pvc:tfkit-models",
+) -> list[dict]:
     """ConfigMap (models.config), Deployment, Service and PodDisruptionBudget for a TF Serving fleet.
 
     `models_volume` is `pvc:CLAIM` or `host:/PATH`: a volume holding NAME/VERSION
@@ -198,42 +218,69 @@ def k8s_manifests(models: list[ModelEntry], options: FleetOptions, app: str = "t
         "image": options.resolved_image,
         "command": entrypoint,
         "args": args,
-        "ports": [{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
-                  {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"exec": {"command": ["bash", "-c", readiness_script(models)]},
-                           "initialDelaySeconds": 5, "periodSeconds": 5, "timeoutSeconds": 5,
-                           "failureThreshold": 3},
-        "livenessProbe": {"tcpSocket": {"port": GRPC_PORT},
-                          "initialDelaySeconds": 30, "periodSeconds": 10},
-        "resources": {"requests": {"cpu": f"{round(options.cpus * 1000)}m",
-                                   "memory": f"{options.memory_mib}Mi"},
-                      "limits": {"memory": f"{options.memory_mib}Mi"}},
-        "volumeMounts": [{"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True},
-                         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+        "ports": [
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "exec": {"command": ["bash", "-c", readiness_script(models)]},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {"tcpSocket": {"port": GRPC_PORT}, "initialDelaySeconds": 30, "periodSeconds": 10},
+        "resources": {
+            "requests": {"cpu": f"{round(options.cpus * 1000)}m", "memory": f"{options.memory_mib}Mi"},
+            "limits": {"memory": f"{options.memory_mib}Mi"},
+        },
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        ],
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_PAUSE_S)]}}},
     }
     if options.server == "python":
         container["env"] = [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "3"}]
     return [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": config_meta,
-         "data": {CONFIG_NAME: config_text}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-         "spec": {"replicas": options.replicas,
-                  "selector": {"matchLabels": {"app": app}},
-                  "strategy": {"type": "RollingUpdate",
-                               "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                  "template": {"metadata": {"labels": {"app": app}},
-                               "spec": {"terminationGracePeriodSeconds": TERMINATION_GRACE_S,
-                                        "containers": [container],
-                                        "volumes": [volume, {"name": "config", "configMap": {
-                                            "name": config_meta["name"]}}]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-         "spec": {"selector": {"app": app},
-                  "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
-                            {"name": "http", "port": REST_PORT, "targetPort": "http"}]}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": config_meta, "data": {CONFIG_NAME: config_text}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": options.replicas,
+                "selector": {"matchLabels": {"app": app}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "template": {
+                    "metadata": {"labels": {"app": app}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+                        "containers": [container],
+                        "volumes": [volume, {"name": "config", "configMap": {"name": config_meta["name"]}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {
+                "selector": {"app": app},
+                "ports": [
+                    {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
+                    {"name": "http", "port": REST_PORT, "targetPort": "http"},
+                ],
+            },
+        },
         # Node drains and other voluntary evictions take one pod at a time.
-        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
-         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": app}}}},
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta,
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": app}}},
+        },
     ]
 
 
@@ -246,17 +293,15 @@ class _PlainDumper(yaml.SafeDumper):
 
 def dump_yaml(documents: list[dict]) -> str:
     """Serialize documents as multi-document YAML, keys in the order built."""
-    return yaml.dump_all(documents, Dumper=_PlainDumper, sort_keys=False,
-                         default_flow_style=False)
+    return yaml.dump_all(documents, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
 
 
-def write_compose(models: list[ModelEntry], options: FleetOptions, out_dir: str | Path,
-                  host_port: int = GRPC_PORT) -> tuple[Path, Path]:
+def write_compose(
+    models: list[ModelEntry], options: FleetOptions, out_dir: str | Path, host_port: int = GRPC_PORT
+) -> tuple[Path, Path]:
     """Write OUT/docker-compose.yaml and OUT/config/models.config; return both paths."""
     out_dir = Path(out_dir)
     spec = compose_spec(models, options, host_port)
-    config_path = write_atomic(out_dir / "config" / CONFIG_NAME,
-                               render_config(build_config(models, MODELS_MOUNT)))
+    config_path = write_atomic(out_dir / "config" / CONFIG_NAME, render_config(build_config(models, MODELS_MOUNT)))
     compose_path = write_atomic(out_dir / "docker-compose.yaml", dump_yaml([spec]))
     return compose_path, config_path
-

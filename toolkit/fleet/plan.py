@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from toolkit.artifacts.layout import version_numbers
 from toolkit.errors import InputError
 
@@ -75,7 +74,7 @@ class VersionPolicy:
     versions: tuple[int, ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "VersionPolicy":
+    def parse(cls, text: str) -> VersionPolicy:
         """Parse `latest`, `latest=N`, `all` or `specific=V1,V2`."""
         kind, _, value = text.strip().partition("=")
         try:
@@ -91,15 +90,14 @@ class VersionPolicy:
                 return cls("specific", versions=versions)
         except ValueError:
             pass
-        raise InputError(
-            f"bad version policy {text!r}: use latest, latest=N (N >= 1), all, or specific=V1,V2")
+        raise InputError(f"bad version policy {text!r}: use latest, latest=N (N >= 1), all, or specific=V1,V2")
 
     def served(self, on_disk: tuple[int, ...]) -> tuple[int, ...]:
         """The versions a server applying this policy loads from `on_disk` (sorted)."""
         if self.kind == "all":
             return on_disk
         if self.kind == "latest":
-            return on_disk[-self.num_versions:]
+            return on_disk[-self.num_versions :]
         return tuple(v for v in self.versions if v in on_disk)
 
     def __str__(self):
@@ -133,17 +131,18 @@ def _split_model_prefix(text: str, names: list[str], what: str) -> tuple[str, st
     prefix, sep, rest = text.partition(":")
     if sep:
         if prefix not in names:
-            raise InputError(f"{what} {text!r} names model {prefix!r}, "
-                             f"which is not among the models ({', '.join(names)})")
+            raise InputError(
+                f"{what} {text!r} names model {prefix!r}, which is not among the models ({', '.join(names)})"
+            )
         return prefix, rest
     if len(names) > 1:
-        raise InputError(f"{what} {text!r} needs a model prefix NAME: when deploying "
-                         f"several models ({', '.join(names)})")
+        raise InputError(
+            f"{what} {text!r} needs a model prefix NAME: when deploying several models ({', '.join(names)})"
+        )
     return names[0], text
 
 
-def plan_models(paths: list[str | Path], policies: list[str] = (),
-                labels: list[str] = ()) -> list[ModelEntry]:
+def plan_models(paths: list[str | Path], policies: list[str] = (), labels: list[str] = ()) -> list[ModelEntry]:
     """Validate model base paths, version policies and labels; return the deployment plan.
 
     `paths` are model base paths (BASE/NAME, as `tfkit export` writes them; the
@@ -168,8 +167,7 @@ def plan_models(paths: list[str | Path], policies: list[str] = (),
         versions = tuple(version_numbers(path))
         if not versions:
             raise InputError(f"model base path {raw} has no version folders (numeric names like 1/)")
-        entries[name] = {"path": path, "versions": versions, "policy": VersionPolicy(),
-                         "labels": {}}
+        entries[name] = {"path": path, "versions": versions, "policy": VersionPolicy(), "labels": {}}
     names = list(entries)
 
     given_policy = set()
@@ -182,23 +180,23 @@ def plan_models(paths: list[str | Path], policies: list[str] = (),
         entry = entries[name]
         missing = [v for v in policy.versions if v not in entry["versions"]]
         if missing:
-            raise InputError(f"model {name}: version {missing[0]} is not on disk in {entry['path']} "
-                             f"(versions: {format_versions(entry['versions'])})")
+            raise InputError(
+                f"model {name}: version {missing[0]} is not on disk in {entry['path']} "
+                f"(versions: {format_versions(entry['versions'])})"
+            )
         entry["policy"] = policy
 
     for name, entry in entries.items():
         for version in entry["policy"].served(entry["versions"]):
             folder = entry["path"] / str(version)
             if not any((folder / f).is_file() for f in _MODEL_FILES):
-                raise InputError(f"model {name}: version folder {folder} holds no "
-                                 f"{' or '.join(_MODEL_FILES)}")
+                raise InputError(f"model {name}: version folder {folder} holds no {' or '.join(_MODEL_FILES)}")
 
     for text in labels:
         name, spec = _split_model_prefix(text, names, "--label")
         label, sep, value = spec.partition("=")
         if label not in LABELS or not sep:
-            raise InputError(f"bad --label {text!r}: use [NAME:]LABEL=VERSION with LABEL one of "
-                             f"{', '.join(LABELS)}")
+            raise InputError(f"bad --label {text!r}: use [NAME:]LABEL=VERSION with LABEL one of {', '.join(LABELS)}")
         try:
             version = _parse_version(value)
         except ValueError:
@@ -207,13 +205,17 @@ def plan_models(paths: list[str | Path], policies: list[str] = (),
         if label in entry["labels"]:
             raise InputError(f"model {name}: label {label} given twice")
         if version not in entry["versions"]:
-            raise InputError(f"model {name}: label {label} points at version {version}, which is "
-                             f"not on disk in {entry['path']} (versions: {format_versions(entry['versions'])})")
+            raise InputError(
+                f"model {name}: label {label} points at version {version}, which is "
+                f"not on disk in {entry['path']} (versions: {format_versions(entry['versions'])})"
+            )
         served = entry["policy"].served(entry["versions"])
         if version not in served:
-            raise InputError(f"model {name}: label {label} points at version {version}, but version "
-                             f"policy {entry['policy']} loads only {format_versions(served)}; "
-                             f"use --policy {name}:specific=... or all")
+            raise InputError(
+                f"model {name}: label {label} points at version {version}, but version "
+                f"policy {entry['policy']} loads only {format_versions(served)}; "
+                f"use --policy {name}:specific=... or all"
+            )
         entry["labels"][label] = version
 
     return [ModelEntry(name=n, **e) for n, e in entries.items()]
@@ -237,8 +239,7 @@ def build_config(models: list[ModelEntry], models_root: str | None = None):
     for model in models:
         entry = config.model_config_list.config.add()
         entry.name = model.name
-        entry.base_path = (f"{models_root.rstrip('/')}/{model.name}" if models_root
-                           else str(model.path))
+        entry.base_path = f"{models_root.rstrip('/')}/{model.name}" if models_root else str(model.path)
         entry.model_platform = "tensorflow"
         policy = entry.model_version_policy
         if model.policy.kind == "latest":
@@ -274,10 +275,9 @@ def read_config(path: str | Path):
         raise InputError(f"model config {path} is not a ModelServerConfig text proto: {exc}") from None
 
 
-
-
-def server_flags(models: list[ModelEntry], config_path: str, grpc_port: int | None = GRPC_PORT,
-                 rest_port: int | None = REST_PORT) -> list[str]:
+def server_flags(
+    models: list[ModelEntry], config_path: str, grpc_port: int | None = GRPC_PORT, rest_port: int | None = REST_PORT
+) -> list[str]:
     """tensorflow_model_server flags serving `config_path` (the same for `python -m serving`).
 
     A port of None leaves its flag out, for launchers that pick ports themselves.
@@ -285,9 +285,7 @@ def server_flags(models: list[ModelEntry], config_path: str, grpc_port: int | No
     flags = [f"--port={grpc_port}"] if grpc_port is not None else []
     if rest_port is not None:
         flags.append(f"--rest_api_port={rest_port}")
-    flags += [f"--model_config_file={config_path}",
-              f"--model_config_file_poll_wait_seconds={CONFIG_POLL_SECONDS}"]
+    flags += [f"--model_config_file={config_path}", f"--model_config_file_poll_wait_seconds={CONFIG_POLL_SECONDS}"]
     if any(m.labels for m in models):
         flags.append("--allow_version_labels_for_unavailable_models=true")
     return flags
-

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from toolkit.artifacts.layout import write_atomic
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
-
-from toolkit.fleet.plan import LABELS, format_versions, service_protos, read_config, render_config
+from toolkit.fleet.plan import LABELS, format_versions, read_config, render_config, service_protos
 
 
 @dataclass(frozen=True)
@@ -57,16 +55,16 @@ def reload_config(target: str, config, timeout: float = 30.0) -> None:
     request = management_pb2.ReloadConfigRequest(config=config)
     with grpc.insecure_channel(target) as channel:
         try:
-            response = service_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
-                request, timeout=timeout)
+            response = service_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(request, timeout=timeout)
         except grpc.RpcError as exc:
             raise _rpc_error(target, exc) from None
     if response.status.error_code:
         raise ToolkitError(f"{target} refused the new config: {response.status.error_message}")
 
 
-def promote(config_path: str | Path, model: str, version: int, label: str,
-            targets: list[str], timeout: float = 10.0) -> Promotion:
+def promote(
+    config_path: str | Path, model: str, version: int, label: str, targets: list[str], timeout: float = 10.0
+) -> Promotion:
     """Point `label` of `model` at `version` in models.config and on every target server.
 
     Refuses (InputError) before changing anything when the model is not in the
@@ -84,18 +82,21 @@ def promote(config_path: str | Path, model: str, version: int, label: str,
     config = read_config(config_path)
     entries = {c.name: c for c in config.model_config_list.config}
     if model not in entries:
-        raise InputError(f"model {model!r} is not in {config_path} "
-                         f"(models: {', '.join(entries) or 'none'})")
+        raise InputError(f"model {model!r} is not in {config_path} (models: {', '.join(entries) or 'none'})")
     entry = entries[model]
     policy = entry.model_version_policy
     if policy.WhichOneof("policy_choice") == "specific" and version not in policy.specific.versions:
-        raise InputError(f"model {model}: the version policy in {config_path} loads only versions "
-                         f"{format_versions(policy.specific.versions)}, not {version}")
+        raise InputError(
+            f"model {model}: the version policy in {config_path} loads only versions "
+            f"{format_versions(policy.specific.versions)}, not {version}"
+        )
     for target in targets:
         state = version_state(target, model, version, timeout)
         if state != "AVAILABLE":
-            raise InputError(f"version {version} of model {model} is {state} on {target}, "
-                             f"not AVAILABLE: refusing to label it {label}")
+            raise InputError(
+                f"version {version} of model {model} is {state} on {target}, "
+                f"not AVAILABLE: refusing to label it {label}"
+            )
 
     previous = entry.version_labels.get(label)
     entry.version_labels[label] = version
@@ -105,6 +106,7 @@ def promote(config_path: str | Path, model: str, version: int, label: str,
             reload_config(target, config, timeout=max(timeout, 30.0))
         except ToolkitError as exc:
             applied = ", ".join(targets[:done]) or "no replica"
-            raise type(exc)(f"{exc} ({config_path} is updated and applied on {applied}; "
-                             "re-run promote to retry)") from None
+            raise type(exc)(
+                f"{exc} ({config_path} is updated and applied on {applied}; re-run promote to retry)"
+            ) from None
     return Promotion(model, label, version, previous, config_path, tuple(targets))

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from toolkit import policies
 from toolkit.artifacts.golden import golden_path, read_model, saved_model_sha256, tflite_sha256
 from toolkit.artifacts.layout import resolve_model, version_number
@@ -27,8 +26,15 @@ from toolkit.parity import stored
 from toolkit.parity.compare import default_policies, signature_consistency
 from toolkit.parity.inputs import Inputs, file_feeds, generated_feeds, heldout_features, tfkit_feeds
 from toolkit.parity.runners.base import DEFAULT_TAGS, Runner
-from toolkit.parity.verdict import (Candidate, CheckResult, extent_text, judge_runtimes,  # noqa: F401  (re-exported)
-                                    reproducibility, tflite_candidates, uniform_calls, without_name, without_not_run)
+from toolkit.parity.verdict import (
+    Candidate,
+    CheckResult,
+    judge_runtimes,
+    reproducibility,
+    tflite_candidates,
+    without_name,
+    without_not_run,
+)
 from toolkit.serve import BackgroundServer, serve_version
 from toolkit.tfenv import import_tf
 
@@ -66,7 +72,6 @@ class CheckOptions:
     allow_model_mismatch: bool = False  # judge stored outputs recorded for another SavedModel
 
 
-
 # -- model resolution ---------------------------------------------------------------
 def model_name_of(version_dir: Path, explicit: str | None) -> str:
     return explicit or version_dir.resolve().parent.name
@@ -94,9 +99,12 @@ def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run:
     try:
         target.write_bytes(convert(version_dir, [options.signature], tags=options.tags))
     except ConversionError as exc:
-        not_run.append({"runtime": f"tflite:{target.name}",
-                        "reason": f"the TFLite converter failed: {exc.cause}; pass --tflite FILE to check your own "
-                                  "conversion"})
+        not_run.append(
+            {
+                "runtime": f"tflite:{target.name}",
+                "reason": f"the TFLite converter failed: {exc.cause}; pass --tflite FILE to check your own conversion",
+            }
+        )
         return [], True
     kept = f"to {target}" if options.work_dir else "(not kept: pass --report DIR to keep it)"
     note(f"no TFLite file in {version_dir}: converted signature {options.signature!r} {kept}")
@@ -104,8 +112,13 @@ def tflite_files(version_dir: Path, options: CheckOptions, note, stack, not_run:
 
 
 # -- the check ----------------------------------------------------------------------
-def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
-          in_memory=None, server: BackgroundServer | None = None) -> CheckResult:
+def check(
+    model,
+    options: CheckOptions | None = None,
+    progress=lambda msg: None,
+    in_memory=None,
+    server: BackgroundServer | None = None,
+) -> CheckResult:
     """Check every runtime against the reference; see the module docstring.
 
     `model`: a version folder or model folder; None compares `options.load_outputs` among themselves
@@ -120,16 +133,23 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     if model is None and not loaded:
         raise InputError("nothing to check: give MODEL, or --load-outputs FILE to compare stored outputs")
     if loaded and options.inputs:
-        raise InputError("--inputs and --load-outputs: stored outputs answer only the inputs they recorded; "
-                         "drop --inputs")
+        raise InputError(
+            "--inputs and --load-outputs: stored outputs answer only the inputs they recorded; drop --inputs"
+        )
     if model is not None or options.targets or options.rest_targets or options.tflite:
         import_tf()
     version_dir = resolve_model(model) if model is not None else None
     if version_dir is not None:
         stored.check_model(version_dir, loaded, options.allow_model_mismatch)
     name = _model_name(version_dir, options, loaded)
-    judging = default_policies(options.atol, options.rtol, options.quantized_atol, options.min_class_agreement,
-                               options.session_ulps, options.float_ulps)
+    judging = default_policies(
+        options.atol,
+        options.rtol,
+        options.quantized_atol,
+        options.min_class_agreement,
+        options.session_ulps,
+        options.float_ulps,
+    )
     notes: list[str] = []
     errors: list[str] = []
     edge: list[dict] = []
@@ -138,39 +158,71 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
     note = notes.append  # printed once, with the verdict (not also as progress)
 
     with contextlib.ExitStack() as stack, _also_not_run(not_run):
-        if (server is None and version_dir is not None and options.local_server and not options.targets
-                and not options.rest_targets):
+        if (
+            server is None
+            and version_dir is not None
+            and options.local_server
+            and not options.targets
+            and not options.rest_targets
+        ):
             flags = [] if options.tags == DEFAULT_TAGS else [f"--saved_model_tags={','.join(options.tags)}"]
-            server = serve_version(version_dir, name, stack, flags, binary=options.server_binary,
-                                   timeout=options.timeout, host=options.host)
-        reference, candidates = _open_runtimes(version_dir, name, options, stack, in_memory, server, loaded,
-                                               progress, note, errors, edge, not_run)
+            server = serve_version(
+                version_dir,
+                name,
+                stack,
+                flags,
+                binary=options.server_binary,
+                timeout=options.timeout,
+                host=options.host,
+            )
+        reference, candidates = _open_runtimes(
+            version_dir, name, options, stack, in_memory, server, loaded, progress, note, errors, edge, not_run
+        )
         inputs = stored.inputs_of(loaded[0]) if loaded else build_inputs(version_dir, reference, options, name)
         candidates += _logged_runtime(inputs, reference, stack)
         if not candidates and not errors:
             raise InputError(_nothing_to_compare(version_dir, reference, options, not_run))
-        judged = judge_runtimes(reference, candidates, inputs, judging, options.max_batch, options.max_ulps, errors,
-                                not_run, progress)
+        judged = judge_runtimes(
+            reference, candidates, inputs, judging, options.max_batch, options.max_ulps, errors, not_run, progress
+        )
         signatures = _signatures(version_dir, options, reference, in_memory, judged.candidates)
         tflite = [c.runner.path for c in judged.candidates if c.edge is not None]
         for runner in [reference] + [c.runner for c in judged.candidates]:
             served = getattr(runner, "served_version", None)
             if version_dir is not None and served not in (None, version_number(version_dir)):
-                note(f"{runner.name} answered with model version {served}, "
-                     f"the checked folder is version {version_dir.name}")
+                note(
+                    f"{runner.name} answered with model version {served}, "
+                    f"the checked folder is version {version_dir.name}"
+                )
         for text in _tflite_changes(version_dir, options.signature, loaded, tflite):
             note(text)
         # Hash while converted files still exist (a temporary folder goes with the stack).
         recorded = [path for g in loaded for path in (g.path, g.path.with_suffix(".npz"))]
         repro = reproducibility(version_dir, tflite + recorded, inputs)
-        model_record = {"name": name, "version": version_dir.name if version_dir else loaded[0].model.get("version"),
-                        "saved_model_sha256": saved_model_sha256(version_dir) if version_dir else
-                        loaded[0].model.get("saved_model_sha256"), "tflite": tflite_sha256(tflite)}
+        model_record = {
+            "name": name,
+            "version": version_dir.name if version_dir else loaded[0].model.get("version"),
+            "saved_model_sha256": saved_model_sha256(version_dir)
+            if version_dir
+            else loaded[0].model.get("saved_model_sha256"),
+            "tflite": tflite_sha256(tflite),
+        }
         result = judged.result(
-            model={"path": str(version_dir) if version_dir else None, "name": name,
-                   "version": str(model_record["version"]), "signature": options.signature, "notes": notes},
-            signatures=signatures, errors=errors, reproducibility=repro, policies=judging, not_run=not_run,
-            seconds=time.monotonic() - started, edge=edge)
+            model={
+                "path": str(version_dir) if version_dir else None,
+                "name": name,
+                "version": str(model_record["version"]),
+                "signature": options.signature,
+                "notes": notes,
+            },
+            signatures=signatures,
+            errors=errors,
+            reproducibility=repro,
+            policies=judging,
+            not_run=not_run,
+            seconds=time.monotonic() - started,
+            edge=edge,
+        )
     if options.save_outputs:
         result.saved_outputs = str(stored.save(result, options.save_outputs, model=model_record))
     return result
@@ -178,8 +230,10 @@ def check(model, options: CheckOptions | None = None, progress=lambda msg: None,
 
 def _nothing_to_compare(version_dir, reference: Runner, options: CheckOptions, not_run: list) -> str:
     if version_dir is None:
-        return (f"nothing to compare {reference.name} with: give another --load-outputs file, --target, "
-                "--rest-target or MODEL")
+        return (
+            f"nothing to compare {reference.name} with: give another --load-outputs file, --target, "
+            "--rest-target or MODEL"
+        )
     tflite = "no TFLite runtime can run" if not_run else f"no TFLite file has signature {options.signature!r}"
     return f"nothing to compare {version_dir} with: {tflite} and no server was asked for"
 
@@ -191,8 +245,10 @@ def _signature_name(given: str | None, loaded: list) -> str:
     other = {s: p for s, p in recorded.items() if s != name}
     if other:
         signature, path = next(iter(other.items()))
-        raise InputError(f"{path} recorded signature {signature!r}, the check calls {name!r}; pass --signature "
-                         f"{signature} or give stored outputs of {name!r}")
+        raise InputError(
+            f"{path} recorded signature {signature!r}, the check calls {name!r}; pass --signature "
+            f"{signature} or give stored outputs of {name!r}"
+        )
     return name
 
 
@@ -242,8 +298,20 @@ def _also_not_run(not_run: list):
         raise type(exc)(f"{exc} (also: {also})") from None
 
 
-def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, stack, in_memory, server, loaded,
-                   progress, note, errors: list, edge: list, not_run: list) -> tuple[Runner, list[Candidate]]:
+def _open_runtimes(
+    version_dir: Path | None,
+    name: str,
+    options: CheckOptions,
+    stack,
+    in_memory,
+    server,
+    loaded,
+    progress,
+    note,
+    errors: list,
+    edge: list,
+    not_run: list,
+) -> tuple[Runner, list[Candidate]]:
     """Start the reference and every candidate (SavedModel, TFLite files, stored outputs, servers).
 
     The reference is eager TensorFlow on the model, else the first stored file's reference. TFLite
@@ -260,8 +328,9 @@ def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, s
         reference = recorded.pop(0).runner
     elif in_memory is not None:
         reference = EagerRunner(in_memory, options.signature, name="eager")
-        candidates.append(Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel",
-                                                options.tags), "exact"))
+        candidates.append(
+            Candidate(EagerRunner(version_dir, options.signature, "savedmodel", "savedmodel", options.tags), "exact")
+        )
     else:
         reference = EagerRunner(version_dir, options.signature, name="eager", tags=options.tags)
     progress(f"loading {version_dir or reference.name}")
@@ -271,8 +340,9 @@ def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, s
         paths, converted = tflite_files(version_dir, options, note, stack, not_run)
     else:
         paths, converted = [Path(p) for p in options.tflite], False
-    candidates += tflite_candidates(paths, options.signature, bool(options.tflite), converted, note, errors, edge,
-                                    not_run)
+    candidates += tflite_candidates(
+        paths, options.signature, bool(options.tflite), converted, note, errors, edge, not_run
+    )
     candidates += recorded
 
     timeout, batch, sig = options.timeout, options.max_batch, options.signature
@@ -290,8 +360,10 @@ def _open_runtimes(version_dir: Path | None, name: str, options: CheckOptions, s
         progress("waiting for the local model server")
         local = server.wait()
         # Our own server runs the same TensorFlow build, but in a Session whose Grappler rewrites differ by ULPs.
-        remote += [Candidate(GrpcRunner(local.grpc_target, name, sig, timeout, batch, name="grpc"), "session"),
-                   Candidate(RestRunner(local.rest_url, name, sig, timeout, batch, name="rest"), "session")]
+        remote += [
+            Candidate(GrpcRunner(local.grpc_target, name, sig, timeout, batch, name="grpc"), "session"),
+            Candidate(RestRunner(local.rest_url, name, sig, timeout, batch, name="rest"), "session"),
+        ]
     for c in remote:
         # A remote target may still be loading: say how long we wait, not just that we do.
         progress(f"connecting to {c.runner.name} (waiting up to {timeout:g}s for the model; --timeout)")
@@ -309,8 +381,13 @@ def _logged_runtime(inputs: Inputs, reference: Runner, stack) -> list[Candidate]
         return []
     from toolkit.parity.runners.recorded import RecordedRunner
 
-    runner = RecordedRunner(f"logged:{inputs.logged_from}", reference.signature, inputs.logged, kind="logged",
-                            details={"source": inputs.source, "records": len(inputs.logged)})
+    runner = RecordedRunner(
+        f"logged:{inputs.logged_from}",
+        reference.signature,
+        inputs.logged,
+        kind="logged",
+        details={"source": inputs.source, "records": len(inputs.logged)},
+    )
     stack.enter_context(runner)
     return [Candidate(runner, "float")]
 
@@ -320,11 +397,10 @@ def build_inputs(version_dir: Path, reference, options: CheckOptions, model_name
     Logged requests are those of `model_name` (toolkit.parity.replay.read_replay)."""
     signature = reference.signature
     if options.inputs:
-        return file_feeds(options.inputs, signature, options.signature, model_name,
-                          explicit_model=options.model_name is not None)
+        return file_feeds(
+            options.inputs, signature, options.signature, model_name, explicit_model=options.model_name is not None
+        )
     features = heldout_features(version_dir, signature)
     if features is not None:
         return tfkit_feeds(features, signature, reference)
     return generated_feeds(signature, options.samples, options.seed, options.value_range)
-
-

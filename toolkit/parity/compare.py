@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.policies import FLIP_SIGNIFICANCE, Policy, Tolerance, default_policies  # noqa: F401  (re-exported)
 from toolkit.parity.runners.base import dtype_name
+from toolkit.policies import FLIP_SIGNIFICANCE, Policy, Tolerance, default_policies  # noqa: F401  (re-exported)
 
 #: how many of the worst elements a result lists with their values
 WORST_ELEMENTS = 5
@@ -51,8 +51,9 @@ def parse_overrides(values, option: str) -> dict:
         try:
             value = float(number)
         except ValueError:
-            raise InputError(f"{option} {item!r}: expected VALUE or OUTPUT=VALUE with a number, e.g. "
-                             f"{option} probabilities=1e-6") from None
+            raise InputError(
+                f"{option} {item!r}: expected VALUE or OUTPUT=VALUE with a number, e.g. {option} probabilities=1e-6"
+            ) from None
         if value < 0:
             raise InputError(f"{option} {item!r}: tolerance must be >= 0")
         parsed[name or None] = value
@@ -74,8 +75,13 @@ def allowed_flips(rows: int, min_agreement: float, significance: float = FLIP_SI
         return rows
     tail = 1.0  # P(X >= k), starting at k = 0
     for k in range(rows):
-        log_pmf = (math.lgamma(rows + 1) - math.lgamma(k + 1) - math.lgamma(rows - k + 1)
-                   + k * math.log(p) + (rows - k) * math.log1p(-p))
+        log_pmf = (
+            math.lgamma(rows + 1)
+            - math.lgamma(k + 1)
+            - math.lgamma(rows - k + 1)
+            + k * math.log(p)
+            + (rows - k) * math.log1p(-p)
+        )
         tail -= math.exp(log_pmf)  # now P(X >= k + 1)
         if tail < significance:
             return k
@@ -93,8 +99,11 @@ class ClassifierSpec:
     @classmethod
     def detect(cls, outputs: dict) -> ClassifierSpec | None:
         """Find a probability output by name (prob*, scores) and integer class* outputs."""
-        scores = [n for n, s in outputs.items() if np.dtype(s.dtype).kind == "f"
-                  and ("prob" in n.lower() or n.lower() == "scores")]
+        scores = [
+            n
+            for n, s in outputs.items()
+            if np.dtype(s.dtype).kind == "f" and ("prob" in n.lower() or n.lower() == "scores")
+        ]
         if len(scores) != 1:
             return None
         classes = tuple(n for n, s in outputs.items() if np.dtype(s.dtype).kind in "iu" and "class" in n.lower())
@@ -150,7 +159,8 @@ class Layout:
             for name in ref_calls[0]:
                 shapes = [np.shape(outputs[name]) for outputs in ref_calls]
                 if all(s and s[0] == rows for s, rows in zip(shapes, call_rows, strict=True)) and (
-                        len(sizes) > 1 or name in dynamic_outputs):
+                    len(sizes) > 1 or name in dynamic_outputs
+                ):
                     batch.add(name)
         firsts = np.cumsum([0] + [rows or 0 for rows in call_rows])[:-1]
         return cls(frozenset(batch), tuple(int(f) for f in firsts), tuple(range(len(call_rows))))
@@ -162,8 +172,9 @@ class Layout:
 
     def subset(self, indices) -> Layout:
         """The layout of the calls at `indices` (numbers unchanged)."""
-        return Layout(self.batch_outputs, tuple(self.first_rows[i] for i in indices),
-                      tuple(self.call_numbers[i] for i in indices))
+        return Layout(
+            self.batch_outputs, tuple(self.first_rows[i] for i in indices), tuple(self.call_numbers[i] for i in indices)
+        )
 
     def unit(self, output: str) -> str:
         return "row" if output in self.batch_outputs else "call"
@@ -348,8 +359,9 @@ class _Errors:
             abs_err = np.where(np.isnan(abs_err), np.inf, abs_err)  # NaN against a number
             finite = np.isfinite(r)
             magnitude = np.where(finite, np.abs(r), 0.0)
-            rel = np.where(abs_err == 0, 0.0,
-                           np.where(finite, abs_err / np.where(magnitude > 0, magnitude, np.nan), np.inf))
+            rel = np.where(
+                abs_err == 0, 0.0, np.where(finite, abs_err / np.where(magnitude > 0, magnitude, np.nan), np.inf)
+            )
             scale_ulps = None
             floor = 0.0
             if ref.dtype.kind == "f":
@@ -366,12 +378,18 @@ class _Errors:
         if not self.abs.size:
             return {}
         rel = self.rel[~np.isnan(self.rel)]
-        stats = {"max_abs_error": _f(self.abs.max()), "mean_abs_error": _f(self.abs.mean()),
-                 # "higher": no interpolation, so no inf - inf
-                 "p99_abs_error": _f(np.percentile(self.abs, 99, method="higher"))}
+        stats = {
+            "max_abs_error": _f(self.abs.max()),
+            "mean_abs_error": _f(self.abs.mean()),
+            # "higher": no interpolation, so no inf - inf
+            "p99_abs_error": _f(np.percentile(self.abs, 99, method="higher")),
+        }
         if rel.size:
-            stats.update(max_rel_error=_f(rel.max()), mean_rel_error=_f(rel.mean()),
-                         p99_rel_error=_f(np.percentile(rel, 99, method="higher")))
+            stats.update(
+                max_rel_error=_f(rel.max()),
+                mean_rel_error=_f(rel.mean()),
+                p99_rel_error=_f(np.percentile(rel, 99, method="higher")),
+            )
         if self.ulps is not None:
             stats["max_ulp_error"] = int(self.ulps.max())
         if self.scale_ulps is not None:
@@ -428,8 +446,9 @@ class Comparator:
     def __init__(self, classifier: ClassifierSpec | None = None):
         self.classifier = classifier
 
-    def compare(self, reference: str, ref, candidate: str, cand, policy: Policy,
-                layout: Layout | None = None) -> PairComparison:
+    def compare(
+        self, reference: str, ref, candidate: str, cand, policy: Policy, layout: Layout | None = None
+    ) -> PairComparison:
         """Compare every output of the reference with the same output of the candidate.
 
         `ref`/`cand`: the outputs of each call (lists of {output: array}, in the
@@ -442,11 +461,25 @@ class Comparator:
         spec = self.classifier
         if spec is None or spec.score_output not in names or spec.score_output not in layout.batch_outputs:
             spec = None
-        outputs = [self._output(reference, candidate, name, ref_calls, cand_calls, policy, layout, spec)
-                   for name in names]
+        outputs = [
+            self._output(reference, candidate, name, ref_calls, cand_calls, policy, layout, spec) for name in names
+        ]
         extra = sorted(set().union(*(c.keys() for c in cand_calls)) - set(names)) if cand_calls else []
-        outputs += [OutputComparison(reference, candidate, name, policy.name, True, False, 0.0, 0.0, 0.0,
-                                     error=f"output {name} is not produced by {reference}") for name in extra]
+        outputs += [
+            OutputComparison(
+                reference,
+                candidate,
+                name,
+                policy.name,
+                True,
+                False,
+                0.0,
+                0.0,
+                0.0,
+                error=f"output {name} is not produced by {reference}",
+            )
+            for name in extra
+        ]
         classes = None
         if spec is not None and all(spec.score_output in c for c in cand_calls):
             classes = self._classes(reference, candidate, spec, ref_calls, cand_calls, policy, layout)
@@ -456,11 +489,16 @@ class Comparator:
         tol = policy.tolerance(name)
         judged = not policy.quantized or spec is None or name == spec.score_output
         unit = layout.unit(name)
-        result = OutputComparison(reference, candidate, name, policy.name, judged, False, tol.atol, tol.rtol,
-                                  tol.ulps, unit=unit)
+        result = OutputComparison(
+            reference, candidate, name, policy.name, judged, False, tol.atol, tol.rtol, tol.ulps, unit=unit
+        )
         # Class flips where the reference score sits on the threshold are expected, not failures.
-        near_rule = (spec is not None and name in spec.class_outputs and unit == "row"
-                     and spec.score_output in layout.batch_outputs)
+        near_rule = (
+            spec is not None
+            and name in spec.class_outputs
+            and unit == "row"
+            and spec.score_output in layout.batch_outputs
+        )
         parts, numbers, worst, near_rows, exact = [], [], [], [], True
         typical = _typical_magnitude(r[name] for r in ref_calls)
         for i, (ref_out, cand_out) in enumerate(zip(ref_calls, cand_calls, strict=True)):
@@ -482,7 +520,7 @@ class Comparator:
                 near_rows += sorted({int(n) for n in number[~errors.ok & near]})
                 errors.ok = errors.ok | near
             exact = exact and np.array_equal(a_ref, a_cand, equal_nan=a_ref.dtype.kind == "f")
-            result.units += (len(a_ref) if unit == "row" else 1)
+            result.units += len(a_ref) if unit == "row" else 1
             parts.append(errors)
             numbers.append(number)
             worst += _worst(errors, a_ref, a_cand, number)
@@ -507,8 +545,9 @@ class Comparator:
         score = spec.score_output
         s_ref = np.concatenate([_one_row_per_entry(c[score]) for c in ref_calls])
         s_cand = np.concatenate([_one_row_per_entry(c[score]) for c in cand_calls])
-        rows = np.concatenate([np.arange(first, first + len(c[score]))
-                               for first, c in zip(layout.first_rows, ref_calls, strict=True)]).astype(int)
+        rows = np.concatenate(
+            [np.arange(first, first + len(c[score])) for first, c in zip(layout.first_rows, ref_calls, strict=True)]
+        ).astype(int)
         c_ref, c_cand = spec.classes(s_ref), spec.classes(s_cand)
         near = spec.near_threshold(s_ref, policy.tolerance(score))
         differ = c_ref != c_cand
@@ -516,14 +555,23 @@ class Comparator:
         allowed = allowed_flips(len(rows), policy.min_class_agreement)
         agreement = 1.0 - len(flips) / len(rows) if len(rows) else 1.0
         return ClassAgreement(
-            reference, candidate, score, len(rows), len(flips), agreement, policy.min_class_agreement, allowed,
-            [int(r) for r in flips[:LISTED_UNITS]], [int(r) for r in rows[differ & near][:LISTED_UNITS]],
+            reference,
+            candidate,
+            score,
+            len(rows),
+            len(flips),
+            agreement,
+            policy.min_class_agreement,
+            allowed,
+            [int(r) for r in flips[:LISTED_UNITS]],
+            [int(r) for r in rows[differ & near][:LISTED_UNITS]],
             passed=len(flips) <= allowed,
         )
 
     @staticmethod
-    def within_runtime(runtime: str, first: dict, second: dict, bound: float, batch_outputs=frozenset(),
-                       judged: bool = True) -> list[WithinRuntime]:
+    def within_runtime(
+        runtime: str, first: dict, second: dict, bound: float, batch_outputs=frozenset(), judged: bool = True
+    ) -> list[WithinRuntime]:
         """Each output of `first` against the same output of `second`, from one runtime, within
         `bound` ULPs of the output's scale (`first` gives the scale). Outputs in `batch_outputs`
         count rows, the others one call."""
@@ -534,18 +582,46 @@ class Comparator:
             units = len(a) if unit == "row" else 1
             problem = "missing" if b is None else _mismatch(a, np.asarray(b))
             if problem:
-                results.append(WithinRuntime(runtime, name, unit, units, False, None, None, 0.0, 0.0, units, bound,
-                                             judged, False, error=problem))
+                results.append(
+                    WithinRuntime(
+                        runtime,
+                        name,
+                        unit,
+                        units,
+                        False,
+                        None,
+                        None,
+                        0.0,
+                        0.0,
+                        units,
+                        bound,
+                        judged,
+                        False,
+                        error=problem,
+                    )
+                )
                 continue
             b = np.asarray(b)
             errors = _errors(a, b, Tolerance(ulps=bound))
             number = _unit_numbers(a, unit)
             stats = errors.summary()
-            results.append(WithinRuntime(
-                runtime, name, unit, units,
-                bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f")), stats.get("max_ulp_error"),
-                stats.get("max_scale_ulp_error"), stats.get("max_abs_error", 0.0), stats.get("max_rel_error", 0.0),
-                len(np.unique(number[~errors.ok])), bound, judged, bool(errors.ok.all())))
+            results.append(
+                WithinRuntime(
+                    runtime,
+                    name,
+                    unit,
+                    units,
+                    bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f")),
+                    stats.get("max_ulp_error"),
+                    stats.get("max_scale_ulp_error"),
+                    stats.get("max_abs_error", 0.0),
+                    stats.get("max_rel_error", 0.0),
+                    len(np.unique(number[~errors.ok])),
+                    bound,
+                    judged,
+                    bool(errors.ok.all()),
+                )
+            )
         return results
 
 
@@ -581,6 +657,14 @@ def _worst(errors: _Errors, a_ref: np.ndarray, a_cand: np.ndarray, number: np.nd
         return []
     order = np.argsort(-flat, kind="stable")[:WORST_ELEMENTS]
     shape = a_ref.shape if a_ref.ndim else (1,)
-    return [{"unit": int(number[i]), "index": [int(x) for x in np.unravel_index(i, shape)],
-             "reference": _f(a_ref.ravel()[i]), "candidate": _f(a_cand.ravel()[i]), "abs_error": _f(flat[i])}
-            for i in order if flat[i] > 0]
+    return [
+        {
+            "unit": int(number[i]),
+            "index": [int(x) for x in np.unravel_index(i, shape)],
+            "reference": _f(a_ref.ravel()[i]),
+            "candidate": _f(a_cand.ravel()[i]),
+            "abs_error": _f(flat[i]),
+        }
+        for i in order
+        if flat[i] > 0
+    ]

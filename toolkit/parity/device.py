@@ -20,15 +20,22 @@ from toolkit.parity.runners.base import feed_rows, take_rows
 
 def io_details(runner) -> dict:
     """Input/output dtypes, shapes and quantization parameters of a started TFLiteRunner."""
+
     def describe(details: dict) -> list[dict]:
         out = []
         for name, d in sorted(details.items()):
             q = d.get("quantization_parameters", {})
             scales = [float(s) for s in q.get("scales", [])]
-            out.append({"name": name, "dtype": np.dtype(d["dtype"]).name,
-                        "shape": [int(x) for x in d.get("shape_signature", d["shape"])],
-                        "quantization": {"scales": scales, "zero_points": [int(z) for z in q.get("zero_points", [])]}
-                        if scales else None})
+            out.append(
+                {
+                    "name": name,
+                    "dtype": np.dtype(d["dtype"]).name,
+                    "shape": [int(x) for x in d.get("shape_signature", d["shape"])],
+                    "quantization": {"scales": scales, "zero_points": [int(z) for z in q.get("zero_points", [])]}
+                    if scales
+                    else None,
+                }
+            )
         return out
 
     inputs, outputs = runner.tensor_details

@@ -64,7 +64,14 @@ class Inputs:
         return digest.hexdigest()
 
     def to_json(self) -> dict:
-        return {"source": self.source, "seed": self.seed, "rows": self.rows, "sha256": self.sha256(),
-                "feeds": [{"name": f.name, "rows": f.rows, "calls": len(f.calls), "in_distribution": f.in_distribution}
-                          for f in self.feeds],
-                "notes": self.notes}
+        return {
+            "source": self.source,
+            "seed": self.seed,
+            "rows": self.rows,
+            "sha256": self.sha256(),
+            "feeds": [
+                {"name": f.name, "rows": f.rows, "calls": len(f.calls), "in_distribution": f.in_distribution}
+                for f in self.feeds
+            ],
+            "notes": self.notes,
+        }

@@ -31,6 +31,7 @@ from toolkit.artifacts.layout import HELDOUT_FILE
 from toolkit.errors import InputError
 from toolkit.parity.feeds import Feed, Inputs
 from toolkit.parity.runners.base import Signature, TensorSpec
+
 #: integer inputs wider than 16 bits are usually ids, indices or counts
 WIDE_INT_RANGE = (0, 9)
 FLOAT_RANGE = (-1.0, 1.0)
@@ -65,7 +66,7 @@ def tfkit_feeds(features: np.ndarray, signature: Signature, reference) -> Inputs
     `reference` is a started Runner; its logits (or probabilities) locate the
     decision boundary, so the cases fit whatever model was trained.
     """
-    (name, spec), = signature.inputs.items()
+    ((name, spec),) = signature.inputs.items()
     features = np.asarray(features, dtype=spec.dtype)
     if spec.shape is not None and (len(spec.shape) != 2 or spec.shape[1] not in (None, features.shape[1])):
         raise InputError(f"held-out features of shape {list(features.shape)} do not fit input {spec.describe()}")
@@ -74,8 +75,9 @@ def tfkit_feeds(features: np.ndarray, signature: Signature, reference) -> Inputs
 
 
 # -- generated from the signature -----------------------------------------------------
-def generated_feeds(signature: Signature, samples: int = 64, seed: int = 0,
-                    value_range: tuple[float, float] | None = None) -> Inputs:
+def generated_feeds(
+    signature: Signature, samples: int = 64, seed: int = 0, value_range: tuple[float, float] | None = None
+) -> Inputs:
     """Random values from each input's dtype and shape, plus zeros and a batch of 1.
 
     Each dtype gets its own range (`value_range` overrides it for every numeric
@@ -107,13 +109,17 @@ def generated_feeds(signature: Signature, samples: int = 64, seed: int = 0,
 
     rows = signature.row_inputs
     if rows:
-        feeds = [Feed("generated", [call(samples, draw)], row_inputs=rows),
-                 Feed("zeros", [call(1, zeros)], row_inputs=rows),
-                 Feed("batch of 1", [call(1, draw)], batched=False, row_inputs=rows)]
+        feeds = [
+            Feed("generated", [call(samples, draw)], row_inputs=rows),
+            Feed("zeros", [call(1, zeros)], row_inputs=rows),
+            Feed("batch of 1", [call(1, draw)], batched=False, row_inputs=rows),
+        ]
     else:
         # A fully static signature takes exactly one shape: one call per sample.
-        feeds = [Feed("generated", [call(0, draw) for _ in range(samples)], batched=False),
-                 Feed("zeros", [call(0, zeros)], batched=False)]
+        feeds = [
+            Feed("generated", [call(0, draw) for _ in range(samples)], batched=False),
+            Feed("zeros", [call(0, zeros)], batched=False),
+        ]
     return Inputs("generated", feeds, seed=seed, notes=[_generated_note(specs, ranges, seed)])
 
 
@@ -129,8 +135,9 @@ def _generated_range(spec: TensorSpec, value_range: tuple[float, float] | None) 
         return (int(info.min), int(info.max)) if dtype.itemsize <= 2 else WIDE_INT_RANGE
     low, high = max(info.min, int(np.ceil(value_range[0]))), min(info.max, int(np.floor(value_range[1])))
     if low > high:
-        raise InputError(f"--value-range {value_range[0]:g} {value_range[1]:g} holds no {dtype.name} value "
-                         f"for input {spec.name}")
+        raise InputError(
+            f"--value-range {value_range[0]:g} {value_range[1]:g} holds no {dtype.name} value for input {spec.name}"
+        )
     return low, high
 
 
@@ -144,16 +151,20 @@ def _generated_note(specs, ranges: dict, seed: int) -> str:
         parts.append(f"{spec.name} {np.dtype(spec.dtype).name} {what}")
     note = f"generated from seed {seed}: {', '.join(parts)}"
     if any(np.dtype(s.dtype).kind in "iu" for s in specs):
-        note += ("; integer inputs are often ids or indices: if these ranges do not fit the model, "
-                 "pass --value-range LOW HIGH or --inputs FILE")
+        note += (
+            "; integer inputs are often ids or indices: if these ranges do not fit the model, "
+            "pass --value-range LOW HIGH or --inputs FILE"
+        )
     return note
 
 
 def _check_generatable(spec: TensorSpec) -> None:
     hint = f"pass --inputs FILE (.npz with an array named {spec.name!r}, or a PredictionLog TFRecord)"
     if np.dtype(spec.dtype).kind in "SUO":
-        raise InputError(f"input {spec.describe()} is a string tensor (e.g. serialized tf.Example) that "
-                         f"cannot be generated from its signature; {hint}")
+        raise InputError(
+            f"input {spec.describe()} is a string tensor (e.g. serialized tf.Example) that "
+            f"cannot be generated from its signature; {hint}"
+        )
     if np.dtype(spec.dtype).kind not in "fiub":
         raise InputError(f"cannot generate values for input {spec.describe()}; {hint}")
     if spec.shape is None:
@@ -163,8 +174,13 @@ def _check_generatable(spec: TensorSpec) -> None:
 
 
 # -- a user's file ------------------------------------------------------------------------
-def file_feeds(patterns, signature: Signature, signature_name: str = "serving_default",
-               model_name: str | None = None, explicit_model: bool = False) -> Inputs:
+def file_feeds(
+    patterns,
+    signature: Signature,
+    signature_name: str = "serving_default",
+    model_name: str | None = None,
+    explicit_model: bool = False,
+) -> Inputs:
     """`--inputs FILE...`: one .npz (a zip file), else TFRecord files of PredictionLogs.
 
     `patterns`: a path or a list of paths and globs (expanded, sorted). Which
@@ -174,8 +190,10 @@ def file_feeds(patterns, signature: Signature, signature_name: str = "serving_de
     paths = input_paths([patterns] if isinstance(patterns, (str, Path)) else patterns)
     archives = [p for p in paths if zipfile.is_zipfile(p)]
     if archives and len(paths) > 1:
-        raise InputError(f"--inputs {archives[0]}: an .npz is read on its own; give it as the only --inputs, "
-                         "or give only PredictionLog files")
+        raise InputError(
+            f"--inputs {archives[0]}: an .npz is read on its own; give it as the only --inputs, "
+            "or give only PredictionLog files"
+        )
     if archives:
         return npz_feeds(archives[0], signature)
     return prediction_log_feeds(paths, signature, signature_name, model_name, explicit_model)
@@ -210,8 +228,14 @@ def npz_feeds(path, signature: Signature) -> Inputs:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        hint = (f"; store strings as a bytes array (dtype 'S') or as NAME{BYTES_SUFFIX} + NAME{LENGTHS_SUFFIX}, "
-                "never as objects") if "pickle" in str(exc) else ""
+        hint = (
+            (
+                f"; store strings as a bytes array (dtype 'S') or as NAME{BYTES_SUFFIX} + NAME{LENGTHS_SUFFIX}, "
+                "never as objects"
+            )
+            if "pickle" in str(exc)
+            else ""
+        )
         raise InputError(f"cannot read --inputs {path}: {exc}{hint}") from None
     feed, notes = {}, []
     for name, spec in signature.inputs.items():
@@ -221,15 +245,19 @@ def npz_feeds(path, signature: Signature) -> Inputs:
             feed[name] = _as_input(arrays[name], spec, path, notes)
     missing = sorted(set(signature.inputs) - set(feed))
     if missing:
-        raise MissingInputs(f"--inputs {path} lacks array(s) {', '.join(missing)} "
-                         f"(it has: {', '.join(sorted(arrays)) or 'none'}; the signature needs "
-                         f"{', '.join(s.describe() for s in signature.inputs.values())})")
+        raise MissingInputs(
+            f"--inputs {path} lacks array(s) {', '.join(missing)} "
+            f"(it has: {', '.join(sorted(arrays)) or 'none'}; the signature needs "
+            f"{', '.join(s.describe() for s in signature.inputs.values())})"
+        )
     rows = signature.row_inputs
     if rows:
         counts = {np.shape(feed[n])[0] if np.ndim(feed[n]) else None for n in rows}
         if len(counts) != 1 or None in counts:
-            raise InputError(f"--inputs {path}: arrays {', '.join(rows)} must have rows along their first axis, "
-                             f"and as many each (they have {[list(np.shape(feed[n])) for n in rows]})")
+            raise InputError(
+                f"--inputs {path}: arrays {', '.join(rows)} must have rows along their first axis, "
+                f"and as many each (they have {[list(np.shape(feed[n])) for n in rows]})"
+            )
         return Inputs(f"npz:{path}", [Feed(path.name, [feed], row_inputs=rows)], notes=notes)
     calls = _sample_calls(feed, signature, path)
     return Inputs(f"npz:{path}", [Feed(path.name, calls, batched=False)], notes=notes)
@@ -259,18 +287,24 @@ def _as_input(value: np.ndarray, spec: TensorSpec, path: Path, notes: list) -> n
 def _check_zero_bytes(value: np.ndarray, name: str, path: Path, notes: list) -> None:
     """numpy 'S' arrays drop trailing zero bytes. Refuse an array that surely lost some
     (even its longest value is shorter than its width); note one of binary values that may have."""
-    fix = (f"store them losslessly as {name}{BYTES_SUFFIX} (uint8, the values' bytes concatenated) + "
-           f"{name}{LENGTHS_SUFFIX} (each value's length), or pass a TFRecord file of PredictionLogs")
+    fix = (
+        f"store them losslessly as {name}{BYTES_SUFFIX} (uint8, the values' bytes concatenated) + "
+        f"{name}{LENGTHS_SUFFIX} (each value's length), or pass a TFRecord file of PredictionLogs"
+    )
     values = value.ravel().tolist()
     longest = max(map(len, values), default=value.itemsize)
     if longest < value.itemsize:
         # Cut protos fail to parse in every runtime with an unreadable message: say why first.
-        raise InputError(f"--inputs {path}: array {name} (dtype S{value.itemsize}, longest value {longest} "
-                         "bytes) lost trailing zero bytes, which numpy drops from 'S' arrays; " + fix)
+        raise InputError(
+            f"--inputs {path}: array {name} (dtype S{value.itemsize}, longest value {longest} "
+            "bytes) lost trailing zero bytes, which numpy drops from 'S' arrays; " + fix
+        )
     control = bytes(range(9)) + bytes(range(14, 32))  # bytes that plain text does not hold
     if any(len(x) < value.itemsize and any(c in control for c in x) for x in values):
-        notes.append(f"--inputs {path}: array {name} holds binary values (e.g. serialized tf.Example) in a numpy 'S' "
-                     "array, which drops trailing zero bytes; if a value ended in one, " + fix)
+        notes.append(
+            f"--inputs {path}: array {name} holds binary values (e.g. serialized tf.Example) in a numpy 'S' "
+            "array, which drops trailing zero bytes; if a value ended in one, " + fix
+        )
 
 
 def _sample_calls(feed: dict, signature: Signature, path: Path) -> list[dict]:
@@ -281,14 +315,17 @@ def _sample_calls(feed: dict, signature: Signature, path: Path) -> list[dict]:
     if not stacked:
         return [feed]
     if len(counts) != 1 or any(np.shape(feed[n])[1:] != tuple(signature.inputs[n].shape) for n in stacked):
-        raise InputError(f"--inputs {path}: arrays {', '.join(sorted(stacked))} fit neither their input's shape "
-                         "nor a stack of samples of it "
-                         f"(the signature needs {', '.join(s.describe() for s in signature.inputs.values())})")
+        raise InputError(
+            f"--inputs {path}: arrays {', '.join(sorted(stacked))} fit neither their input's shape "
+            "nor a stack of samples of it "
+            f"(the signature needs {', '.join(s.describe() for s in signature.inputs.values())})"
+        )
     return [{n: v[i] if n in stacked else v for n, v in feed.items()} for i in range(counts.pop())]
 
 
-def prediction_log_feeds(paths, signature: Signature, signature_name: str, model_name: str | None = None,
-                         explicit_model: bool = False) -> Inputs:
+def prediction_log_feeds(
+    paths, signature: Signature, signature_name: str, model_name: str | None = None, explicit_model: bool = False
+) -> Inputs:
     """One call per logged request of `signature_name` in PredictionLog files (warmup files or request logs),
     one feed per file; their logged responses, when every record has one (see toolkit.parity.replay)."""
     from toolkit.parity.replay import read_replay
@@ -296,8 +333,9 @@ def prediction_log_feeds(paths, signature: Signature, signature_name: str, model
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     replay = read_replay(paths, signature, signature_name, model_name, explicit_model)
     rows = signature.row_inputs
-    feeds = [Feed(path.name, calls, batched=bool(rows), row_inputs=rows) for path, calls in replay.calls.items()
-             if calls]
+    feeds = [
+        Feed(path.name, calls, batched=bool(rows), row_inputs=rows) for path, calls in replay.calls.items() if calls
+    ]
     source = f"predictionlog:{paths[0]}" if len(paths) == 1 else f"predictionlog:{replay.label} ({len(paths)} files)"
     return Inputs(source, feeds, notes=replay.notes(), logged=replay.recorded(), logged_from=replay.label)
 
@@ -315,8 +353,9 @@ def literal_feed(signature: Signature, json_text: str | None = None, csv_text: s
             raise InputError(f"--json: not valid JSON ({exc})") from None
         if not isinstance(value, dict):
             if len(specs) != 1:
-                raise InputError(f"--json: the signature has inputs {', '.join(specs)}; pass an object "
-                                 '{"name": values, ...}')
+                raise InputError(
+                    f'--json: the signature has inputs {", ".join(specs)}; pass an object {{"name": values, ...}}'
+                )
             value = {next(iter(specs)): value}
         raw = value
     else:
@@ -334,8 +373,9 @@ def literal_feed(signature: Signature, json_text: str | None = None, csv_text: s
     for name, values in raw.items():
         spec = specs[name]
         if np.dtype(spec.dtype) == np.dtype(object):
-            feed[name] = np.array([v.encode() if isinstance(v, str) else v for v in np.ravel(values)],
-                                  dtype=object).reshape(np.shape(values))
+            feed[name] = np.array(
+                [v.encode() if isinstance(v, str) else v for v in np.ravel(values)], dtype=object
+            ).reshape(np.shape(values))
         else:
             try:
                 feed[name] = np.asarray(values, dtype=spec.dtype)

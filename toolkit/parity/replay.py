@@ -65,13 +65,16 @@ class Replay:
             notes.append(f"{where}: skipped " + "; ".join(f"{n} {reason}" for reason, n in self.skipped.items()))
         missing = sum(answer is None for answer in self.answers)
         if 0 < missing < len(self.answers):
-            notes.append(f"{where}: {missing} of {len(self.answers)} replayed records have no complete response "
-                         "(a warmup record, or a Predict with an output_filter): the logged answers are not compared")
+            notes.append(
+                f"{where}: {missing} of {len(self.answers)} replayed records have no complete response "
+                "(a warmup record, or a Predict with an output_filter): the logged answers are not compared"
+            )
         return notes
 
 
-def read_replay(paths: list[Path], signature: Signature, signature_name: str, model_name: str | None = None,
-                explicit: bool = False) -> Replay:
+def read_replay(
+    paths: list[Path], signature: Signature, signature_name: str, model_name: str | None = None, explicit: bool = False
+) -> Replay:
     """The calls of `signature_name` in PredictionLog files, of model `model_name` (see `_replayed_model`)."""
     replay = Replay(list(paths))
     found = []  # (path, model name, call, answer) of every logged call for the signature
@@ -91,10 +94,15 @@ def read_replay(paths: list[Path], signature: Signature, signature_name: str, mo
     replay.model_note = note
     if not replay.answers:
         seen = "; ".join(f"{n} {reason}" for reason, n in replay.skipped.items()) or "no records"
-        hint = "; pass --model-name NAME to replay another model's requests" if any(
-            reason.startswith("requests for model") for reason in replay.skipped) else ""
-        raise MissingInputs(f"--inputs {replay.label}: no logged request for signature {signature_name!r}"
-                         f"{f' of model {kept!r}' if kept else ''} (found: {seen}){hint}")
+        hint = (
+            "; pass --model-name NAME to replay another model's requests"
+            if any(reason.startswith("requests for model") for reason in replay.skipped)
+            else ""
+        )
+        raise MissingInputs(
+            f"--inputs {replay.label}: no logged request for signature {signature_name!r}"
+            f"{f' of model {kept!r}' if kept else ''} (found: {seen}){hint}"
+        )
     return replay
 
 
@@ -111,8 +119,10 @@ def _replayed_model(names: set, model_name: str | None, explicit: bool) -> tuple
     if not names:
         return None, ""
     (other,) = names
-    return None, (f"the logged requests name model {other!r}, not {model_name!r}: replayed as its requests "
-                  "(--model-name picks one model's requests)")
+    return None, (
+        f"the logged requests name model {other!r}, not {model_name!r}: replayed as its requests "
+        "(--model-name picks one model's requests)"
+    )
 
 
 def _calls_of(log, signature: Signature, signature_name: str, skipped) -> list:
@@ -153,8 +163,10 @@ def _predict_call(entry) -> tuple[dict, dict | None]:
 
 def _examples_call(kind: str, entry, task: int, signature: Signature) -> tuple[dict, dict | None]:
     """A Classify/Regress request or MultiInference task as a call of its serialized tf.Examples."""
-    return ({_examples_input(signature): _serialized_examples(entry.request.input)},
-            _examples_answer(kind, entry, task, signature))
+    return (
+        {_examples_input(signature): _serialized_examples(entry.request.input)},
+        _examples_answer(kind, entry, task, signature),
+    )
 
 
 def _examples_answer(kind: str, entry, task: int, signature: Signature) -> dict | None:
@@ -174,7 +186,7 @@ def _examples_input(signature: Signature) -> str | None:
     """The input that takes serialized tf.Examples: the signature's only input, when it is a string."""
     if len(signature.inputs) != 1:
         return None
-    (name, spec), = signature.inputs.items()
+    ((name, spec),) = signature.inputs.items()
     return name if np.dtype(spec.dtype).kind in "OSU" else None
 
 
@@ -214,8 +226,10 @@ def _regression_outputs(result) -> dict | None:
 def _check_inputs(call: dict, signature: Signature, path: Path, index: int) -> None:
     missing = sorted(set(signature.inputs) - set(call))
     if missing:
-        raise InputError(f"--inputs {path}: record {index} lacks input(s) {', '.join(missing)} "
-                         f"(it has: {', '.join(sorted(call)) or 'none'})")
+        raise InputError(
+            f"--inputs {path}: record {index} lacks input(s) {', '.join(missing)} "
+            f"(it has: {', '.join(sorted(call)) or 'none'})"
+        )
 
 
 def _prediction_logs(path: Path):
@@ -236,10 +250,13 @@ def _prediction_logs(path: Path):
         except tf.errors.OpError as exc:
             reason = exc.message.strip().splitlines()[0]
             if index == 0:
-                raise InputError(f"--inputs {path}: neither an .npz nor a TFRecord file of PredictionLogs "
-                                 f"({reason})") from None
-            raise InputError(f"--inputs {path}: record {index} is corrupt ({reason}); the {index} records before "
-                             "it are whole: replay without this file, or copy its intact records") from None
+                raise InputError(
+                    f"--inputs {path}: neither an .npz nor a TFRecord file of PredictionLogs ({reason})"
+                ) from None
+            raise InputError(
+                f"--inputs {path}: record {index} is corrupt ({reason}); the {index} records before "
+                "it are whole: replay without this file, or copy its intact records"
+            ) from None
         try:
             yield index, prediction_log_pb2.PredictionLog.FromString(record.numpy())
         except DecodeError:

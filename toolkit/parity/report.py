@@ -20,8 +20,12 @@ SCHEMA_VERSION = 2
 #: rows or calls named in a failure line before "+N more"
 NAMED_UNITS = 5
 #: the option that moves each policy's bound, named in failure lines
-POLICY_FLAGS = {"exact": "--atol/--rtol", "session": "--session-ulps", "float": "--float-ulps, --atol, --rtol",
-                "quantized": "--quantized-atol"}
+POLICY_FLAGS = {
+    "exact": "--atol/--rtol",
+    "session": "--session-ulps",
+    "float": "--float-ulps, --atol, --rtol",
+    "quantized": "--quantized-atol",
+}
 
 
 # -- JSON -----------------------------------------------------------------------------
@@ -32,43 +36,51 @@ def to_json(result) -> dict:
         comparisons += [c.to_json() for c in pair.outputs]
         if pair.classes is not None:
             classes.append(pair.classes.to_json())
-    return _finite({
-        "schema_version": SCHEMA_VERSION,
-        "status": "pass" if result.passed else "fail",
-        "passed": result.passed,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seconds": round(result.seconds, 3),
-        "model": result.model,
-        "reference": result.reference,
-        "runtimes": result.runtime_names(),
-        "runtime_details": result.runtimes,
-        "policies": policies_json(result.policies),
-        "inputs": result.inputs.to_json(),
-        "rows": result.rows,
-        "calls": result.calls,
-        "row_labels": result.row_labels,
-        "call_labels": result.call_labels,
-        "outputs_per_call": sorted(_per_call_outputs(result)),
-        "comparisons": comparisons,
-        "class_agreement": classes,
-        "batch_invariance": [b.to_json() for b in result.batch_invariance],
-        "repeatability": [r.to_json() for r in result.repeatability],
-        "not_judged": result.not_judged,
-        "signature_consistency": [s.to_json() for s in result.signatures],
-        "edge": result.edge,
-        "kernel_spread": result.kernel_spread,
-        "errors": result.errors,
-        "not_run": result.not_run,
-        "reproducibility": result.reproducibility,
-        "saved_outputs": result.saved_outputs,
-    })
+    return _finite(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "status": "pass" if result.passed else "fail",
+            "passed": result.passed,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seconds": round(result.seconds, 3),
+            "model": result.model,
+            "reference": result.reference,
+            "runtimes": result.runtime_names(),
+            "runtime_details": result.runtimes,
+            "policies": policies_json(result.policies),
+            "inputs": result.inputs.to_json(),
+            "rows": result.rows,
+            "calls": result.calls,
+            "row_labels": result.row_labels,
+            "call_labels": result.call_labels,
+            "outputs_per_call": sorted(_per_call_outputs(result)),
+            "comparisons": comparisons,
+            "class_agreement": classes,
+            "batch_invariance": [b.to_json() for b in result.batch_invariance],
+            "repeatability": [r.to_json() for r in result.repeatability],
+            "not_judged": result.not_judged,
+            "signature_consistency": [s.to_json() for s in result.signatures],
+            "edge": result.edge,
+            "kernel_spread": result.kernel_spread,
+            "errors": result.errors,
+            "not_run": result.not_run,
+            "reproducibility": result.reproducibility,
+            "saved_outputs": result.saved_outputs,
+        }
+    )
 
 
 def error_json(error, model) -> dict:
     """The report.json of a check that ended in an error (exit 2 or 3) before any verdict."""
-    return {"schema_version": SCHEMA_VERSION, "status": "error", "passed": False, "exit_code": error.exit_code,
-            "error": str(error), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model": {"path": None if model is None else str(model)}}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "error",
+        "passed": False,
+        "exit_code": error.exit_code,
+        "error": str(error),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"path": None if model is None else str(model)},
+    }
 
 
 def _per_call_outputs(result) -> set[str]:
@@ -122,8 +134,19 @@ def table(result) -> str:
     lines = [header]
     for pair in result.pairs:
         for c in pair.outputs:
-            lines.append((pair.candidate, c.output, c.unit, c.policy, _num(c.max_abs_error), _num(c.max_rel_error),
-                          _num(c.max_scale_ulp_error), str(c.failures), "ERROR" if c.error else _verdict(c)))
+            lines.append(
+                (
+                    pair.candidate,
+                    c.output,
+                    c.unit,
+                    c.policy,
+                    _num(c.max_abs_error),
+                    _num(c.max_rel_error),
+                    _num(c.max_scale_ulp_error),
+                    str(c.failures),
+                    "ERROR" if c.error else _verdict(c),
+                )
+            )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = [f"reference: {result.reference} (ulp@scale: error in ULPs of the output's scale, see docs/parity.md)"]
     text += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in lines]
@@ -145,19 +168,23 @@ def _failure_line(result, pair, c) -> str:
     where = f"{pair.reference} vs {pair.candidate}, output {c.output}"
     if c.error:
         return f"{where}: {c.error}"
-    return (f"{where}: {c.failures} element(s) outside {_bound_text(c)} (max abs error {_num(c.max_abs_error)}, "
-            f"max rel error {_num(c.max_rel_error)}, {_num(c.max_scale_ulp_error)} ULPs of the output's scale) "
-            f"in {_named_units(result, c.unit, c.failed_units, c.failed_unit_count)}; "
-            f"the {c.policy} policy's bound moves with {POLICY_FLAGS[c.policy]}")
+    return (
+        f"{where}: {c.failures} element(s) outside {_bound_text(c)} (max abs error {_num(c.max_abs_error)}, "
+        f"max rel error {_num(c.max_rel_error)}, {_num(c.max_scale_ulp_error)} ULPs of the output's scale) "
+        f"in {_named_units(result, c.unit, c.failed_units, c.failed_unit_count)}; "
+        f"the {c.policy} policy's bound moves with {POLICY_FLAGS[c.policy]}"
+    )
 
 
 def _invariance_line(b) -> str:
     where = f"{b.runtime}, output {b.output}: batch 1 and batch N"
     if b.error:
         return f"{where} disagree: {b.error}"
-    return (f"{where} differ by up to {_num(b.max_abs_error)} abs, {_num(b.max_rel_error)} rel "
-            f"({_num(b.max_scale_ulps)} ULPs of the output's scale) on {b.units_failed} of {_count(b.units, 'row')}; "
-            f"bound {b.bound:g} ULPs of the output's scale (--max-ulps)")
+    return (
+        f"{where} differ by up to {_num(b.max_abs_error)} abs, {_num(b.max_rel_error)} rel "
+        f"({_num(b.max_scale_ulps)} ULPs of the output's scale) on {b.units_failed} of {_count(b.units, 'row')}; "
+        f"bound {b.bound:g} ULPs of the output's scale (--max-ulps)"
+    )
 
 
 def _repeat_line(result) -> str | None:
@@ -167,9 +194,11 @@ def _repeat_line(result) -> str | None:
         return None
     worst = max(changed, key=lambda r: r.max_abs_error)
     how = worst.error or f"up to {_num(worst.max_abs_error)} apart"
-    return (f"answers change between identical calls (state or randomness): "
-            f"{', '.join(result.unstable_runtimes())} (e.g. {worst.runtime}, output {worst.output}: {how} "
-            "when one call was repeated); their comparisons are reported, not judged")
+    return (
+        f"answers change between identical calls (state or randomness): "
+        f"{', '.join(result.unstable_runtimes())} (e.g. {worst.runtime}, output {worst.output}: {how} "
+        "when one call was repeated); their comparisons are reported, not judged"
+    )
 
 
 def problems(result) -> list[str]:
@@ -182,14 +211,18 @@ def problems(result) -> list[str]:
         lines += [_failure_line(result, pair, c) for c in pair.outputs if not c]
         cls = pair.classes
         if cls is not None and not cls.passed:
-            lines.append(f"{pair.reference} vs {pair.candidate}: class agreement {cls.agreement:.4f}: "
-                         f"{cls.flips} flip(s) away from the threshold in {cls.rows} rows, at most {cls.allowed_flips} "
-                         f"allowed for an agreement of {cls.min_agreement:g} (--min-class-agreement): "
-                         f"{_named_units(result, 'row', cls.flipped_rows, cls.flips)}")
+            lines.append(
+                f"{pair.reference} vs {pair.candidate}: class agreement {cls.agreement:.4f}: "
+                f"{cls.flips} flip(s) away from the threshold in {cls.rows} rows, at most {cls.allowed_flips} "
+                f"allowed for an agreement of {cls.min_agreement:g} (--min-class-agreement): "
+                f"{_named_units(result, 'row', cls.flipped_rows, cls.flips)}"
+            )
     lines += [_invariance_line(b) for b in result.batch_invariance if not b]
     for s in result.signatures:
         if not s:
-            lines.append(f"signature of {s.runtime} differs from the SavedModel's SignatureDef: {'; '.join(s.problems)}")
+            lines.append(
+                f"signature of {s.runtime} differs from the SavedModel's SignatureDef: {'; '.join(s.problems)}"
+            )
     return lines
 
 
@@ -202,34 +235,47 @@ def summary(result) -> str:
     out = [table(result)]
     near = [(p.candidate, p.classes) for p in result.pairs if p.classes and p.classes.near_threshold_rows]
     for candidate, cls in near:
-        out.append(f"note: {candidate}: {len(cls.near_threshold_rows)} class flip(s) on rows within tolerance of the "
-                   f"threshold, not counted as failures: "
-                   f"{_named_units(result, 'row', cls.near_threshold_rows, len(cls.near_threshold_rows))}")
+        out.append(
+            f"note: {candidate}: {len(cls.near_threshold_rows)} class flip(s) on rows within tolerance of the "
+            f"threshold, not counted as failures: "
+            f"{_named_units(result, 'row', cls.near_threshold_rows, len(cls.near_threshold_rows))}"
+        )
     for pair in result.pairs:
         cls = pair.classes
         if cls is not None and any(o.judged for o in pair.outputs) and pair.policy == "quantized":
             score = next(o for o in pair.outputs if o.output == cls.output)
-            out.append(f"{pair.candidate}: class agreement {cls.agreement:.4f} ({cls.flips} flip(s) in "
-                       f"{cls.rows} rows, {cls.allowed_flips} allowed at {cls.min_agreement:g}), "
-                       f"max {cls.output} error {_num(score.max_abs_error)} (atol {score.atol:g})")
+            out.append(
+                f"{pair.candidate}: class agreement {cls.agreement:.4f} ({cls.flips} flip(s) in "
+                f"{cls.rows} rows, {cls.allowed_flips} allowed at {cls.min_agreement:g}), "
+                f"max {cls.output} error {_num(score.max_abs_error)} (atol {score.atol:g})"
+            )
     per_call = sorted(_per_call_outputs(result))
     if per_call:
         out.append(f"compared per call (not following the batch): {', '.join(per_call)}")
     judged = [b for b in result.batch_invariance if b.judged]
     if judged:
         worst = max(judged, key=lambda b: b.max_scale_ulps or 0)
-        out.append(f"batch invariance: worst {_num(worst.max_scale_ulps)} ULPs of the output's scale "
-                   f"({worst.runtime}, {worst.output}); bound {worst.bound:g}")
+        out.append(
+            f"batch invariance: worst {_num(worst.max_scale_ulps)} ULPs of the output's scale "
+            f"({worst.runtime}, {worst.output}); bound {worst.bound:g}"
+        )
     if result.repeatability and all(result.repeatability):
         same = all(r.bit_identical for r in result.repeatability)
-        out.append(f"repeat: a repeated call gave {'identical' if same else 'the same (within the bound)'} "
-                   f"answers in every runtime")
+        out.append(
+            f"repeat: a repeated call gave {'identical' if same else 'the same (within the bound)'} "
+            f"answers in every runtime"
+        )
     for e in result.edge:
         lat = e.get("latency") or {}
-        out.append(f"edge: {Path(e['file']).name}: {e['size_bytes']} bytes, {e['quantization']}, "
-                   f"{'NEEDS FLEX ' + ','.join(e['flex_ops']) if e['needs_flex'] else 'builtin ops only'}"
-                   + (f", {lat['us_per_row_batched']:.3g} us/row batched, {lat['us_single_row']:.3g} us single row"
-                      if lat else ""))
+        out.append(
+            f"edge: {Path(e['file']).name}: {e['size_bytes']} bytes, {e['quantization']}, "
+            f"{'NEEDS FLEX ' + ','.join(e['flex_ops']) if e['needs_flex'] else 'builtin ops only'}"
+            + (
+                f", {lat['us_per_row_batched']:.3g} us/row batched, {lat['us_single_row']:.3g} us single row"
+                if lat
+                else ""
+            )
+        )
     out += _kernel_lines(result)
     for n in result.model.get("notes", []) + result.inputs.notes:
         out.append(f"note: {n}")
@@ -237,8 +283,10 @@ def summary(result) -> str:
     issues = problems(result)
     if result.passed:
         unjudged = f" ({_count(len(result.not_judged), 'item')} not judged, listed above)" if result.not_judged else ""
-        out.append(f"PASS: {len(result.runtimes) - 1} runtime(s) agree with {result.reference} "
-                   f"on {result.extent()}{unjudged}" + (f"; {len(result.not_run)} not run" if result.not_run else ""))
+        out.append(
+            f"PASS: {len(result.runtimes) - 1} runtime(s) agree with {result.reference} "
+            f"on {result.extent()}{unjudged}" + (f"; {len(result.not_run)} not run" if result.not_run else "")
+        )
     else:
         out.append(f"FAIL: {len(issues)} problem(s)")
         out += [f"  - {line}" for line in issues]
@@ -257,8 +305,12 @@ def _kernel_lines(result) -> list[str]:
         if all(k["bit_identical"] for k in spread):
             lines.append(f"kernels: {file}: identical under {resolvers} op resolvers")
             continue
-        parts = [f"{k['output']} " + ("(shape or dtype differs)" if k["max_abs_difference"] is None
-                                      else _num(k["max_abs_difference"])) for k in spread if not k["bit_identical"]]
+        parts = [
+            f"{k['output']} "
+            + ("(shape or dtype differs)" if k["max_abs_difference"] is None else _num(k["max_abs_difference"]))
+            for k in spread
+            if not k["bit_identical"]
+        ]
         lines.append(f"kernels: {file}: {resolvers} op resolvers differ by up to {', '.join(parts)} (max abs)")
     return lines
 
@@ -298,62 +350,111 @@ def _writing(path: Path):
 
 def markdown(result, document: dict) -> str:
     """report.md: verdict, table, agreement, invariance, repeats, signatures, edge, reproducibility, plots."""
-    md = [f"# tfkit check: {'PASS' if result.passed else 'FAIL'}", "",
-          f"Model `{result.model['path']}` (name `{result.model['name']}`, version {result.model['version']}, "
-          f"signature `{result.model['signature']}`); reference: **{result.reference}**.", "",
-          f"Inputs: {result.inputs.source}, {result.extent()} "
-          f"(feeds: {_feeds_text(result.inputs)}), "
-          f"sha256 `{result.inputs.sha256()[:16]}…`.",
-          "", "## Comparisons", "",
-          "Bound per element: |a - b| <= atol + rtol·|b| + ulps·eps·scale, where scale is the larger of the "
-          "output's largest finite |value| in the call and its median |value| over all calls (see docs/parity.md).",
-          "",
-          "| candidate | output | per | policy | atol | rtol | ulps | max abs | mean abs | p99 abs | max rel "
-          "| ULP@scale | max ULP | failures | verdict |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        f"# tfkit check: {'PASS' if result.passed else 'FAIL'}",
+        "",
+        f"Model `{result.model['path']}` (name `{result.model['name']}`, version {result.model['version']}, "
+        f"signature `{result.model['signature']}`); reference: **{result.reference}**.",
+        "",
+        f"Inputs: {result.inputs.source}, {result.extent()} "
+        f"(feeds: {_feeds_text(result.inputs)}), "
+        f"sha256 `{result.inputs.sha256()[:16]}…`.",
+        "",
+        "## Comparisons",
+        "",
+        "Bound per element: |a - b| <= atol + rtol·|b| + ulps·eps·scale, where scale is the larger of the "
+        "output's largest finite |value| in the call and its median |value| over all calls (see docs/parity.md).",
+        "",
+        "| candidate | output | per | policy | atol | rtol | ulps | max abs | mean abs | p99 abs | max rel "
+        "| ULP@scale | max ULP | failures | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for pair in result.pairs:
         for c in pair.outputs:
-            md.append(f"| {pair.candidate} | {c.output} | {c.unit} | {c.policy} | {c.atol:g} | {c.rtol:g} | "
-                      f"{c.ulps:g} | {_num(c.max_abs_error)} | {_num(c.mean_abs_error)} | {_num(c.p99_abs_error)} | "
-                      f"{_num(c.max_rel_error)} | {_num(c.max_scale_ulp_error)} | "
-                      f"{'-' if c.max_ulp_error is None else c.max_ulp_error} | {c.failures} | "
-                      f"{'ERROR: ' + c.error if c.error else _verdict(c)} |")
+            md.append(
+                f"| {pair.candidate} | {c.output} | {c.unit} | {c.policy} | {c.atol:g} | {c.rtol:g} | "
+                f"{c.ulps:g} | {_num(c.max_abs_error)} | {_num(c.mean_abs_error)} | {_num(c.p99_abs_error)} | "
+                f"{_num(c.max_rel_error)} | {_num(c.max_scale_ulp_error)} | "
+                f"{'-' if c.max_ulp_error is None else c.max_ulp_error} | {c.failures} | "
+                f"{'ERROR: ' + c.error if c.error else _verdict(c)} |"
+            )
     classes = [p.classes for p in result.pairs if p.classes is not None]
     if classes:
-        md += ["", "## Class agreement", "",
-               "| candidate | rows | agreement | min | flips | allowed flips | flips near threshold |",
-               "|---|---|---|---|---|---|---|"]
-        md += [f"| {c.candidate} | {c.rows} | {c.agreement:.4f} | {c.min_agreement:g} | {c.flips} | "
-               f"{c.allowed_flips} | {len(c.near_threshold_rows)} |" for c in classes]
-    for title, results in (("Batch invariance (batch 1 vs batch N, same runtime)", result.batch_invariance),
-                           ("Repeatability (one call run twice, same runtime)", result.repeatability)):
+        md += [
+            "",
+            "## Class agreement",
+            "",
+            "| candidate | rows | agreement | min | flips | allowed flips | flips near threshold |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        md += [
+            f"| {c.candidate} | {c.rows} | {c.agreement:.4f} | {c.min_agreement:g} | {c.flips} | "
+            f"{c.allowed_flips} | {len(c.near_threshold_rows)} |"
+            for c in classes
+        ]
+    for title, results in (
+        ("Batch invariance (batch 1 vs batch N, same runtime)", result.batch_invariance),
+        ("Repeatability (one call run twice, same runtime)", result.repeatability),
+    ):
         if results:
-            md += ["", f"## {title}", "", "| runtime | output | per | units | bit-identical | max abs | ULP@scale "
-                   "| units failed | bound (ULP@scale) | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
-            md += [f"| {b.runtime} | {b.output} | {b.unit} | {b.units} | {'yes' if b.bit_identical else 'no'} | "
-                   f"{_num(b.max_abs_error)} | {_num(b.max_scale_ulps)} | {b.units_failed} | {b.bound:g} | "
-                   f"{('pass' if b.passed else 'FAIL') if b.judged else 'info'} |" for b in results]
+            md += [
+                "",
+                f"## {title}",
+                "",
+                "| runtime | output | per | units | bit-identical | max abs | ULP@scale "
+                "| units failed | bound (ULP@scale) | verdict |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            md += [
+                f"| {b.runtime} | {b.output} | {b.unit} | {b.units} | {'yes' if b.bit_identical else 'no'} | "
+                f"{_num(b.max_abs_error)} | {_num(b.max_scale_ulps)} | {b.units_failed} | {b.bound:g} | "
+                f"{('pass' if b.passed else 'FAIL') if b.judged else 'info'} |"
+                for b in results
+            ]
     if result.not_judged:
         md += ["", "## Not judged", ""] + [f"- {item}" for item in result.not_judged]
     md += ["", "## Signature consistency", ""]
-    md += [f"- {s.runtime}: {'consistent' if s else '; '.join(s.problems)}" for s in result.signatures] or ["- (no candidates)"]
+    md += [f"- {s.runtime}: {'consistent' if s else '; '.join(s.problems)}" for s in result.signatures] or [
+        "- (no candidates)"
+    ]
     if result.edge:
-        md += ["", "## Edge readiness", "", "| file | size | quantization | ops | Flex | inputs | us/row (batched) | us (1 row) |",
-               "|---|---|---|---|---|---|---|---|"]
+        md += [
+            "",
+            "## Edge readiness",
+            "",
+            "| file | size | quantization | ops | Flex | inputs | us/row (batched) | us (1 row) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for e in result.edge:
             lat = e.get("latency") or {}
-            ios = "; ".join(f"{i['name']} {i['dtype']}" + (f" s={i['quantization']['scales'][0]:.3g} "
-                                                            f"z={i['quantization']['zero_points'][0]}"
-                                                            if i["quantization"] else "") for i in e.get("inputs", []))
-            md.append(f"| {Path(e['file']).name} | {e['size_bytes']} | {e['quantization']} | "
-                      f"{', '.join(f'{k}×{v}' for k, v in e['ops'].items())} | "
-                      f"{', '.join(e['flex_ops']) or 'none'} | {ios} | "
-                      f"{_num(lat.get('us_per_row_batched'))} | {_num(lat.get('us_single_row'))} |")
+            ios = "; ".join(
+                f"{i['name']} {i['dtype']}"
+                + (
+                    f" s={i['quantization']['scales'][0]:.3g} z={i['quantization']['zero_points'][0]}"
+                    if i["quantization"]
+                    else ""
+                )
+                for i in e.get("inputs", [])
+            )
+            md.append(
+                f"| {Path(e['file']).name} | {e['size_bytes']} | {e['quantization']} | "
+                f"{', '.join(f'{k}×{v}' for k, v in e['ops'].items())} | "
+                f"{', '.join(e['flex_ops']) or 'none'} | {ios} | "
+                f"{_num(lat.get('us_per_row_batched'))} | {_num(lat.get('us_single_row'))} |"
+            )
     if result.kernel_spread:
-        md += ["", "## Kernels (op resolvers)", "", "| file | output | runtimes | max abs difference | identical |",
-               "|---|---|---|---|---|"]
-        md += [f"| {k['file']} | {k['output']} | {', '.join(k['runtimes'])} | {_num(k['max_abs_difference'])} | "
-               f"{'yes' if k['bit_identical'] else 'no'} |" for k in result.kernel_spread]
+        md += [
+            "",
+            "## Kernels (op resolvers)",
+            "",
+            "| file | output | runtimes | max abs difference | identical |",
+            "|---|---|---|---|---|",
+        ]
+        md += [
+            f"| {k['file']} | {k['output']} | {', '.join(k['runtimes'])} | {_num(k['max_abs_difference'])} | "
+            f"{'yes' if k['bit_identical'] else 'no'} |"
+            for k in result.kernel_spread
+        ]
     issues = problems(result)
     if issues:
         md += ["", "## Problems", ""] + [f"- {line}" for line in issues]
@@ -363,9 +464,15 @@ def markdown(result, document: dict) -> str:
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     versions = result.reproducibility["versions"]
-    md += ["", "## Reproducibility", "", f"- versions: {', '.join(f'{k} {v}' for k, v in versions.items())}",
-           f"- seed: {result.reproducibility['seed']}", f"- input sha256: `{result.reproducibility['input_sha256']}`",
-           "- file sha256: see report.json `reproducibility.files`"]
+    md += [
+        "",
+        "## Reproducibility",
+        "",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in versions.items())}",
+        f"- seed: {result.reproducibility['seed']}",
+        f"- input sha256: `{result.reproducibility['input_sha256']}`",
+        "- file sha256: see report.json `reproducibility.files`",
+    ]
     if document.get("plots"):
         md += ["", "## Plots", ""] + [f"![{p}]({p})" for p in document["plots"]]
     return "\n".join(md) + "\n"
@@ -459,19 +566,34 @@ def write_junit(result, path) -> Path:
 
     for pair in result.pairs:
         for c in pair.outputs:
-            case(f"{pair.reference}.vs.{pair.candidate}", c.output, None if c else _failure_line(result, pair, c),
-                 json.dumps(_finite(c.to_json())))
+            case(
+                f"{pair.reference}.vs.{pair.candidate}",
+                c.output,
+                None if c else _failure_line(result, pair, c),
+                json.dumps(_finite(c.to_json())),
+            )
         if pair.classes is not None:
             cls = pair.classes
-            case(f"{pair.reference}.vs.{pair.candidate}", "class_agreement",
-                 None if cls.passed else f"{cls.flips} flips > {cls.allowed_flips} allowed in {cls.rows} rows",
-                 json.dumps(cls.to_json()))
+            case(
+                f"{pair.reference}.vs.{pair.candidate}",
+                "class_agreement",
+                None if cls.passed else f"{cls.flips} flips > {cls.allowed_flips} allowed in {cls.rows} rows",
+                json.dumps(cls.to_json()),
+            )
     for b in result.batch_invariance:
-        case(f"batch_invariance.{b.runtime}", b.output, None if b else _invariance_line(b),
-             json.dumps(_finite(b.to_json())))
+        case(
+            f"batch_invariance.{b.runtime}",
+            b.output,
+            None if b else _invariance_line(b),
+            json.dumps(_finite(b.to_json())),
+        )
     for r in result.repeatability:
-        case(f"repeatability.{r.runtime}", r.output, None if r else _repeat_line(result),
-             json.dumps(_finite(r.to_json())))
+        case(
+            f"repeatability.{r.runtime}",
+            r.output,
+            None if r else _repeat_line(result),
+            json.dumps(_finite(r.to_json())),
+        )
     for s in result.signatures:
         case(f"signature.{s.runtime}", "consistency", None if s else "; ".join(s.problems))
     for error in result.errors:

@@ -50,20 +50,25 @@ def _saved_outputs_of(report: Path) -> Path:
         raise InputError(f"--load-outputs {report}: not a readable report.json ({exc})") from None
     saved = document.get("saved_outputs") if isinstance(document, dict) else None
     if not saved:
-        raise InputError(f"--load-outputs {report}: this report saved no outputs; run the check again with "
-                         "--save-outputs FILE (tfkit-edge check always saves them)")
+        raise InputError(
+            f"--load-outputs {report}: this report saved no outputs; run the check again with "
+            "--save-outputs FILE (tfkit-edge check always saves them)"
+        )
     return report.parent / saved
 
 
 def signature_of(golden: Golden) -> Signature:
     """The signature a golden file records."""
+
     def spec(name: str, doc: dict) -> TensorSpec:
         dtype = np.dtype(object) if doc["dtype"] == "string" else np.dtype(doc["dtype"])
         shape = None if doc["shape"] is None else tuple(None if d < 0 else d for d in doc["shape"])
         return TensorSpec(name, dtype, shape)
 
-    return Signature(inputs={n: spec(n, d) for n, d in sorted(golden.inputs.items())},
-                     outputs={n: spec(n, d) for n, d in sorted(golden.outputs.items())})
+    return Signature(
+        inputs={n: spec(n, d) for n, d in sorted(golden.inputs.items())},
+        outputs={n: spec(n, d) for n, d in sorted(golden.outputs.items())},
+    )
 
 
 def inputs_of(golden: Golden) -> Inputs:
@@ -82,9 +87,13 @@ def recorded_runtimes(goldens: list[Golden]) -> list[tuple[RecordedRunner, str]]
         if names.count(name) > 1:
             name = f"{name}@{_label(g)}"
         details = {k: v for k, v in runtime.details.items() if k not in ("name", "kind", "policy")}
-        runner = RecordedRunner(name, signature_of(g), list(zip(g.calls, runtime.outputs, strict=True)),
-                                kind=PREFIXES.get(g.origin, "stored"),
-                                details={**details, "recorded": str(g.path), "recorded_kind": runtime.kind})
+        runner = RecordedRunner(
+            name,
+            signature_of(g),
+            list(zip(g.calls, runtime.outputs, strict=True)),
+            kind=PREFIXES.get(g.origin, "stored"),
+            details={**details, "recorded": str(g.path), "recorded_kind": runtime.kind},
+        )
         made.append((runner, runtime.policy or DEFAULT_POLICY))
     return made
 
@@ -101,9 +110,11 @@ def check_model(version_dir, goldens: list[Golden], allow_mismatch: bool) -> Non
     for g in goldens:
         recorded = g.model.get("saved_model_sha256")
         if actual and recorded and recorded != actual and not allow_mismatch:
-            raise InputError(f"{g.path} was recorded for another model: its SavedModel sha256 {recorded} differs "
-                             f"from {actual} of {version_dir}; give the golden file of this model, or pass "
-                             "--allow-model-mismatch")
+            raise InputError(
+                f"{g.path} was recorded for another model: its SavedModel sha256 {recorded} differs "
+                f"from {actual} of {version_dir}; give the golden file of this model, or pass "
+                "--allow-model-mismatch"
+            )
 
 
 def tflite_changes(recorded: list[tuple[Path, dict]], files) -> list[str]:
@@ -115,8 +126,10 @@ def tflite_changes(recorded: list[tuple[Path, dict]], files) -> list[str]:
         for where, model in recorded:
             expected = (model.get("tflite") or {}).get(Path(path).name)
             if expected and expected != actual:
-                notes.append(f"{Path(path).name} changed since export: its sha256 {actual[:16]}... differs from "
-                             f"{expected[:16]}... recorded in {where}; it is judged by its outputs like any candidate")
+                notes.append(
+                    f"{Path(path).name} changed since export: its sha256 {actual[:16]}... differs from "
+                    f"{expected[:16]}... recorded in {where}; it is judged by its outputs like any candidate"
+                )
                 break
     return notes
 
@@ -131,17 +144,30 @@ def recording(result, origin: str, model: dict, names: list[str] | None = None) 
             feeds.append(GoldenFeed(feed.name, [call], feed.batched, feed.in_distribution))
     details = {r["name"]: r for r in result.runtimes}
     names = [n for n in (names or result.runtime_names()) if n in result.outputs]
-    recorded = [GoldenRuntime(n, details[n]["kind"], details[n].get("policy"), result.outputs[n],
-                              {k: v for k, v in details[n].items() if k not in ("name", "kind", "policy")})
-                for n in names]
+    recorded = [
+        GoldenRuntime(
+            n,
+            details[n]["kind"],
+            details[n].get("policy"),
+            result.outputs[n],
+            {k: v for k, v in details[n].items() if k not in ("name", "kind", "policy")},
+        )
+        for n in names
+    ]
     signature = result.signature
     return Golden(
         signature=result.model["signature"],
         inputs={n: _spec_json(s) for n, s in signature.inputs.items()},
         outputs={n: _spec_json(s) for n, s in signature.outputs.items()},
-        feeds=feeds, runtimes=recorded, reference=result.reference if result.reference in names else None,
-        origin=origin, source=result.inputs.source, model=model,
-        policies=policies_json(result.policies), environment=golden_file.environment())
+        feeds=feeds,
+        runtimes=recorded,
+        reference=result.reference if result.reference in names else None,
+        origin=origin,
+        source=result.inputs.source,
+        model=model,
+        policies=policies_json(result.policies),
+        environment=golden_file.environment(),
+    )
 
 
 def save(result, path, origin: str = "check", model: dict | None = None, names: list[str] | None = None) -> Path:
@@ -154,4 +180,3 @@ def save(result, path, origin: str = "check", model: dict | None = None, names: 
 
 def _spec_json(spec: TensorSpec) -> dict:
     return {"dtype": dtype_name(spec.dtype), "shape": spec.to_json()["shape"]}
-

@@ -21,8 +21,15 @@ import numpy as np
 from toolkit.artifacts.golden import library_versions
 from toolkit.artifacts.layout import sha256_file
 from toolkit.errors import InputError, ServerNotReady, ToolkitError
-from toolkit.parity.compare import (ClassifierSpec, Comparator, Layout, PairComparison, Policy, SignatureConsistency,
-                                    WithinRuntime)
+from toolkit.parity.compare import (
+    ClassifierSpec,
+    Comparator,
+    Layout,
+    PairComparison,
+    Policy,
+    SignatureConsistency,
+    WithinRuntime,
+)
 from toolkit.parity.feeds import Feed, Inputs
 from toolkit.parity.runners.base import Runner, Signature, feed_rows, take_rows
 from toolkit.parity.runners.recorded import RecordedRunner
@@ -64,8 +71,13 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
-        return (not self.errors and all(self.pairs) and all(self.batch_invariance) and all(self.repeatability)
-                and all(self.signatures))
+        return (
+            not self.errors
+            and all(self.pairs)
+            and all(self.batch_invariance)
+            and all(self.repeatability)
+            and all(self.signatures)
+        )
 
     @property
     def calls(self) -> int:
@@ -92,7 +104,6 @@ def extent_text(rows: int | None, calls: int) -> str:
     return text if rows is None else f"{rows} row{'' if rows == 1 else 's'} in {text}"
 
 
-
 @dataclass
 class Candidate:
     runner: Runner
@@ -102,8 +113,9 @@ class Candidate:
     made_here: bool = False
 
 
-def tflite_candidates(paths, signature: str, named: bool, made_here: bool, note, errors: list, edge: list,
-                      not_run: list) -> list[Candidate]:
+def tflite_candidates(
+    paths, signature: str, named: bool, made_here: bool, note, errors: list, edge: list, not_run: list
+) -> list[Candidate]:
     """One candidate per TFLite file and op resolver (`RESOLVERS`), judged by the file's policy
     (float, or quantized); the device facts ride on the default resolver's candidate.
 
@@ -119,12 +131,16 @@ def tflite_candidates(paths, signature: str, named: bool, made_here: bool, note,
         facts = model_facts(path)
         if facts["signatures"] and signature not in facts["signatures"] and not named:
             # A file found in the version folder was converted from another signature.
-            note(f"{Path(path).name} has no signature {signature!r} (it has: "
-                 f"{', '.join(facts['signatures'])}): not compared")
+            note(
+                f"{Path(path).name} has no signature {signature!r} (it has: "
+                f"{', '.join(facts['signatures'])}): not compared"
+            )
             continue
         if facts["needs_flex"]:
-            reason = (f"needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
-                      "which LiteRT and most edge runtimes lack")
+            reason = (
+                f"needs the Flex delegate (ops {', '.join(facts['flex_ops'])}), "
+                "which LiteRT and most edge runtimes lack"
+            )
             if named:
                 errors.append(f"{runtime_name(path)} {reason}")
             else:
@@ -134,9 +150,15 @@ def tflite_candidates(paths, signature: str, named: bool, made_here: bool, note,
         policy = "float" if facts["quantization"] == "float32" else "quantized"
         # The other resolvers are tfkit's own addition: one lacking a kernel the file uses (the reference
         # kernels have no HASHTABLE) is "not run", like an on-the-fly conversion that fails.
-        candidates += [Candidate(TFLiteRunner(path, signature, resolver=resolver), policy,
-                                 facts if resolver == "auto" else None, made_here=made_here or resolver != "auto")
-                       for resolver in RESOLVERS]
+        candidates += [
+            Candidate(
+                TFLiteRunner(path, signature, resolver=resolver),
+                policy,
+                facts if resolver == "auto" else None,
+                made_here=made_here or resolver != "auto",
+            )
+            for resolver in RESOLVERS
+        ]
     return candidates
 
 
@@ -161,28 +183,64 @@ class Judged:
         """Each runtime's description, candidates with their policy."""
         return [self.reference.describe()] + [{**c.runner.describe(), "policy": c.policy} for c in self.candidates]
 
-    def result(self, model: dict, signatures: list, errors: list, reproducibility: dict, policies: dict,
-               not_run: list, seconds: float, edge: list | None = None) -> CheckResult:
+    def result(
+        self,
+        model: dict,
+        signatures: list,
+        errors: list,
+        reproducibility: dict,
+        policies: dict,
+        not_run: list,
+        seconds: float,
+        edge: list | None = None,
+    ) -> CheckResult:
         """The CheckResult; `edge` adds facts of files that could not run (Flex ops)."""
         counts = self.counts
         return CheckResult(
-            model=model, reference=self.reference.name, runtimes=self.runtimes(), inputs=self.inputs,
-            pairs=self.judgement.pairs, batch_invariance=self.judgement.invariance,
-            repeatability=self.judgement.repeats, signatures=signatures, edge=(edge or []) + self.edge,
-            errors=errors, reproducibility=reproducibility, policies=policies, layout=self.layout,
-            row_labels=self.row_labels, call_labels=self.call_labels, rows=None if None in counts else sum(counts),
-            outputs=self.outputs, not_judged=self.judgement.not_judged, seconds=seconds, not_run=not_run,
-            signature=self.reference.signature, fed=self.calls, kernel_spread=self.kernel_spread)
+            model=model,
+            reference=self.reference.name,
+            runtimes=self.runtimes(),
+            inputs=self.inputs,
+            pairs=self.judgement.pairs,
+            batch_invariance=self.judgement.invariance,
+            repeatability=self.judgement.repeats,
+            signatures=signatures,
+            edge=(edge or []) + self.edge,
+            errors=errors,
+            reproducibility=reproducibility,
+            policies=policies,
+            layout=self.layout,
+            row_labels=self.row_labels,
+            call_labels=self.call_labels,
+            rows=None if None in counts else sum(counts),
+            outputs=self.outputs,
+            not_judged=self.judgement.not_judged,
+            seconds=seconds,
+            not_run=not_run,
+            signature=self.reference.signature,
+            fed=self.calls,
+            kernel_spread=self.kernel_spread,
+        )
 
 
-def judge_runtimes(reference: Runner, candidates: list[Candidate], inputs: Inputs, policies: dict,
-                   max_batch: int | None, max_ulps: float, errors: list, not_run: list,
-                   progress=lambda msg: None) -> Judged:
+def judge_runtimes(
+    reference: Runner,
+    candidates: list[Candidate],
+    inputs: Inputs,
+    policies: dict,
+    max_batch: int | None,
+    max_ulps: float,
+    errors: list,
+    not_run: list,
+    progress=lambda msg: None,
+) -> Judged:
     """Run the started `reference` and `candidates` on identical calls and judge every candidate."""
     calls = uniform_calls(inputs, [reference] + [c.runner for c in candidates], max_batch)
     counted = [feed_rows(call, feed.row_inputs) for feed, call in calls]
-    progress(f"running {extent_text(None if None in counted else sum(counted), len(calls))} "
-             f"through {1 + len(candidates)} runtimes")
+    progress(
+        f"running {extent_text(None if None in counted else sum(counted), len(calls))} "
+        f"through {1 + len(candidates)} runtimes"
+    )
     outputs, counts = _run_all(reference, candidates, calls, inputs, errors, not_run)
     candidates = without_not_run(candidates, not_run)
     layout = Layout.detect(outputs[reference.name], counts, _declared_batch_outputs(reference.signature))
@@ -195,12 +253,25 @@ def judge_runtimes(reference: Runner, candidates: list[Candidate], inputs: Input
 
     sample = calls[_first_batched(calls)][1] if calls else None
     edge = [{**edge_report(c.runner, sample), "policy": c.policy} for c in ran if c.edge is not None]
-    return Judged(reference, candidates, inputs, calls, counts, outputs, layout, row_labels, call_labels, judgement,
-                  edge, kernel_spread(ran, outputs))
+    return Judged(
+        reference,
+        candidates,
+        inputs,
+        calls,
+        counts,
+        outputs,
+        layout,
+        row_labels,
+        call_labels,
+        judgement,
+        edge,
+        kernel_spread(ran, outputs),
+    )
 
 
-def _run_all(reference: Runner, candidates: list, calls, inputs: Inputs, errors: list,
-             not_run: list) -> tuple[dict, list[int]]:
+def _run_all(
+    reference: Runner, candidates: list, calls, inputs: Inputs, errors: list, not_run: list
+) -> tuple[dict, list[int]]:
     """Outputs of the reference and of every candidate that could run the calls.
 
     A failing reference, recorded runtime (its recorded inputs are not these) or an
@@ -252,8 +323,18 @@ class _Judgement(NamedTuple):
     not_judged: list[str]
 
 
-def _judge(reference: Runner, ran: list[Candidate], policies: dict, calls, counts, outputs: dict, layout: Layout,
-           in_dist: list[bool], max_ulps: float, errors: list) -> _Judgement:
+def _judge(
+    reference: Runner,
+    ran: list[Candidate],
+    policies: dict,
+    calls,
+    counts,
+    outputs: dict,
+    layout: Layout,
+    in_dist: list[bool],
+    max_ulps: float,
+    errors: list,
+) -> _Judgement:
     """Repeat one call in every runtime, compare every candidate, measure batch invariance.
 
     A runtime whose answers change between identical calls (state or
@@ -278,14 +359,20 @@ def _judge(reference: Runner, ran: list[Candidate], policies: dict, calls, count
         pairs += compared
     invariance = []
     for runner, judged in runners:
-        invariance += batch_invariance(runner, calls, outputs[runner.name], layout, max_ulps,
-                                       judged=judged and runner.name not in unstable)
-    return _Judgement(pairs, invariance, repeats, _not_judged(layout, reference.signature, counts, invariance,
-                                                               unstable, recorded, measured=bool(runners)))
+        invariance += batch_invariance(
+            runner, calls, outputs[runner.name], layout, max_ulps, judged=judged and runner.name not in unstable
+        )
+    return _Judgement(
+        pairs,
+        invariance,
+        repeats,
+        _not_judged(layout, reference.signature, counts, invariance, unstable, recorded, measured=bool(runners)),
+    )
 
 
-def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, policy: Policy, layout: Layout,
-                       in_dist: list[bool]) -> list[PairComparison]:
+def _compare_candidate(
+    comparator, reference: str, outputs: dict, c: Candidate, policy: Policy, layout: Layout, in_dist: list[bool]
+) -> list[PairComparison]:
     """One comparison; quantized variants are judged on in-distribution calls and
     reported, unjudged, on the rest."""
     ref_out, cand_out = outputs[reference], outputs[c.runner.name]
@@ -294,11 +381,18 @@ def _compare_candidate(comparator, reference: str, outputs: dict, c: Candidate, 
     pairs = []
     for inside, candidate in ((True, c.runner.name), (False, f"{c.runner.name} (outside data range)")):
         picked = [i for i, flag in enumerate(in_dist) if flag == inside]
-        pairs.append(comparator.compare(reference, [ref_out[i] for i in picked], candidate,
-                                        [cand_out[i] for i in picked], policy, layout.subset(picked)))
+        pairs.append(
+            comparator.compare(
+                reference,
+                [ref_out[i] for i in picked],
+                candidate,
+                [cand_out[i] for i in picked],
+                policy,
+                layout.subset(picked),
+            )
+        )
     pairs[1].mark_informational()
     return pairs
-
 
 
 def uniform_calls(inputs: Inputs, runners: list, max_batch: int | None) -> list[tuple[Feed, dict]]:
@@ -310,7 +404,7 @@ def uniform_calls(inputs: Inputs, runners: list, max_batch: int | None) -> list[
         for call in feed.calls:
             rows = feed_rows(call, feed.row_inputs) if feed.batched else None
             limits = [r.max_rows(call) for r in runners] + [max_batch]
-            limit = min((l for l in limits if l), default=None)
+            limit = min((n for n in limits if n), default=None)
             if rows is None or limit is None or rows <= limit:
                 calls.append((feed, call))
             else:
@@ -329,8 +423,9 @@ def _declared_batch_outputs(signature) -> frozenset:
     return frozenset(name for name, spec in signature.outputs.items() if spec.shape is None or spec.batch_dynamic)
 
 
-def batch_invariance(runner, calls, outputs: list[dict], layout: Layout, bound: float,
-                     judged: bool) -> list[WithinRuntime]:
+def batch_invariance(
+    runner, calls, outputs: list[dict], layout: Layout, bound: float, judged: bool
+) -> list[WithinRuntime]:
     """Re-run the first rows of the first batched call one at a time; compare every output that follows the batch."""
     if not calls or not layout.batch_outputs:
         return []
@@ -347,8 +442,9 @@ def batch_invariance(runner, calls, outputs: list[dict], layout: Layout, bound: 
     return Comparator.within_runtime(runner.name, batched, alone, bound, layout.batch_outputs, judged)
 
 
-def repeatability(runner, calls, outputs: list[dict], layout: Layout, bound: float,
-                  errors: list) -> list[WithinRuntime]:
+def repeatability(
+    runner, calls, outputs: list[dict], layout: Layout, bound: float, errors: list
+) -> list[WithinRuntime]:
     """Run one call again: answers that change between identical calls mean state or randomness."""
     if not calls:
         return []
@@ -361,24 +457,28 @@ def repeatability(runner, calls, outputs: list[dict], layout: Layout, bound: flo
     return Comparator.within_runtime(runner.name, outputs[index], again, bound, layout.batch_outputs)
 
 
-def _not_judged(layout: Layout, signature, counts, invariance: list, unstable: set, recorded: list,
-                measured: bool) -> list[str]:
+def _not_judged(
+    layout: Layout, signature, counts, invariance: list, unstable: set, recorded: list, measured: bool
+) -> list[str]:
     """What the verdict does not cover, each with its reason, for the verdict line and the report."""
     notes = []
     per_call = sorted(set(signature.outputs) - layout.batch_outputs)
     if None in counts:
         notes.append("batch invariance: the signature has no batch dimension (outputs compared per call)")
     elif per_call:
-        notes.append(f"batch invariance of {', '.join(per_call)}: "
-                     f"{'it does' if len(per_call) == 1 else 'they do'} not follow the batch (compared per call)")
+        notes.append(
+            f"batch invariance of {', '.join(per_call)}: "
+            f"{'it does' if len(per_call) == 1 else 'they do'} not follow the batch (compared per call)"
+        )
     if layout.batch_outputs and not invariance and measured:
         notes.append("batch invariance: no call has two or more rows")
     quantized = sorted({b.runtime for b in invariance if not b.judged and b.runtime not in unstable})
     if quantized:
         notes.append(f"batch invariance of {', '.join(quantized)}: quantized (reported only)")
     if unstable:
-        notes.append(f"comparisons and batch invariance of {', '.join(sorted(unstable))}: "
-                     "answers change between identical calls")
+        notes.append(
+            f"comparisons and batch invariance of {', '.join(sorted(unstable))}: answers change between identical calls"
+        )
     if recorded:
         notes.append(f"batch invariance and repeatability of {', '.join(recorded)}: recorded outputs, not run again")
     return notes
@@ -415,7 +515,6 @@ def _first_batched(calls) -> int:
     return 0
 
 
-
 # -- kernels ------------------------------------------------------------------------
 def kernel_spread(ran: list[Candidate], outputs: dict) -> list[dict]:
     """For each TFLite file run under several op resolvers, per output: the largest absolute
@@ -431,11 +530,18 @@ def kernel_spread(ran: list[Candidate], outputs: dict) -> list[dict]:
             continue
         first = outputs[runners[0].name]
         for output in sorted(first[0]) if first else []:
-            pairs = [_difference(outputs[a.name], outputs[b.name], output)
-                     for a, b in itertools.combinations(runners, 2)]
-            spread.append({"file": Path(path).name, "output": output, "runtimes": [r.name for r in runners],
-                           "max_abs_difference": None if None in pairs else max(d for d, _ in pairs),
-                           "bit_identical": None not in pairs and all(same for _, same in pairs)})
+            pairs = [
+                _difference(outputs[a.name], outputs[b.name], output) for a, b in itertools.combinations(runners, 2)
+            ]
+            spread.append(
+                {
+                    "file": Path(path).name,
+                    "output": output,
+                    "runtimes": [r.name for r in runners],
+                    "max_abs_difference": None if None in pairs else max(d for d, _ in pairs),
+                    "bit_identical": None not in pairs and all(same for _, same in pairs),
+                }
+            )
     return spread
 
 
@@ -466,10 +572,16 @@ def reproducibility(version_dir: Path | None, files: list, inputs: Inputs) -> di
     """
     hashes = {}
     if version_dir is not None:
-        hashes = {str(p.relative_to(version_dir)): sha256_file(p)
-                  for p in sorted(version_dir.rglob("*")) if p.is_file()}
-    hashes.update({str(p): sha256_file(p) for p in files
-                   if version_dir is None or not Path(p).resolve().is_relative_to(version_dir.resolve())})
+        hashes = {
+            str(p.relative_to(version_dir)): sha256_file(p) for p in sorted(version_dir.rglob("*")) if p.is_file()
+        }
+    hashes.update(
+        {
+            str(p): sha256_file(p)
+            for p in files
+            if version_dir is None or not Path(p).resolve().is_relative_to(version_dir.resolve())
+        }
+    )
     # A tfkit export records the seed its data, split and weights came from.
     manifest = version_dir / "manifest.json" if version_dir is not None else None
     training_seed = None

@@ -48,7 +48,7 @@ class Dataset:
         h.update(np.ascontiguousarray(self.labels, dtype="<f4").tobytes())
         return h.hexdigest()
 
-    def subset(self, index: np.ndarray) -> "Dataset":
+    def subset(self, index: np.ndarray) -> Dataset:
         return Dataset(self.features[index], self.labels[index], self.feature_names, self.source)
 
 
@@ -164,6 +164,4 @@ def _validate(path, features, labels, feature_names, label_name, where) -> None:
         raise InputError(f"{path}: {where(r)}, column {label_name!r}: label {labels[r]:g} is not 0 or 1")
     classes = np.unique(labels)
     if len(classes) < 2:
-        raise InputError(
-            f"{path}: every label is {classes[0]:g}; a classifier needs samples of both classes 0 and 1"
-        )
+        raise InputError(f"{path}: every label is {classes[0]:g}; a classifier needs samples of both classes 0 and 1")

@@ -68,10 +68,12 @@ def _from_flags(workers: str | None, worker_index: int | None) -> Cluster:
     if len(set(addresses)) != len(addresses):
         raise InputError(f"--workers {workers!r}: an address appears twice")
     if not 0 <= worker_index < len(addresses):
-        raise InputError(f"--worker-index {worker_index}: must be between 0 and {len(addresses) - 1} "
-                         f"for {len(addresses)} workers")
-    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": list(addresses)},
-                                          "task": {"type": "worker", "index": worker_index}})
+        raise InputError(
+            f"--worker-index {worker_index}: must be between 0 and {len(addresses) - 1} for {len(addresses)} workers"
+        )
+    os.environ["TF_CONFIG"] = json.dumps(
+        {"cluster": {"worker": list(addresses)}, "task": {"type": "worker", "index": worker_index}}
+    )
     return Cluster(addresses, worker_index)
 
 
@@ -85,8 +87,10 @@ def _from_tf_config(text: str) -> Cluster:
         expected = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
         raise InputError(f"TF_CONFIG: not a cluster spec ({type(exc).__name__}: {exc}); expected {expected}") from None
     if task_type not in ("chief", "worker") or set(jobs) - {"chief", "worker"}:
-        raise InputError(f"TF_CONFIG: tfkit trains with chief and worker tasks only (got task {task_type!r}, "
-                         f"jobs {', '.join(sorted(jobs))})")
+        raise InputError(
+            f"TF_CONFIG: tfkit trains with chief and worker tasks only (got task {task_type!r}, "
+            f"jobs {', '.join(sorted(jobs))})"
+        )
     addresses = tuple(chief + workers)
     index = task_index if task_type == "chief" else len(chief) + task_index
     if not 0 <= index < len(addresses):
@@ -104,7 +108,8 @@ def strategy_for(cluster: Cluster):
     if cluster.size == 1:
         return tf.distribute.get_strategy()
     options = tf.distribute.experimental.CommunicationOptions(
-        implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING
+    )
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 

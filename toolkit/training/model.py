@@ -17,7 +17,7 @@ Classify/regress keep TF2's predict method name, like TF Serving's own
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from toolkit.tfenv import import_tf
 

@@ -38,8 +38,15 @@ def plot_data(path: Path, model, train_data, heldout) -> str:
         for data, marker, alpha in ((train_data, "o", 0.25), (heldout, "x", 0.6)):
             for label, color in ((0, "tab:blue"), (1, "tab:orange")):
                 points = data.features[data.labels == label]
-                ax.scatter(points[:, 0], points[:, 1], s=6, marker=marker, c=color, alpha=alpha,
-                           label=f"class {label} ({'train' if data is train_data else 'held-out'})")
+                ax.scatter(
+                    points[:, 0],
+                    points[:, 1],
+                    s=6,
+                    marker=marker,
+                    c=color,
+                    alpha=alpha,
+                    label=f"class {label} ({'train' if data is train_data else 'held-out'})",
+                )
         xs = np.linspace(train_data.features[:, 0].min(), train_data.features[:, 0].max(), 100)
         if abs(w[1]) > 1e-12:
             ax.plot(xs, -(w[0] * xs + b) / w[1], "k-", label="decision boundary")

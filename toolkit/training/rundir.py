@@ -96,26 +96,34 @@ def train_to_dir(
     cluster = cluster_from(workers, worker_index)
     if cluster.is_chief:
         if (out / TRAINING_JSON).exists() and not force:
-            raise InputError(f"{out}: already holds a training run; pass --force to overwrite it or choose another "
-                             "--out")
+            raise InputError(
+                f"{out}: already holds a training run; pass --force to overwrite it or choose another --out"
+            )
         if out.exists() and not out.is_dir():
             raise InputError(f"{out}: exists and is not a directory")
     if data_path is None:
-        for given, option in ((eval_data_path, "--eval-data"), (skip_bad_rows, "--skip-bad-rows"),
-                              (cluster.size > 1, "multi-worker training")):
+        for given, option in (
+            (eval_data_path, "--eval-data"),
+            (skip_bad_rows, "--skip-bad-rows"),
+            (cluster.size > 1, "multi-worker training"),
+        ):
             if given:
                 raise InputError(f"{option} needs --data: the generated tutorial data is made in memory")
         record, model, train_data, heldout, history = _train_in_memory(
-            num_per_class, seed, steps, epochs, learning_rate, batch_size, test_fraction, on_start, on_step, on_epoch)
+            num_per_class, seed, steps, epochs, learning_rate, batch_size, test_fraction, on_start, on_step, on_epoch
+        )
     else:
         strategy = strategy_for(cluster)  # first: it configures TensorFlow's collective ops
         data = stream.open_source(data_path, label_column)
         eval_data = stream.open_source(eval_data_path, label_column, "--eval-data") if eval_data_path else None
         if eval_data is not None and eval_data.feature_names != data.feature_names:
-            raise InputError(f"--eval-data {eval_data_path}: features ({', '.join(eval_data.feature_names)}) differ "
-                             f"from --data's ({', '.join(data.feature_names)})")
-        options = StreamOptions(steps, epochs, learning_rate, batch_size, shuffle_buffer, test_fraction, seed,
-                                skip_bad_rows)
+            raise InputError(
+                f"--eval-data {eval_data_path}: features ({', '.join(eval_data.feature_names)}) differ "
+                f"from --data's ({', '.join(data.feature_names)})"
+            )
+        options = StreamOptions(
+            steps, epochs, learning_rate, batch_size, shuffle_buffer, test_fraction, seed, skip_bad_rows
+        )
         run = train_streamed(data, eval_data, options, cluster, strategy, on_start, on_step, on_epoch)
         record = _streamed_record(data, eval_data, options, cluster, run)
         if not cluster.is_chief:
@@ -125,8 +133,9 @@ def train_to_dir(
     return record
 
 
-def _train_in_memory(num_per_class, seed, steps, epochs, learning_rate, batch_size, test_fraction, on_start, on_step,
-                     on_epoch):
+def _train_in_memory(
+    num_per_class, seed, steps, epochs, learning_rate, batch_size, test_fraction, on_start, on_step, on_epoch
+):
     full = datamod.synthetic(num_per_class, seed)
     train_data, heldout = datamod.split(full, test_fraction, seed)
     per_epoch = steps_per_epoch(len(train_data), batch_size)
@@ -142,8 +151,9 @@ def _train_in_memory(num_per_class, seed, steps, epochs, learning_rate, batch_si
     steps = total_steps(steps, epochs, per_epoch)
     if on_start is not None:
         on_start(steps)
-    result = train(train_data, steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
-                   on_step=step_done)
+    result = train(
+        train_data, steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed, on_step=step_done
+    )
     record = _header() | {
         "config": {
             "seed": seed,
@@ -170,12 +180,16 @@ def _train_in_memory(num_per_class, seed, steps, epochs, learning_rate, batch_si
     return record, result.model, train_data, heldout, result.history
 
 
-def _streamed_record(data: stream.Source, eval_data: stream.Source | None, options: StreamOptions, cluster,
-                     run: StreamedRun) -> dict:
+def _streamed_record(
+    data: stream.Source, eval_data: stream.Source | None, options: StreamOptions, cluster, run: StreamedRun
+) -> dict:
     counts = run.counts
     num_heldout = run.eval_counts["train"] if eval_data is not None else counts["heldout"]
-    heldout_rule = ("the first rows of --eval-data in shard order" if eval_data is not None
-                    else "the first held-out rows in shard order")
+    heldout_rule = (
+        "the first rows of --eval-data in shard order"
+        if eval_data is not None
+        else "the first held-out rows in shard order"
+    )
     record = _header() | {
         "config": {
             "seed": options.seed,
@@ -186,9 +200,12 @@ def _streamed_record(data: stream.Source, eval_data: stream.Source | None, optio
             "batch_size": options.batch_size,
             "shuffle_buffer": options.shuffle_buffer,
             "test_fraction": None if eval_data is not None else options.test_fraction,
-            "split": None if eval_data is not None else (
+            "split": None
+            if eval_data is not None
+            else (
                 f"a row is held out when the fingerprint of its values mod {stream.SPLIT_BUCKETS} is below "
-                f"test_fraction x {stream.SPLIT_BUCKETS}: the same on every run, worker and file format"),
+                f"test_fraction x {stream.SPLIT_BUCKETS}: the same on every run, worker and file format"
+            ),
             "data_source": data.describe(),
             "data_format": data.format,
             "data_shards": len(data.shards),
@@ -215,15 +232,21 @@ def _streamed_record(data: stream.Source, eval_data: stream.Source | None, optio
     if run.heldout_sample is not None:
         record["samples"] = {
             HELDOUT_NPZ: {"rows": len(run.heldout_sample), "of": num_heldout, "rule": heldout_rule},
-            TRAIN_NPZ: {"rows": len(run.train_sample), "of": counts["train"],
-                        "rule": "the first training rows in shard order"},
+            TRAIN_NPZ: {
+                "rows": len(run.train_sample),
+                "of": counts["train"],
+                "rule": "the first training rows in shard order",
+            },
         }
     return record
 
 
 def _header() -> dict:
-    return {"tfkit_version": __version__, "tensorflow_version": tf.__version__,
-            "python_version": platform.python_version()}
+    return {
+        "tfkit_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "python_version": platform.python_version(),
+    }
 
 
 def _weights(model: LogisticRegression) -> dict:

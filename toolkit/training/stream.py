@@ -100,8 +100,10 @@ def open_source(pattern: str, label_column: str = "label", option: str = "--data
     kinds = {_format_of(s) for s in shards}
     if None in kinds:
         odd = next(s for s in shards if _format_of(s) is None)
-        raise InputError(f"{option} {odd}: unsupported data format {PurePosixPath(odd).suffix or '(no extension)'!r}; "
-                         "use .csv, .tfrecord or .npz")
+        raise InputError(
+            f"{option} {odd}: unsupported data format {PurePosixPath(odd).suffix or '(no extension)'!r}; "
+            "use .csv, .tfrecord or .npz"
+        )
     if len(kinds) > 1:
         raise InputError(f"{option} {pattern}: mixes {' and '.join(sorted(kinds))} files; give one format")
     kind = kinds.pop()
@@ -111,8 +113,9 @@ def open_source(pattern: str, label_column: str = "label", option: str = "--data
         arrays = datamod.load(shards[0])
         if NPZ_LABELS in arrays.feature_names:
             raise InputError(f"{shards[0]}: a feature is named {NPZ_LABELS!r}, like the labels array; rename it")
-        return Source(str(pattern), option, kind, tuple(shards), arrays.feature_names + (NPZ_LABELS,), NPZ_LABELS,
-                      arrays=arrays)
+        return Source(
+            str(pattern), option, kind, tuple(shards), arrays.feature_names + (NPZ_LABELS,), NPZ_LABELS, arrays=arrays
+        )
     if kind == "csv":
         header_lines, columns = _csv_schema(shards, label_column)
         return Source(str(pattern), option, kind, tuple(shards), columns, label_column, header_lines=header_lines)
@@ -130,8 +133,11 @@ def _resolve(pattern: str, option: str) -> list[str]:
             return shards
         if gfile.isdir(pattern):
             names = sorted(n.rstrip("/") for n in gfile.listdir(pattern))
-            shards = [f"{pattern.rstrip('/')}/{n}" for n in names
-                      if not n.startswith((".", "_")) and _format_of(n) in ("csv", "tfrecord")]
+            shards = [
+                f"{pattern.rstrip('/')}/{n}"
+                for n in names
+                if not n.startswith((".", "_")) and _format_of(n) in ("csv", "tfrecord")
+            ]
             if not shards:
                 raise InputError(f"{option} {pattern}: folder holds no .csv or .tfrecord shards")
             return shards
@@ -162,8 +168,10 @@ def _csv_schema(shards: list[str], label_column: str) -> tuple[tuple[int, ...], 
             first = columns
             _check_columns(shard, line, columns, label_column)
         elif columns != first:
-            raise InputError(f"{shard}: line {line}: columns ({', '.join(columns)}) differ from those of the first "
-                             f"shard {shards[0]} ({', '.join(first)})")
+            raise InputError(
+                f"{shard}: line {line}: columns ({', '.join(columns)}) differ from those of the first "
+                f"shard {shards[0]} ({', '.join(first)})"
+            )
         header_lines.append(line)
     return tuple(header_lines), first
 
@@ -184,8 +192,10 @@ def _csv_header(shard: str) -> tuple[int, tuple[str, ...]]:
 
 def _check_columns(shard: str, line: int, columns: tuple[str, ...], label_column: str) -> None:
     if label_column not in columns:
-        raise InputError(f"{shard}: no label column {label_column!r} in the header (columns: {', '.join(columns)}); "
-                         "use --label-column")
+        raise InputError(
+            f"{shard}: no label column {label_column!r} in the header (columns: {', '.join(columns)}); "
+            "use --label-column"
+        )
     duplicates = sorted({name for name in columns if columns.count(name) > 1})
     if duplicates:
         raise InputError(f"{shard}: line {line}: duplicate column name(s) {', '.join(duplicates)}")
@@ -209,18 +219,27 @@ def _tfrecord_schema(shards: list[str], label_column: str) -> tuple[tuple[str, .
             kinds = {name: feature.WhichOneof("kind") for name, feature in example.features.feature.items()}
             wrong = [n for n in columns if n != label_column and kinds[n] != "float_list"]
             if wrong:
-                raise InputError(f"{shard}: record 1: feature {wrong[0]!r} is a {kinds[wrong[0]]}; "
-                                 "every feature must be a float_list")
+                raise InputError(
+                    f"{shard}: record 1: feature {wrong[0]!r} is a {kinds[wrong[0]]}; "
+                    "every feature must be a float_list"
+                )
             if kinds[label_column] not in ("float_list", "int64_list"):
-                raise InputError(f"{shard}: record 1: label {label_column!r} is a {kinds[label_column]}; "
-                                 "use a float_list or int64_list")
+                raise InputError(
+                    f"{shard}: record 1: label {label_column!r} is a {kinds[label_column]}; "
+                    "use a float_list or int64_list"
+                )
             label_dtype = "int64" if kinds[label_column] == "int64_list" else "float32"
         elif columns != first:
-            raise InputError(f"{shard}: record 1: features ({', '.join(columns)}) differ from those of the first "
-                             f"shard {first_shard} ({', '.join(first)})")
+            raise InputError(
+                f"{shard}: record 1: features ({', '.join(columns)}) differ from those of the first "
+                f"shard {first_shard} ({', '.join(first)})"
+            )
     if first is None:
-        raise InputError(f"{shards[0]}: file is empty" if len(shards) == 1 else f"{shards[0]} ...: all {len(shards)} "
-                         "shards are empty")
+        raise InputError(
+            f"{shards[0]}: file is empty"
+            if len(shards) == 1
+            else f"{shards[0]} ...: all {len(shards)} shards are empty"
+        )
     return first, label_dtype
 
 
@@ -272,8 +291,12 @@ def read_chunks(source: Source, shard_indices, shuffle_seed: int | None = None):
     if shuffle_seed is not None and len(indices) > 1:
         files = files.shuffle(len(indices), seed=shuffle_seed, reshuffle_each_iteration=True)
     per_shard = _csv_shard if source.format == "csv" else _tfrecord_shard
-    raw = files.interleave(per_shard(source), cycle_length=max(1, min(CYCLE_LENGTH, len(indices))),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    raw = files.interleave(
+        per_shard(source),
+        cycle_length=max(1, min(CYCLE_LENGTH, len(indices))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     parse = _csv_parser(source) if source.format == "csv" else _tfrecord_parser(source)
     return raw.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
@@ -349,14 +372,16 @@ def _npz_chunks(source: Source):
     tf = import_tf()
     arrays = source.arrays
     rows = tf.data.Dataset.from_tensor_slices((arrays.features, arrays.labels, np.arange(len(arrays), dtype=np.int64)))
-    return rows.batch(CHUNK_ROWS).map(plain_graph(lambda x, y, row: _chunk(x, y, tf.ones_like(y, tf.bool), row)),
-                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return rows.batch(CHUNK_ROWS).map(
+        plain_graph(lambda x, y, row: _chunk(x, y, tf.ones_like(y, tf.bool), row)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
 
 
 def _chunk(features, labels, well_formed, rows) -> dict:
     tf = import_tf()
-    ok = (well_formed & tf.reduce_all(tf.math.is_finite(features), axis=1)
-          & ((labels == 0.0) | (labels == 1.0)))
+    ok = well_formed & tf.reduce_all(tf.math.is_finite(features), axis=1) & ((labels == 0.0) | (labels == 1.0))
     fingerprint = tf.bitcast(tf.fingerprint(tf.concat([features, labels[:, None]], axis=1)), tf.int64)
     return {"x": features, "y": labels, "ok": ok, "row": rows, "fp": tf.reshape(fingerprint, [-1])}
 
@@ -398,14 +423,18 @@ def shuffled_batches(rows, batch_size: int, shuffle_buffer: int, seed: int):
     def permute(block_number, block):
         features, labels = block
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(tf.shape(labels)[0]), seed=tf.stack([tf.constant(seed, tf.int64), block_number]))
+            tf.range(tf.shape(labels)[0]), seed=tf.stack([tf.constant(seed, tf.int64), block_number])
+        )
         return tf.gather(features, order), tf.gather(labels, order)
 
-    return (rows.shuffle(max(2, math.ceil(shuffle_buffer / CHUNK_ROWS)), seed=seed)
-            .rebatch(shuffle_buffer).enumerate()
-            .map(permute, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .rebatch(batch_size)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        rows.shuffle(max(2, math.ceil(shuffle_buffer / CHUNK_ROWS)), seed=seed)
+        .rebatch(shuffle_buffer)
+        .enumerate()
+        .map(permute, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .rebatch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 # -- scanning: counts, bad rows, the data hash ------------------------------------------------------
@@ -425,15 +454,24 @@ def scan(chunks, test_fraction: float | None) -> tuple[np.ndarray, int]:
         def count(mask):
             return tf.reduce_sum(tf.cast(mask, tf.int64))
 
-        counts = tf.stack([count(~ok), count(ok & ~held), count(ok & held), count(ok & ~held & positive),
-                           count(ok & held & positive), tf.reduce_sum(tf.where(ok, chunk["fp"], 0)),
-                           tf.constant(1, tf.int64)])
+        counts = tf.stack(
+            [
+                count(~ok),
+                count(ok & ~held),
+                count(ok & held),
+                count(ok & ~held & positive),
+                count(ok & held & positive),
+                tf.reduce_sum(tf.where(ok, chunk["fp"], 0)),
+                tf.constant(1, tf.int64),
+            ]
+        )
         first_bad = tf.reduce_min(tf.where(ok, tf.constant(NO_ROW, tf.int64), chunk["row"]))
         return counts, first_bad
 
     initial = (tf.zeros([len(SCAN_FIELDS)], tf.int64), tf.constant(NO_ROW, tf.int64))
     counts, first_bad = chunks.map(summarize, num_parallel_calls=tf.data.AUTOTUNE).reduce(
-        initial, plain_graph(lambda total, part: (total[0] + part[0], tf.minimum(total[1], part[1]))))
+        initial, plain_graph(lambda total, part: (total[0] + part[0], tf.minimum(total[1], part[1])))
+    )
     return counts.numpy(), int(first_bad)
 
 
@@ -461,8 +499,15 @@ def samples(source: Source, test_fraction: float | None) -> tuple[datamod.Datase
             labels.append(y[keep])
         if all(sum(map(len, labels)) >= SAMPLE_ROWS for _, labels in sides):
             break
-    return tuple(datamod.Dataset(np.concatenate(features)[:SAMPLE_ROWS], np.concatenate(labels)[:SAMPLE_ROWS],
-                                 source.feature_names, source.describe()) for features, labels in sides)
+    return tuple(
+        datamod.Dataset(
+            np.concatenate(features)[:SAMPLE_ROWS],
+            np.concatenate(labels)[:SAMPLE_ROWS],
+            source.feature_names,
+            source.describe(),
+        )
+        for features, labels in sides
+    )
 
 
 # -- explaining a bad row --------------------------------------------------------------------------

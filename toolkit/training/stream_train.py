@@ -63,9 +63,12 @@ class Throughput:
 
     def as_record(self) -> dict:
         steady = self.seconds_after_first_step
-        return {"train_rows": self.rows, "seconds": round(self.seconds, 3),
-                "first_step_seconds": round(self.first_step_seconds, 3),
-                "rows_per_second": round(self.rows_after_first_step / steady, 1) if steady > 0 else None}
+        return {
+            "train_rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "first_step_seconds": round(self.first_step_seconds, 3),
+            "rows_per_second": round(self.rows_after_first_step / steady, 1) if steady > 0 else None,
+        }
 
 
 @dataclass
@@ -88,10 +91,16 @@ class StreamedRun:
     seconds: dict = field(default_factory=dict)  # wall time of each phase: scan, train, evaluate, samples
 
 
-def train_streamed(data: stream.Source, eval_data: stream.Source | None, options: StreamOptions, cluster: Cluster,
-                   strategy, on_start: Callable[[int], None] | None = None,
-                   on_step: Callable[[StepMetrics], None] | None = None,
-                   on_epoch: Callable[[EpochMetrics], None] | None = None) -> StreamedRun:
+def train_streamed(
+    data: stream.Source,
+    eval_data: stream.Source | None,
+    options: StreamOptions,
+    cluster: Cluster,
+    strategy,
+    on_start: Callable[[int], None] | None = None,
+    on_step: Callable[[StepMetrics], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> StreamedRun:
     """Scan, train and evaluate on `data` (held-out split by hash, or `eval_data`) across `cluster`."""
     _check_options(options, cluster)
     fraction = None if eval_data is not None else options.test_fraction
@@ -104,8 +113,11 @@ def train_streamed(data: stream.Source, eval_data: stream.Source | None, options
 
     with strategy.scope():
         model = LogisticRegression(data.num_features, seed=options.seed, feature_names=data.feature_names)
-    step = (_minibatch_step(model, data, fraction, options, cluster, strategy) if options.batch_size
-            else _full_batch_step(model, data, fraction, options, cluster, strategy, counts["my_chunks"]))
+    step = (
+        _minibatch_step(model, data, fraction, options, cluster, strategy)
+        if options.batch_size
+        else _full_batch_step(model, data, fraction, options, cluster, strategy, counts["my_chunks"])
+    )
     if on_start is not None:
         on_start(steps)
     history, epochs, throughput = _loop(step, steps, per_epoch, on_step, on_epoch)
@@ -114,15 +126,29 @@ def train_streamed(data: stream.Source, eval_data: stream.Source | None, options
     began = time.perf_counter()
     final_train, heldout = _evaluate(trained, data, eval_data, fraction, cluster, strategy)
     evaluated = time.perf_counter()
-    run = StreamedRun(trained, history, epochs, steps, per_epoch, counts,
-                      stream.data_hash(data, counts["train"] + counts["heldout"], counts["fingerprint_sum"]),
-                      final_train, heldout, throughput, eval_counts=eval_counts)
+    run = StreamedRun(
+        trained,
+        history,
+        epochs,
+        steps,
+        per_epoch,
+        counts,
+        stream.data_hash(data, counts["train"] + counts["heldout"], counts["fingerprint_sum"]),
+        final_train,
+        heldout,
+        throughput,
+        eval_counts=eval_counts,
+    )
     if cluster.is_chief:
         run.train_sample, run.heldout_sample = stream.samples(data, fraction)
         if eval_data is not None:
             run.heldout_sample = stream.samples(eval_data, None)[0]
-    run.seconds = {"scan": scanned, "train": throughput.seconds, "evaluate": evaluated - began,
-                   "samples": time.perf_counter() - evaluated}
+    run.seconds = {
+        "scan": scanned,
+        "train": throughput.seconds,
+        "evaluate": evaluated - began,
+        "samples": time.perf_counter() - evaluated,
+    }
     return run
 
 
@@ -145,8 +171,11 @@ def _loop(step, steps: int, per_epoch: int, on_step, on_epoch) -> tuple[list, li
         if epoch is not None and on_epoch is not None:
             on_epoch(epoch)
     ended = time.perf_counter()
-    return history, tracker.done, Throughput(trained_rows, ended - began, warm - began, trained_rows - first_rows,
-                                             ended - warm)
+    return (
+        history,
+        tracker.done,
+        Throughput(trained_rows, ended - began, warm - began, trained_rows - first_rows, ended - warm),
+    )
 
 
 def _check_options(options: StreamOptions, cluster: Cluster) -> None:
@@ -156,8 +185,10 @@ def _check_options(options: StreamOptions, cluster: Cluster) -> None:
         if options.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {options.batch_size}")
         if options.batch_size % cluster.size:
-            raise InputError(f"--batch-size {options.batch_size} is the global batch: it must be a multiple of the "
-                             f"{cluster.size} workers")
+            raise InputError(
+                f"--batch-size {options.batch_size} is the global batch: it must be a multiple of the "
+                f"{cluster.size} workers"
+            )
     if options.shuffle_buffer < 1:
         raise InputError(f"--shuffle-buffer must be at least 1, got {options.shuffle_buffer}")
     if not 0.0 < options.test_fraction < 1.0:
@@ -175,8 +206,7 @@ def _run(step) -> np.ndarray:
 
 
 # -- 1. scan ----------------------------------------------------------------------------------------
-def _scan(source: stream.Source, fraction: float | None, options: StreamOptions, cluster: Cluster,
-          strategy) -> dict:
+def _scan(source: stream.Source, fraction: float | None, options: StreamOptions, cluster: Cluster, strategy) -> dict:
     """Counts over all workers (SCAN_FIELDS, plus `idle_workers`) and this worker's `my_chunks`.
 
     Raises on bad data, the same way on every worker.
@@ -196,12 +226,20 @@ def _scan_local(source: stream.Source, fraction: float | None, cluster: Cluster)
     except tf.errors.OpError as exc:
         # The chunk parsers mark bad rows instead of failing, except for what only a TFRecord
         # parse can reject (a feature stored as another type); name the record if it can be found.
-        raise InputError(stream.locate_unparsable(source, cluster.my_shards(len(source.shards)))
-                         or f"{source.option} {source.describe()}: cannot read ({stream.first_line(exc)})") from None
+        raise InputError(
+            stream.locate_unparsable(source, cluster.my_shards(len(source.shards)))
+            or f"{source.option} {source.describe()}: cannot read ({stream.first_line(exc)})"
+        ) from None
 
 
-def _check_counts(source: stream.Source, fraction: float | None, counts: dict, first_bad: int,
-                  options: StreamOptions, cluster: Cluster) -> None:
+def _check_counts(
+    source: stream.Source,
+    fraction: float | None,
+    counts: dict,
+    first_bad: int,
+    options: StreamOptions,
+    cluster: Cluster,
+) -> None:
     bad, good = counts["bad"], counts["train"] + counts["heldout"]
     if bad and not options.skip_bad_rows:
         total = f"{bad} bad row{'s' if bad > 1 else ''} in {source.option}; fix them or pass --skip-bad-rows"
@@ -211,22 +249,31 @@ def _check_counts(source: stream.Source, fraction: float | None, counts: dict, f
     if not good:
         if source.format == "csv" and len(source.shards) == 1 and not bad:
             raise InputError(f"{source.shards[0]}: file is empty (a header but no data rows)")
-        raise InputError(f"{source.option} {source.describe()}: no good rows"
-                         + (f" ({bad} bad rows skipped)" if bad else ""))
+        raise InputError(
+            f"{source.option} {source.describe()}: no good rows" + (f" ({bad} bad rows skipped)" if bad else "")
+        )
     positives = counts["train_positive"] + counts["heldout_positive"]
     if positives in (0, good):
-        raise InputError(f"{source.describe()}: every label is {int(positives == good)}; "
-                         "a classifier needs samples of both classes 0 and 1")
+        raise InputError(
+            f"{source.describe()}: every label is {int(positives == good)}; "
+            "a classifier needs samples of both classes 0 and 1"
+        )
     if fraction is not None and not counts["heldout"]:
-        raise InputError(f"{source.option} {source.describe()}: none of the {good} rows fell in the held-out split "
-                         f"(--test-fraction {fraction:g}); give more rows, a larger --test-fraction, or --eval-data")
+        raise InputError(
+            f"{source.option} {source.describe()}: none of the {good} rows fell in the held-out split "
+            f"(--test-fraction {fraction:g}); give more rows, a larger --test-fraction, or --eval-data"
+        )
     if fraction is not None and not counts["train"]:
-        raise InputError(f"{source.option} {source.describe()}: all {good} rows fell in the held-out split "
-                         f"(--test-fraction {fraction:g}); give more rows or a smaller --test-fraction")
+        raise InputError(
+            f"{source.option} {source.describe()}: all {good} rows fell in the held-out split "
+            f"(--test-fraction {fraction:g}); give more rows or a smaller --test-fraction"
+        )
     if source.option == "--data" and counts["idle_workers"]:
-        raise InputError(f"{source.option} {source.describe()}: {counts['idle_workers']} of the {cluster.size} "
-                         f"workers got no training rows; give at least {cluster.size} shards with data "
-                         "(worker i reads shards i, i + workers, ...)")
+        raise InputError(
+            f"{source.option} {source.describe()}: {counts['idle_workers']} of the {cluster.size} "
+            f"workers got no training rows; give at least {cluster.size} shards with data "
+            "(worker i reads shards i, i + workers, ...)"
+        )
 
 
 # -- 2. train ---------------------------------------------------------------------------------------
@@ -239,8 +286,9 @@ def _batch_sums(model: LogisticRegression, features, labels):
     grad_w, grad_b = tape.gradient(loss_sum, [model.w, model.b])
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.cast(out["classes"], tf.float32), targets), tf.float32))
     rows = tf.cast(tf.shape(labels)[0], tf.float32)
-    return tf.cast(tf.concat([tf.reshape(grad_w, [-1]), grad_b, tf.stack([loss_sum, correct, rows])], axis=0),
-                   tf.float64)
+    return tf.cast(
+        tf.concat([tf.reshape(grad_w, [-1]), grad_b, tf.stack([loss_sum, correct, rows])], axis=0), tf.float64
+    )
 
 
 def _apply(model: LogisticRegression, total, learning_rate: float) -> None:
@@ -248,7 +296,7 @@ def _apply(model: LogisticRegression, total, learning_rate: float) -> None:
     d = model.num_features
     rows = tf.maximum(total[-1], 1.0)
     model.w.assign_sub(tf.reshape(tf.cast(total[:d] / rows, tf.float32), [d, 1]) * learning_rate)
-    model.b.assign_sub(tf.cast(total[d:d + 1] / rows, tf.float32) * learning_rate)
+    model.b.assign_sub(tf.cast(total[d : d + 1] / rows, tf.float32) * learning_rate)
 
 
 def _minibatch_step(model, data: stream.Source, fraction, options: StreamOptions, cluster: Cluster, strategy):
@@ -263,16 +311,18 @@ def _minibatch_step(model, data: stream.Source, fraction, options: StreamOptions
     @tf.function(autograph=False)
     def step(iterator):
         features, labels = next(iterator)
-        total = strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                strategy.run(_batch_sums, args=(model, features, labels)), axis=None)
+        total = strategy.reduce(
+            tf.distribute.ReduceOp.SUM, strategy.run(_batch_sums, args=(model, features, labels)), axis=None
+        )
         _apply(model, total, options.learning_rate)
         return total
 
     return lambda: step(iterator)
 
 
-def _full_batch_step(model, data: stream.Source, fraction, options: StreamOptions, cluster: Cluster, strategy,
-                     chunks_per_pass: int):
+def _full_batch_step(
+    model, data: stream.Source, fraction, options: StreamOptions, cluster: Cluster, strategy, chunks_per_pass: int
+):
     """One pass per step: the worker's chunks, in order, from one repeating pipeline (built once, not per step)."""
     rows = stream.side(stream.read_chunks(data, cluster.my_shards(len(data.shards))).repeat(), fraction, heldout=False)
     iterator = iter(rows)
@@ -302,8 +352,9 @@ def _plain_copy(model: LogisticRegression, data: stream.Source, seed: int) -> Lo
 
 
 # -- 3. evaluate ------------------------------------------------------------------------------------
-def _evaluate(model, data: stream.Source, eval_data: stream.Source | None, fraction, cluster: Cluster,
-              strategy) -> tuple[dict, dict]:
+def _evaluate(
+    model, data: stream.Source, eval_data: stream.Source | None, fraction, cluster: Cluster, strategy
+) -> tuple[dict, dict]:
     """Loss and accuracy on the training side and the held-out side (or --eval-data), over all workers."""
     train_sums, held_sums = _side_sums(model, data, fraction, cluster)
     if eval_data is not None:
@@ -324,19 +375,29 @@ def _side_sums(model, source: stream.Source, fraction, cluster: Cluster) -> tupl
         right = tf.cast(out["classes"][:, 0], tf.float32) == chunk["y"]
 
         def of(mask):
-            return tf.stack([tf.reduce_sum(tf.cast(tf.boolean_mask(losses, mask), tf.float64)),
-                             tf.reduce_sum(tf.cast(mask & right, tf.float64)),
-                             tf.reduce_sum(tf.cast(mask, tf.float64))])
+            return tf.stack(
+                [
+                    tf.reduce_sum(tf.cast(tf.boolean_mask(losses, mask), tf.float64)),
+                    tf.reduce_sum(tf.cast(mask & right, tf.float64)),
+                    tf.reduce_sum(tf.cast(mask, tf.float64)),
+                ]
+            )
 
         return tf.concat([of(chunk["ok"] & ~held), of(chunk["ok"] & held)], axis=0)
 
-    total = chunks.map(sums, num_parallel_calls=tf.data.AUTOTUNE).reduce(
-        tf.zeros([6], tf.float64), stream.plain_graph(lambda a, b: a + b)).numpy()
+    total = (
+        chunks.map(sums, num_parallel_calls=tf.data.AUTOTUNE)
+        .reduce(tf.zeros([6], tf.float64), stream.plain_graph(lambda a, b: a + b))
+        .numpy()
+    )
     return total[:3], total[3:]
 
 
 def _metrics(sums: np.ndarray) -> dict:
     loss_sum, correct, rows = sums
     rows = int(rows)
-    return {"loss": float(loss_sum / rows) if rows else math.nan,
-            "accuracy": float(correct / rows) if rows else math.nan, "samples": rows}
+    return {
+        "loss": float(loss_sum / rows) if rows else math.nan,
+        "accuracy": float(correct / rows) if rows else math.nan,
+        "samples": rows,
+    }

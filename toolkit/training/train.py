@@ -67,8 +67,9 @@ class EpochTracker:
         if self._steps < self.steps_per_epoch:
             return None
         rows = max(self._rows, 1)
-        epoch = EpochMetrics(len(self.done) + 1, self._loss / rows, self._correct / rows, self._rows,
-                             time.perf_counter() - self._began)
+        epoch = EpochMetrics(
+            len(self.done) + 1, self._loss / rows, self._correct / rows, self._rows, time.perf_counter() - self._began
+        )
         self.done.append(epoch)
         self._start()
         return epoch

@@ -68,8 +68,12 @@ def foreign_models(tmp_path_factory):
             return {"y": x * self.k}
 
     class TwoInputs(t.Module):
-        @t.function(input_signature=[t.TensorSpec([None, 4], t.float32, name="a"),
-                                     t.TensorSpec([None, 2, 2], t.int32, name="b")])
+        @t.function(
+            input_signature=[
+                t.TensorSpec([None, 4], t.float32, name="a"),
+                t.TensorSpec([None, 2, 2], t.int32, name="b"),
+            ]
+        )
         def serve(self, a, b):
             return {"total": t.reduce_sum(a, 1) + t.cast(t.reduce_sum(b, [1, 2]), t.float32), "scaled": a * 0.5}
 
@@ -88,9 +92,13 @@ def server(foreign_models, exported_model, tmp_path_factory):
     from toolkit.serve import LocalServer
 
     config = tmp_path_factory.mktemp("server") / "models.config"
-    config.write_text("model_config_list {\n" + "".join(
-        f'  config {{ name: "{n}" base_path: "{base / n}" model_platform: "tensorflow" }}\n'
-        for n, base in (("scale", foreign_models), ("two_inputs", foreign_models), ("logreg", exported_model)))
-        + "}\n")
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{n}" base_path: "{base / n}" model_platform: "tensorflow" }}\n'
+            for n, base in (("scale", foreign_models), ("two_inputs", foreign_models), ("logreg", exported_model))
+        )
+        + "}\n"
+    )
     with LocalServer([f"--model_config_file={config}"], rest=True, timeout=120) as s:
         yield s

@@ -8,6 +8,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
+
 from support import tflite_runtimes
 
 
@@ -33,7 +34,9 @@ def test_run_prints_the_training_lines_of_tfkit_train_before_the_check(tfkit_run
     record = json.loads((out / "run" / "training.json").read_text())
     lines = result.output.splitlines()
     steps = [line for line in lines if line.startswith("Loss at step ")]
-    assert steps == [f"Loss at step {m['step']}: {m['loss']:.4f}, Accuracy: {m['accuracy']:.4f}" for m in record["steps"]]
+    assert steps == [
+        f"Loss at step {m['step']}: {m['loss']:.4f}, Accuracy: {m['accuracy']:.4f}" for m in record["steps"]
+    ]
     held = next(i for i, line in enumerate(lines) if line.startswith("Held-out ("))
     assert f"accuracy {record['heldout']['accuracy']:.4f}" in lines[held]
     assert held < next(i for i, line in enumerate(lines) if line.startswith("PASS"))
@@ -43,8 +46,11 @@ def test_run_prints_the_training_lines_of_tfkit_train_before_the_check(tfkit_run
 def test_run_reports_every_quantized_variant_with_figures(tfkit_run, run_report):
     result, out = tfkit_run
     for variant in ("float16", "int8"):  # the dynamic variant has no quantized tensor (see the edge facts)
-        assert re.search(rf"tflite:model_{variant}\.tflite: class agreement 1\.0000 \(0 flip\(s\) in \d+ rows, "
-                         r"\d+ allowed at 0\.99\), max probabilities error \S+ \(atol 0\.15\)", result.output)
+        assert re.search(
+            rf"tflite:model_{variant}\.tflite: class agreement 1\.0000 \(0 flip\(s\) in \d+ rows, "
+            r"\d+ allowed at 0\.99\), max probabilities error \S+ \(atol 0\.15\)",
+            result.output,
+        )
     plots = set(run_report["plots"])
     agreement = {c["candidate"]: c for c in run_report["class_agreement"]}
     edge = {Path(e["file"]).name: e for e in run_report["edge"]}
@@ -71,7 +77,8 @@ def test_run_checks_every_tflite_file_under_every_op_resolver(tfkit_run, run_rep
     for file in files:
         assert {details[name]["resolver"] for name in tflite_runtimes(file)} == {"auto", "builtin", "ref"}
         assert {details[name]["policy"] for name in tflite_runtimes(file)} == {
-            "float" if file in ("model.tflite", "model_dynamic.tflite") else "quantized"}
+            "float" if file in ("model.tflite", "model_dynamic.tflite") else "quantized"
+        }
         assert f"kernels: {file}: " in result.output
     # The spread between kernels, per file and output.
     spread = {(k["file"], k["output"]): k for k in run_report["kernel_spread"]}
@@ -82,15 +89,52 @@ def test_run_checks_every_tflite_file_under_every_op_resolver(tfkit_run, run_rep
 
 
 def test_report_json_schema(run_report):
-    for key in ("schema_version", "passed", "model", "reference", "runtimes", "runtime_details", "policies", "inputs",
-                "rows", "calls", "row_labels", "call_labels", "outputs_per_call", "comparisons", "class_agreement",
-                "batch_invariance", "repeatability", "not_judged", "signature_consistency", "edge", "errors",
-                "reproducibility", "plots"):
+    for key in (
+        "schema_version",
+        "passed",
+        "model",
+        "reference",
+        "runtimes",
+        "runtime_details",
+        "policies",
+        "inputs",
+        "rows",
+        "calls",
+        "row_labels",
+        "call_labels",
+        "outputs_per_call",
+        "comparisons",
+        "class_agreement",
+        "batch_invariance",
+        "repeatability",
+        "not_judged",
+        "signature_consistency",
+        "edge",
+        "errors",
+        "reproducibility",
+        "plots",
+    ):
         assert key in run_report, key
     assert run_report["passed"] is True
     for comparison in run_report["comparisons"]:
-        for key in ("reference", "candidate", "output", "max_abs_error", "passed", "p99_abs_error", "failures",
-                    "failed_units", "worst", "unit", "units", "atol", "rtol", "ulps", "judged", "bit_exact"):
+        for key in (
+            "reference",
+            "candidate",
+            "output",
+            "max_abs_error",
+            "passed",
+            "p99_abs_error",
+            "failures",
+            "failed_units",
+            "worst",
+            "unit",
+            "units",
+            "atol",
+            "rtol",
+            "ulps",
+            "judged",
+            "bit_exact",
+        ):
             assert key in comparison, key
     repro = run_report["reproducibility"]
     assert re.fullmatch(r"[0-9a-f]{64}", repro["input_sha256"])
@@ -130,8 +174,20 @@ def test_check_half_plus_two_converts_and_passes(tmp_path, tfkit, half_plus_two)
 
 
 def test_check_other_shape_model_against_target(foreign_models, server, tmp_path, tfkit):
-    result = tfkit("check", foreign_models / "two_inputs", "--target", server.grpc_target,
-                    "--rest-target", server.rest_url, "--samples", 20, "--seed", 3, "--report", tmp_path)
+    result = tfkit(
+        "check",
+        foreign_models / "two_inputs",
+        "--target",
+        server.grpc_target,
+        "--rest-target",
+        server.rest_url,
+        "--samples",
+        20,
+        "--seed",
+        3,
+        "--report",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     assert {c["output"] for c in report["comparisons"]} == {"total", "scaled"}
@@ -141,8 +197,8 @@ def test_check_other_shape_model_against_target(foreign_models, server, tmp_path
 
 def test_tflite_from_another_model_exits_1_naming_pair_and_output(exported_version, tmp_path, tfkit):
     from toolkit.artifacts.tflite import convert
-    from toolkit.training.model import LogisticRegression
     from toolkit.tfenv import import_tf
+    from toolkit.training.model import LogisticRegression
 
     other = LogisticRegression(2, seed=7)
     import_tf().saved_model.save(other, str(tmp_path / "other"), signatures=other.signatures())
@@ -186,10 +242,15 @@ def test_a_tflite_file_as_model_points_at_tflite_option(exported_version, tfkit)
     lite = exported_version / "model.tflite"
     result = tfkit("check", lite)
     assert result.exit_code == 2
-    assert result.output.splitlines()[-1].endswith(f"; to check a .tflite file, check its SavedModel with --tflite {lite}")
+    assert result.output.splitlines()[-1].endswith(
+        f"; to check a .tflite file, check its SavedModel with --tflite {lite}"
+    )
     served = tfkit("serve", lite)
     assert served.exit_code == 2
-    assert served.output == f"Error: {lite}: not a folder; serve a model folder (BASE/NAME) or a version folder (BASE/NAME/VERSION)\n"
+    assert (
+        served.output
+        == f"Error: {lite}: not a folder; serve a model folder (BASE/NAME) or a version folder (BASE/NAME/VERSION)\n"
+    )
 
 
 def test_predict_saved_model_tflite_and_target(exported_version, foreign_models, server, tfkit):
@@ -199,8 +260,7 @@ def test_predict_saved_model_tflite_and_target(exported_version, foreign_models,
     a, b = json.loads(local.output), json.loads(lite.output)
     assert a["classes"] == b["classes"] and len(a["probabilities"]) == 2
     np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-6)
-    remote = tfkit("predict", "--target", server.grpc_target, "--model-name", "scale", "--json",
-                    '{"x": [[1, 2, 3]]}')
+    remote = tfkit("predict", "--target", server.grpc_target, "--model-name", "scale", "--json", '{"x": [[1, 2, 3]]}')
     assert remote.exit_code == 0, remote.output
     assert json.loads(remote.output) == {"y": [[3.0, 6.0, 9.0]]}
 
@@ -208,8 +268,9 @@ def test_predict_saved_model_tflite_and_target(exported_version, foreign_models,
 def test_predict_with_a_bad_feed_names_the_model(exported_version, tfkit):
     result = tfkit("predict", exported_version, "--csv", "0,4,5")
     assert result.exit_code == 2
-    assert result.output.splitlines()[-1] == (f"Error: bad feed for {exported_version}: input features has shape "
-                                              "[1, 3], expected float32[?,2]")
+    assert result.output.splitlines()[-1] == (
+        f"Error: bad feed for {exported_version}: input features has shape [1, 3], expected float32[?,2]"
+    )
 
 
 def test_input_errors_exit_2_with_one_line(tfkit, half_plus_two, tmp_path):
@@ -235,11 +296,22 @@ def test_a_stale_replica_is_named_among_good_ones(foreign_models, server, tfkit,
     from toolkit.serve import LocalServer
 
     config = tmp_path / "stale.config"
-    config.write_text(f'model_config_list {{ config {{ name: "scale" base_path: "{foreign_models / "scale"}" '
-                      'model_platform: "tensorflow" model_version_policy { specific { versions: 1 } } } }\n')
+    config.write_text(
+        f'model_config_list {{ config {{ name: "scale" base_path: "{foreign_models / "scale"}" '
+        'model_platform: "tensorflow" model_version_policy { specific { versions: 1 } } } }\n'
+    )
     with LocalServer([f"--model_config_file={config}"], timeout=120) as stale:
-        result = tfkit("check", foreign_models / "scale", "--target", server.grpc_target,
-                       "--target", stale.grpc_target, "--no-convert", "--report", tmp_path / "r")
+        result = tfkit(
+            "check",
+            foreign_models / "scale",
+            "--target",
+            server.grpc_target,
+            "--target",
+            stale.grpc_target,
+            "--no-convert",
+            "--report",
+            tmp_path / "r",
+        )
     assert result.exit_code == 1, result.output
     assert f"eager vs grpc@{stale.grpc_target}, output y" in result.output
     assert f"eager vs grpc@{server.grpc_target}" not in result.output.split("FAIL")[1]
@@ -255,8 +327,20 @@ def test_string_signature_with_serialized_examples(exported_version, server, tfk
     rows = [[0.5, 3.0], [3.0, 0.5], [1.7, 1.9]]
     examples = np.array([make_example(r, ["x0", "x1"]) for r in rows], dtype="S")
     np.savez(tmp_path / "examples.npz", inputs=examples)
-    result = tfkit("check", exported_version, "--signature", "classify", "--inputs", tmp_path / "examples.npz",
-                   "--target", server.grpc_target, "--rest-target", server.rest_url, "--report", tmp_path / "r")
+    result = tfkit(
+        "check",
+        exported_version,
+        "--signature",
+        "classify",
+        "--inputs",
+        tmp_path / "examples.npz",
+        "--target",
+        server.grpc_target,
+        "--rest-target",
+        server.rest_url,
+        "--report",
+        tmp_path / "r",
+    )
     assert result.exit_code == 0, result.output
     assert "model.tflite has no signature 'classify' (it has: serving_default): not compared" in result.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -266,14 +350,16 @@ def test_string_signature_with_serialized_examples(exported_version, server, tfk
 
 def test_object_arrays_in_inputs_are_refused_with_a_hint(exported_version, tfkit, tmp_path):
     np.savez(tmp_path / "objects.npz", inputs=np.array([b"x", b"y"], dtype=object))
-    result = tfkit("check", exported_version, "--signature", "classify", "--inputs", tmp_path / "objects.npz",
-                   "--no-server")
+    result = tfkit(
+        "check", exported_version, "--signature", "classify", "--inputs", tmp_path / "objects.npz", "--no-server"
+    )
     assert result.exit_code == 2
     assert "store strings as a bytes array (dtype 'S')" in result.output
 
 
-def test_check_without_report_option_writes_the_json_report_in_tfkit_report(tfkit, half_plus_two, tmp_path,
-                                                                              monkeypatch):
+def test_check_without_report_option_writes_the_json_report_in_tfkit_report(
+    tfkit, half_plus_two, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     result = tfkit("check", half_plus_two, "--no-server")
     assert result.exit_code == 0, result.output

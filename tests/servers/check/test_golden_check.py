@@ -8,10 +8,11 @@ import shutil
 from xml.etree import ElementTree as ET
 
 import pytest
-from support import tflite_runtimes
 
 from toolkit.artifacts import golden
 from toolkit.edge import cli as edge_cli
+
+from support import tflite_runtimes
 
 
 def _golden(version_dir):
@@ -36,16 +37,27 @@ def test_export_writes_a_golden_file_with_inputs_outputs_hashes_versions_and_pol
 
 
 def test_a_golden_file_checks_a_served_model_over_grpc_and_rest_without_the_savedmodel(
-        tfkit, exported_version, logreg_server, tmp_path):
-    result = tfkit("check", "--target", logreg_server.grpc_target, "--rest-target", logreg_server.rest_url,
-                   "--load-outputs", _golden(exported_version), "--report", tmp_path)
+    tfkit, exported_version, logreg_server, tmp_path
+):
+    result = tfkit(
+        "check",
+        "--target",
+        logreg_server.grpc_target,
+        "--rest-target",
+        logreg_server.rest_url,
+        "--load-outputs",
+        _golden(exported_version),
+        "--report",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     report = _report(tmp_path)
     grpc, rest = f"grpc@{logreg_server.grpc_target}", f"rest@{logreg_server.rest_url.split('://')[1]}"
     assert report["model"]["path"] is None and report["runtimes"] == ["golden:savedmodel", grpc, rest]
     compared = {(c["candidate"], c["output"]): c["bit_exact"] for c in report["comparisons"]}
-    assert compared == {(runtime, output): True for runtime in (grpc, rest)
-                        for output in ("classes", "logits", "probabilities")}
+    assert compared == {
+        (runtime, output): True for runtime in (grpc, rest) for output in ("classes", "logits", "probabilities")
+    }
     # Fed exactly the golden file's rows: held-out and boundary cases.
     assert report["rows"] == sum(len(next(iter(c.values()))) for c in golden.read(_golden(exported_version)).calls)
 
@@ -59,9 +71,19 @@ def device_report(exported_version, tmp_path_factory):
 
 
 def test_the_device_report_comes_home_as_its_own_runtime(tfkit, exported_version, device_report, tmp_path):
-    result = tfkit("check", exported_version, "--no-server", "--tflite", exported_version / "model.tflite",
-                   "--load-outputs", device_report / "report.json", "--report", tmp_path, "--junit",
-                   tmp_path / "junit.xml")
+    result = tfkit(
+        "check",
+        exported_version,
+        "--no-server",
+        "--tflite",
+        exported_version / "model.tflite",
+        "--load-outputs",
+        device_report / "report.json",
+        "--report",
+        tmp_path,
+        "--junit",
+        tmp_path / "junit.xml",
+    )
     assert result.exit_code == 0, result.output
     device = {f"device:{name}" for file in ("model.tflite", "model_int8.tflite") for name in tflite_runtimes(file)}
     table = {line.split()[0] for line in result.output.splitlines() if line.startswith("device:")}
@@ -79,27 +101,41 @@ def test_the_device_report_comes_home_as_its_own_runtime(tfkit, exported_version
 def test_the_device_report_has_the_check_schema_and_the_kernel_spread(device_report, exported_version):
     report = _report(device_report)
     assert report["status"] == "pass" and report["reference"] == "golden:savedmodel"
-    assert set(report["runtimes"][1:]) == set().union(*(tflite_runtimes(p.name) for p in exported_version.glob("*.tflite")))
+    assert set(report["runtimes"][1:]) == set().union(
+        *(tflite_runtimes(p.name) for p in exported_version.glob("*.tflite"))
+    )
     spread = {(k["file"], k["output"]): k for k in report["kernel_spread"]}
-    assert set(spread) == {(p.name, o) for p in exported_version.glob("*.tflite")
-                           for o in ("classes", "logits", "probabilities")}
+    assert set(spread) == {
+        (p.name, o) for p in exported_version.glob("*.tflite") for o in ("classes", "logits", "probabilities")
+    }
     assert all(len(k["runtimes"]) == 3 and k["max_abs_difference"] is not None for k in spread.values())
     assert report["saved_outputs"] == "outputs.json" and (device_report / "outputs.npz").is_file()
 
 
 def test_stored_runs_compare_with_each_other_without_a_model(tfkit, exported_version, tmp_path):
     saved = tmp_path / "saved" / "today.json"
-    first = tfkit("check", exported_version, "--no-server", "--tflite", exported_version / "model.tflite",
-                  "--save-outputs", saved, "--report", tmp_path / "first")
+    first = tfkit(
+        "check",
+        exported_version,
+        "--no-server",
+        "--tflite",
+        exported_version / "model.tflite",
+        "--save-outputs",
+        saved,
+        "--report",
+        tmp_path / "first",
+    )
     assert first.exit_code == 0, first.output
     assert _report(tmp_path / "first")["saved_outputs"] == str(saved.resolve())
-    result = tfkit("check", "--load-outputs", _golden(exported_version), "--load-outputs", saved,
-                   "--report", tmp_path / "second")
+    result = tfkit(
+        "check", "--load-outputs", _golden(exported_version), "--load-outputs", saved, "--report", tmp_path / "second"
+    )
     assert result.exit_code == 0, result.output
     report = _report(tmp_path / "second")
     assert report["reference"] == "golden:savedmodel"
     assert set(report["runtimes"]) == {"golden:savedmodel", "stored:eager"} | {
-        f"stored:{name}" for name in tflite_runtimes("model.tflite")}
+        f"stored:{name}" for name in tflite_runtimes("model.tflite")
+    }
     # Today's eager run of the same SavedModel is the export's golden outputs, bit for bit.
     assert all(c["bit_exact"] for c in report["comparisons"] if c["candidate"] == "stored:eager")
 
@@ -123,18 +159,27 @@ def test_a_changed_tflite_file_is_judged_by_its_outputs_and_noted(tfkit, exporte
     assert "note: model.tflite changed since export: its sha256" in result.output
 
 
-def test_stored_outputs_with_a_missing_output_or_another_shape_fail_that_comparison(tfkit, exported_version,
-                                                                                      tmp_path):
+def test_stored_outputs_with_a_missing_output_or_another_shape_fail_that_comparison(tfkit, exported_version, tmp_path):
     recorded = golden.read(_golden(exported_version))
     for outputs in recorded.runtimes[0].outputs:
         del outputs["logits"]
         outputs["classes"] = outputs["classes"].reshape(-1)
     edited = golden.write(recorded, tmp_path / "edited.json")
-    result = tfkit("check", exported_version, "--no-server", "--tflite", exported_version / "model.tflite",
-                   "--load-outputs", edited, "--report", tmp_path / "r")
+    result = tfkit(
+        "check",
+        exported_version,
+        "--no-server",
+        "--tflite",
+        exported_version / "model.tflite",
+        "--load-outputs",
+        edited,
+        "--report",
+        tmp_path / "r",
+    )
     assert result.exit_code == 1, result.output
-    errors = {c["output"]: c["error"] for c in _report(tmp_path / "r")["comparisons"]
-              if c["candidate"] == "golden:savedmodel"}
+    errors = {
+        c["output"]: c["error"] for c in _report(tmp_path / "r")["comparisons"] if c["candidate"] == "golden:savedmodel"
+    }
     assert errors["logits"] == "golden:savedmodel did not return output logits"
     assert errors["classes"].startswith("shape [") and "differs from the reference's" in errors["classes"]
     assert errors["probabilities"] is None

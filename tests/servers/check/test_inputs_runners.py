@@ -31,11 +31,14 @@ def test_static_signature_gets_one_call_per_sample():
     assert not inputs.feeds[0].batched
 
 
-@pytest.mark.parametrize("spec, message", [
-    (("object", (None,)), "string tensor .* pass --inputs FILE \\(.npz with an array named 'x'"),
-    (("float32", None), "unknown rank"),
-    (("float32", (None, None)), "dynamic inner dimensions"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (("object", (None,)), "string tensor .* pass --inputs FILE \\(.npz with an array named 'x'"),
+        (("float32", None), "unknown rank"),
+        (("float32", (None, None)), "dynamic inner dimensions"),
+    ],
+)
 def test_generator_says_what_to_pass(spec, message):
     with pytest.raises(InputError, match=message):
         generated_feeds(sig(x=spec))
@@ -90,8 +93,11 @@ def test_every_runtime_rejects_a_bad_feed_the_same_way(exported_version, foreign
             with pytest.raises(InputError) as error:
                 runner.infer(bad)
             messages.append(str(error.value).split(": ", 1)[1])
-    assert messages[0] == messages[1] == ("input x has dtype float64, expected float32; "
-                                         "input x has shape [2, 4], expected float32[?,3]")
+    assert (
+        messages[0]
+        == messages[1]
+        == ("input x has dtype float64, expected float32; input x has shape [2, 4], expected float32[?,3]")
+    )
     with TFLiteRunner(exported_version / "model.tflite") as lite, pytest.raises(InputError, match="missing input"):
         lite.infer(bad)
 

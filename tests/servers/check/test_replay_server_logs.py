@@ -7,21 +7,24 @@ import json
 import grpc
 import numpy as np
 import pytest
-from support import Http
 from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc, regression_pb2
 
 from serving.tensors import from_numpy
 from toolkit.serve import LocalServer
 
+from support import Http
+
 MODEL = "logreg"
 
 
 def config_text(base, prefix) -> str:
-    return ("model_config_list { config {\n"
-            f'  name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow"\n'
-            f'  logging_config {{ log_collector_config {{ type: "file" filename_prefix: "{prefix}" }}\n'
-            "                   sampling_config { sampling_rate: 1.0 } }\n"
-            "} }\n")
+    return (
+        "model_config_list { config {\n"
+        f'  name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow"\n'
+        f'  logging_config {{ log_collector_config {{ type: "file" filename_prefix: "{prefix}" }}\n'
+        "                   sampling_config { sampling_rate: 1.0 } }\n"
+        "} }\n"
+    )
 
 
 def example_input(request, rows: np.ndarray):
@@ -42,24 +45,30 @@ def request_log(tmp_path_factory, exported_model, exported_version):
     config.write_text(config_text(exported_model / MODEL, prefix))
     with np.load(exported_version / "assets.extra" / "heldout.npz") as data:
         rows = data["features"].astype(np.float32)
-    with LocalServer([f"--model_config_file={config}"], rest=True, timeout=120) as server, \
-            grpc.insecure_channel(server.grpc_target) as channel:
+    with (
+        LocalServer([f"--model_config_file={config}"], rest=True, timeout=120) as server,
+        grpc.insecure_channel(server.grpc_target) as channel,
+    ):
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         rest = Http(server.rest_url)
         for start in range(0, 12, 4):
             request = predict_pb2.PredictRequest()
             request.model_spec.name = MODEL
-            from_numpy(rows[start:start + 4], out=request.inputs["features"])
+            from_numpy(rows[start : start + 4], out=request.inputs["features"])
             stub.Predict(request, timeout=30)
-            body = {"instances": rows[start + 12:start + 16].tolist()}
+            body = {"instances": rows[start + 12 : start + 16].tolist()}
             assert rest.request("POST", f"/v1/models/{MODEL}:predict", body)[0] == 200
-        for name, request_type, call in (("classify", classification_pb2.ClassificationRequest, stub.Classify),
-                                         ("regress", regression_pb2.RegressionRequest, stub.Regress)):
+        for name, request_type, call in (
+            ("classify", classification_pb2.ClassificationRequest, stub.Classify),
+            ("regress", regression_pb2.RegressionRequest, stub.Regress),
+        ):
             request = example_input(request_type(), rows[:5])
             request.model_spec.name, request.model_spec.signature_name = MODEL, name
             call(request, timeout=30)
-            body = {"signature_name": name, "examples": [{f"x{i}": float(v) for i, v in enumerate(row)}
-                                                         for row in rows[5:8]]}
+            body = {
+                "signature_name": name,
+                "examples": [{f"x{i}": float(v) for i, v in enumerate(row)} for row in rows[5:8]],
+            }
             assert rest.request("POST", f"/v1/models/{MODEL}:{name}", body)[0] == 200
     return prefix
 
@@ -69,8 +78,9 @@ def checked(tfkit, version, report_dir, *args):
     return result, json.loads((report_dir / "report.json").read_text())
 
 
-def test_a_request_log_replays_through_every_runtime_and_matches_its_responses(tfkit, exported_version,
-                                                                                request_log, tmp_path):
+def test_a_request_log_replays_through_every_runtime_and_matches_its_responses(
+    tfkit, exported_version, request_log, tmp_path
+):
     result, report = checked(tfkit, exported_version, tmp_path, "--inputs", f"{request_log}*")
     assert result.exit_code == 0, result.output
     logged = [name for name in report["runtimes"] if name.startswith("logged:")]
@@ -86,10 +96,12 @@ def test_a_request_log_replays_through_every_runtime_and_matches_its_responses(t
 
 
 @pytest.mark.parametrize("signature,rows", [("classify", 5 + 3), ("regress", 5 + 3)])
-def test_classify_and_regress_logs_replay_through_their_signatures(tfkit, exported_version, request_log, tmp_path,
-                                                                   signature, rows):
-    result, report = checked(tfkit, exported_version, tmp_path, "--inputs", f"{request_log}*",
-                             "--signature", signature, "--no-convert")
+def test_classify_and_regress_logs_replay_through_their_signatures(
+    tfkit, exported_version, request_log, tmp_path, signature, rows
+):
+    result, report = checked(
+        tfkit, exported_version, tmp_path, "--inputs", f"{request_log}*", "--signature", signature, "--no-convert"
+    )
     assert result.exit_code == 0, result.output
     assert report["inputs"]["rows"] == rows
     skipped = " ".join(report["inputs"]["notes"])
@@ -101,8 +113,17 @@ def test_classify_and_regress_logs_replay_through_their_signatures(tfkit, export
 
 
 def test_requests_of_another_model_are_skipped_and_counted(tfkit, exported_version, request_log, tmp_path):
-    result, report = checked(tfkit, exported_version, tmp_path, "--inputs", f"{request_log}*",
-                             "--model-name", "other", "--no-server", "--no-convert")
+    result, report = checked(
+        tfkit,
+        exported_version,
+        tmp_path,
+        "--inputs",
+        f"{request_log}*",
+        "--model-name",
+        "other",
+        "--no-server",
+        "--no-convert",
+    )
     assert result.exit_code == 2
     assert "no logged request for signature 'serving_default' of model 'other'" in result.output
     assert "6 requests for model 'logreg'" in result.output and "--model-name NAME" in result.output
@@ -112,11 +133,12 @@ def test_a_corrupt_record_is_named_by_file_and_index(tfkit, exported_version, re
     (log_file,) = request_log.parent.glob("requests-*")
     data = bytearray(log_file.read_bytes())
     first = int.from_bytes(data[:8], "little") + 16  # the first record, framed
-    second = int.from_bytes(data[first:first + 8], "little")
+    second = int.from_bytes(data[first : first + 8], "little")
     data[first + 12 + second // 2] ^= 0xFF  # a flipped byte inside record 1's data: its CRC fails
     damaged = tmp_path / "damaged.tfrecord"
     damaged.write_bytes(bytes(data))
-    result = tfkit("check", exported_version, "--inputs", damaged, "--no-server", "--no-convert",
-                   "--report", tmp_path / "report")
+    result = tfkit(
+        "check", exported_version, "--inputs", damaged, "--no-server", "--no-convert", "--report", tmp_path / "report"
+    )
     assert result.exit_code == 2
     assert f"--inputs {damaged}: record 1 is corrupt" in result.output

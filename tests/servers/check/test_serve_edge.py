@@ -19,9 +19,23 @@ def test_serve_pins_a_version_folder_and_answers(foreign_models):
 
     grpc_port, rest_port = free_port(), free_port()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "serve", str(foreign_models / "scale" / "1"),
-                             "--port", str(grpc_port), "--rest-port", str(rest_port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "serve",
+            str(foreign_models / "scale" / "1"),
+            "--port",
+            str(grpc_port),
+            "--rest-port",
+            str(rest_port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         x = np.ones((2, 3), np.float32)
         # Version 1 of two: the generated config pins it although 2 is the latest.
@@ -41,8 +55,9 @@ def test_flex_tflite_is_reported_with_its_facts(half_plus_two, tmp_path, tfkit):
     from toolkit.tfenv import import_tf
 
     t = import_tf()
-    converter = t.lite.TFLiteConverter.from_saved_model(str(half_plus_two / "00000123"),
-                                                       signature_keys=["classify_x_to_y"])
+    converter = t.lite.TFLiteConverter.from_saved_model(
+        str(half_plus_two / "00000123"), signature_keys=["classify_x_to_y"]
+    )
     converter.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS, t.lite.OpsSet.SELECT_TF_OPS]
     path = tmp_path / "flex.tflite"
     path.write_bytes(converter.convert())
@@ -56,9 +71,18 @@ def test_flex_tflite_is_reported_with_its_facts(half_plus_two, tmp_path, tfkit):
     assert report["edge"][0]["needs_flex"] and not report["passed"]
 
 
-@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None,
-                    reason="the real tensorflow_model_server binary is not installed on this machine")
+@pytest.mark.skipif(
+    shutil.which("tensorflow_model_server") is None,
+    reason="the real tensorflow_model_server binary is not installed on this machine",
+)
 def test_check_against_the_real_binary(tfkit, half_plus_two):
-    result = tfkit("check", half_plus_two, "--server-binary", shutil.which("tensorflow_model_server"),
-                   "--timeout", 120, "--no-convert")
+    result = tfkit(
+        "check",
+        half_plus_two,
+        "--server-binary",
+        shutil.which("tensorflow_model_server"),
+        "--timeout",
+        120,
+        "--no-convert",
+    )
     assert result.exit_code == 0, result.output

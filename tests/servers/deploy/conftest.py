@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def logreg_store(exported_version, tmp_path_factory) -> Path:
     """BASE/logreg with version 1 (the shared export) and version 2 (trained with another
@@ -28,8 +27,11 @@ def fleet_plan(models_dir, logreg_store):
     `two`; `logreg` at its latest version (2)."""
     from toolkit.fleet.plan import plan_models
 
-    return plan_models([models_dir / "plus", models_dir / "two", logreg_store / "logreg"],
-                       ["plus:all"], ["plus:stable=1", "plus:canary=2"])
+    return plan_models(
+        [models_dir / "plus", models_dir / "two", logreg_store / "logreg"],
+        ["plus:all"],
+        ["plus:stable=1", "plus:canary=2"],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +42,9 @@ def live_server(fleet_plan, tmp_path_factory):
     from toolkit.fleet.plan import build_config, render_config, server_flags
     from toolkit.serve import LocalServer
 
-    config_path = write_atomic(tmp_path_factory.mktemp("live") / "models.config",
-                               render_config(build_config(fleet_plan)))
+    config_path = write_atomic(
+        tmp_path_factory.mktemp("live") / "models.config", render_config(build_config(fleet_plan))
+    )
     flags = server_flags(fleet_plan, str(config_path), grpc_port=None, rest_port=None)
     with LocalServer(flags, rest=True, timeout=120) as server:
         yield server, config_path

@@ -11,10 +11,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from toolkit.artifacts import layout
-from toolkit.fleet import manifests
-from toolkit.fleet import plan
-from toolkit.fleet import promote
 from toolkit.cli import cli
+from toolkit.fleet import manifests, plan, promote
 from toolkit.serve import LocalServer, find_server_binary, free_port
 
 # What the two versions of `plus` compute (TF Serving's half_plus_two / half_plus_three).
@@ -30,8 +28,7 @@ def _predict_by_label(target, label, x=1.0):
     request.inputs["x"].tensor_shape.dim.add(size=1)
     request.inputs["x"].float_val.append(x)
     with grpc.insecure_channel(target) as channel:
-        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
-            request, timeout=10)
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
     return response.model_spec.version.value, response.outputs["y"].float_val[0]
 
 
@@ -41,8 +38,9 @@ def _labels_in(config_path):
 
 
 def _promote(server, config_path, *args):
-    return CliRunner().invoke(cli, ["promote", *map(str, args), "--target", server.grpc_target,
-                                    "--config", str(config_path)])
+    return CliRunner().invoke(
+        cli, ["promote", *map(str, args), "--target", server.grpc_target, "--config", str(config_path)]
+    )
 
 
 def test_generated_config_is_served(live_server, fleet_plan):
@@ -78,12 +76,17 @@ def test_promote_moves_label_and_requests_follow(live_server):
     assert _predict_by_label(server.grpc_target, "stable", 4.0) == (1, PLUS[1](4.0))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["two", "--version", "124", "--label", "canary"],
-     "version 124 of model two is NOT_LOADED on {target}, not AVAILABLE"),
-    (["nope", "--version", "1", "--label", "canary"], "model 'nope' is not in"),
-    (["plus", "--version", "1", "--label", "gold"], "bad label 'gold'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["two", "--version", "124", "--label", "canary"],
+            "version 124 of model two is NOT_LOADED on {target}, not AVAILABLE",
+        ),
+        (["nope", "--version", "1", "--label", "canary"], "model 'nope' is not in"),
+        (["plus", "--version", "1", "--label", "gold"], "bad label 'gold'"),
+    ],
+)
 def test_promote_refuses_and_leaves_config_alone(live_server, args, message):
     server, config_path = live_server
     before = config_path.read_bytes()
@@ -99,9 +102,23 @@ def test_promote_unreachable_target_exits_3_in_one_line(live_server):
     _, config_path = live_server
     before = config_path.read_bytes()
     target = f"127.0.0.1:{free_port()}"
-    result = CliRunner().invoke(cli, ["promote", "plus", "--version", "2", "--label", "stable",
-                                      "--target", target, "--config", str(config_path),
-                                      "--timeout", "2"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "promote",
+            "plus",
+            "--version",
+            "2",
+            "--label",
+            "stable",
+            "--target",
+            target,
+            "--config",
+            str(config_path),
+            "--timeout",
+            "2",
+        ],
+    )
     assert result.exit_code == 3
     assert result.output.startswith(f"Error: cannot reach TF Serving at {target}")
     assert result.output.count("\n") == 1
@@ -111,22 +128,30 @@ def test_promote_unreachable_target_exits_3_in_one_line(live_server):
 def test_promote_refuses_a_version_the_config_policy_does_not_load(models_dir, tmp_path):
     """Caught from the file alone, before any server is asked (the target does not exist)."""
     models = plan.plan_models([models_dir / "plus"], ["specific=1"])
-    config_path = layout.write_atomic(tmp_path / "models.config",
-                                      plan.render_config(plan.build_config(models)))
-    result = CliRunner().invoke(cli, ["promote", "plus", "--version", "2", "--label", "stable",
-                                      "--target", f"127.0.0.1:{free_port()}",
-                                      "--config", str(config_path)])
+    config_path = layout.write_atomic(tmp_path / "models.config", plan.render_config(plan.build_config(models)))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "promote",
+            "plus",
+            "--version",
+            "2",
+            "--label",
+            "stable",
+            "--target",
+            f"127.0.0.1:{free_port()}",
+            "--config",
+            str(config_path),
+        ],
+    )
     assert result.exit_code == 2
-    assert result.output == (f"Error: model plus: the version policy in {config_path} loads only "
-                             "versions 1, not 2\n")
+    assert result.output == (f"Error: model plus: the version policy in {config_path} loads only versions 1, not 2\n")
 
 
-@pytest.mark.skipif(find_server_binary() is None,
-                    reason="tensorflow_model_server is not on PATH on this machine")
+@pytest.mark.skipif(find_server_binary() is None, reason="tensorflow_model_server is not on PATH on this machine")
 def test_generated_config_and_promote_on_the_real_tensorflow_model_server(fleet_plan, tmp_path):
     """The same flags and config on the real binary, wherever it is installed."""
-    config_path = layout.write_atomic(tmp_path / "models.config",
-                                      plan.render_config(plan.build_config(fleet_plan)))
+    config_path = layout.write_atomic(tmp_path / "models.config", plan.render_config(plan.build_config(fleet_plan)))
     flags = plan.server_flags(fleet_plan, str(config_path), grpc_port=None, rest_port=None)
     with LocalServer(flags, binary=find_server_binary(), timeout=120) as server:
         assert _predict_by_label(server.grpc_target, "stable") == (1, PLUS[1](1.0))

@@ -19,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def edge_venv(tmp_path_factory) -> Path:
     """DIR made by `scripts/edge-venv DIR` (pip downloads numpy and ai-edge-litert unless cached)."""
     venv = tmp_path_factory.mktemp("edge") / "venv"
-    done = subprocess.run([str(ROOT / "scripts" / "edge-venv"), str(venv)], capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run([str(ROOT / "scripts" / "edge-venv"), str(venv)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return venv
 
@@ -28,8 +27,14 @@ def edge_venv(tmp_path_factory) -> Path:
 def run(venv: Path, *args, cwd=None) -> subprocess.CompletedProcess:
     """A program of the edge environment; PYTHONPATH unset, so nothing of the host's leaks in."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([str(venv / "bin" / args[0]), *map(str, args[1:])], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=cwd)
+    return subprocess.run(
+        [str(venv / "bin" / args[0]), *map(str, args[1:])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=cwd,
+    )
 
 
 def test_tensorflow_is_not_there(edge_venv):
@@ -64,8 +69,11 @@ def _alter_weights(path: Path) -> None:
     data = bytearray(path.read_bytes())
     model = schema.Model.GetRootAs(data, 0)
     graph = model.Subgraphs(0)
-    buffers = [model.Buffers(graph.Tensors(k).Buffer()).DataAsNumpy() for k in range(graph.TensorsLength())
-               if graph.Tensors(k).Type() == schema.TensorType.FLOAT32]
+    buffers = [
+        model.Buffers(graph.Tensors(k).Buffer()).DataAsNumpy()
+        for k in range(graph.TensorsLength())
+        if graph.Tensors(k).Type() == schema.TensorType.FLOAT32
+    ]
     weights = max((b for b in buffers if isinstance(b, np.ndarray)), key=len)
     weights.view(np.float32)[:] += 1.0  # a view into `data`
     path.write_bytes(bytes(data))

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from tf_serving_testdata import HALF_PLUS_TWO
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -57,8 +58,13 @@ def sources(tmp_path_factory):
 
     centers = np.array([[-0.5, -0.5, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 0.6, -0.6]], np.float32)
     x, y = _blobs(rng, 600, centers, 0.15)
-    mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                            keras.layers.Dense(3, activation="softmax", name="class_probs")])
+    mlp = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(3, activation="softmax", name="class_probs"),
+        ]
+    )
     _fit(mlp, x, y)
     mlp.save(src / "mlp.keras")
     np.savez(src / "mlp_calibration.npz", input_layer=x[:400])
@@ -66,8 +72,9 @@ def sources(tmp_path_factory):
 
     age, income = keras.Input((3,), name="age"), keras.Input((2,), name="income")
     hidden = keras.layers.Dense(4, activation="relu")(keras.layers.Concatenate()([age, income]))
-    keras.Model({"age": age, "income": income}, {"risk": keras.layers.Dense(1, activation="sigmoid")(hidden)}) \
-        .save(src / "two_inputs.keras")
+    keras.Model({"age": age, "income": income}, {"risk": keras.layers.Dense(1, activation="sigmoid")(hidden)}).save(
+        src / "two_inputs.keras"
+    )
 
     images, labels = _images(rng, 400)
     image = keras.Input((8, 8, 1), dtype="uint8", name="image")
@@ -120,19 +127,34 @@ def exports(sources, exported_version, tmp_path_factory):
     """BASE with one exported model per source; {name: tfkit export's Result}."""
     base = tmp_path_factory.mktemp("exported")
     commands = {
-        "mlp": [sources / "mlp.keras", "--inputs", sources / "mlp_inputs.npz",
-                "--calibration", sources / "mlp_calibration.npz", "--quantize", "int8"],
+        "mlp": [
+            sources / "mlp.keras",
+            "--inputs",
+            sources / "mlp_inputs.npz",
+            "--calibration",
+            sources / "mlp_calibration.npz",
+            "--quantize",
+            "int8",
+        ],
         "two_inputs": [sources / "two_inputs.keras"],
-        "cnn": [sources / "cnn.keras", "--inputs", sources / "cnn_inputs.npz",
-                "--calibration", sources / "cnn_calibration.npz", "--quantize", "int8"],
+        "cnn": [
+            sources / "cnn.keras",
+            "--inputs",
+            sources / "cnn_inputs.npz",
+            "--calibration",
+            sources / "cnn_calibration.npz",
+            "--quantize",
+            "int8",
+        ],
         "tokens": [sources / "tokens"],
         "vocab": [sources / "vocab", "--inputs", sources / "words.npz"],
         "flex": [sources / "flex", "--allow-flex"],
         "half_plus_two": [HALF_PLUS_TWO / "00000123"],
         "logreg_int8": [exported_version, "--quantize", "int8"],
     }
-    results = {name: tfkit("export", *args, "--model-base-path", base, "--name", name)
-               for name, args in commands.items()}
+    results = {
+        name: tfkit("export", *args, "--model-base-path", base, "--name", name) for name, args in commands.items()
+    }
     for name, result in results.items():
         assert result.exit_code == 0, (name, result.output)
     return base, results
@@ -145,9 +167,14 @@ def server(exports, tmp_path_factory):
 
     base, results = exports
     config = tmp_path_factory.mktemp("config") / "models.config"
-    config.write_text("model_config_list {\n" + "".join(
-        f'  config {{ name: "{name}" base_path: "{base / name}" model_platform: "tensorflow" }}\n'
-        for name in results) + "}\n")
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{name}" base_path: "{base / name}" model_platform: "tensorflow" }}\n'
+            for name in results
+        )
+        + "}\n"
+    )
     with LocalServer([f"--model_config_file={config}"], rest=True, timeout=180) as s:
         yield s
 
@@ -159,13 +186,25 @@ def _manifest(base, name) -> dict:
 CHECK_INPUTS = {"vocab": "words.npz"}  # a string input cannot be generated
 
 
-@pytest.mark.parametrize("name", ["mlp", "two_inputs", "cnn", "tokens", "vocab", "flex", "half_plus_two",
-                                  "logreg_int8"])
+@pytest.mark.parametrize(
+    "name", ["mlp", "two_inputs", "cnn", "tokens", "vocab", "flex", "half_plus_two", "logreg_int8"]
+)
 def test_each_export_is_served_and_passes_check(name, exports, server, sources, tmp_path):
     base, _ = exports
     inputs = ["--inputs", sources / CHECK_INPUTS[name]] if name in CHECK_INPUTS else []
-    result = tfkit("check", base / name, "--target", server.grpc_target, "--rest-target", server.rest_url,
-                   "--model-name", name, "--report", tmp_path, *inputs)
+    result = tfkit(
+        "check",
+        base / name,
+        "--target",
+        server.grpc_target,
+        "--rest-target",
+        server.rest_url,
+        "--model-name",
+        name,
+        "--report",
+        tmp_path,
+        *inputs,
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     served = {f"grpc@{server.grpc_target}", f"rest@{server.rest_url.split('://')[1]}"}
@@ -198,8 +237,10 @@ def test_clients_of_the_keras_model_call_the_served_export_by_its_names(exports,
     from toolkit.parity.runners.grpc import GrpcRunner
     from toolkit.parity.runners.rest import RestRunner
 
-    feed = {"age": np.array([[0.1, 0.2, 0.3], [1, 0, -1]], np.float32),
-            "income": np.array([[0.5, -0.5], [2, 1]], np.float32)}
+    feed = {
+        "age": np.array([[0.1, 0.2, 0.3], [1, 0, -1]], np.float32),
+        "income": np.array([[0.5, -0.5], [2, 1]], np.float32),
+    }
     want = keras.models.load_model(sources / "two_inputs.keras")(feed)["risk"].numpy()
     for runner in (GrpcRunner(server.grpc_target, "two_inputs"), RestRunner(server.rest_url, "two_inputs")):
         with runner:
@@ -232,15 +273,22 @@ def test_half_plus_two_keeps_every_signature_and_converts_the_ones_it_can_feed(e
     base, results = exports
     manifest = _manifest(base, "half_plus_two")
     assert manifest["source"]["kind"] == "version-folder"
-    assert set(manifest["signatures"]) == {"serving_default", "regress_x2_to_y3", "classify_x_to_y",
-                                           "regress_x_to_y", "regress_x_to_y2"}
+    assert set(manifest["signatures"]) == {
+        "serving_default",
+        "regress_x2_to_y3",
+        "classify_x_to_y",
+        "regress_x_to_y",
+        "regress_x_to_y2",
+    }
     assert set(manifest["inputs"]) == {"serving_default", "regress_x2_to_y3"}
     assert set(manifest["not_fed"]) == {"classify_x_to_y", "regress_x_to_y", "regress_x_to_y2"}
     assert "input inputs: string[?] is a string tensor" in manifest["not_fed"]["classify_x_to_y"]
     # A TF1 graph (reference variables) converts through its frozen signatures.
     assert manifest["tflite_files"]["model.tflite"]["signatures"] == ["regress_x2_to_y3", "serving_default"]
-    assert ("not fed (kept, without warmup or TFLite runner): classify_x_to_y, regress_x_to_y, regress_x_to_y2; "
-            "pass --inputs FILE") in results["half_plus_two"].output
+    assert (
+        "not fed (kept, without warmup or TFLite runner): classify_x_to_y, regress_x_to_y, regress_x_to_y2; "
+        "pass --inputs FILE"
+    ) in results["half_plus_two"].output
     assert (base / "half_plus_two" / "1" / "assets" / "foo.txt").is_file()
 
 
@@ -266,15 +314,28 @@ def test_flex_export_says_the_device_needs_the_flex_delegate(exports):
     assert "needs the Flex delegate (select TF ops) for FlexCumprod" in inspected.output
 
 
-@pytest.mark.parametrize("args, message, fix", [
-    (["vocab"], "signature 'serving_default': input word: string[?] is a string tensor", "pass --inputs FILE"),
-    (["flex"], "model.tflite: signature(s) 'serving_default' of {src}/flex need TF Select (Flex) ops Cumprod",
-     "pass --allow-flex"),
-    (["no_signature"], "{src}/no_signature: the SavedModel has no signature",
-     "save a tf.function with an input_signature"),
-    (["tokens", "--signature", "nope"], "--signature nope: {src}/tokens has no such signature", "(it has: serving_default)"),
-    (["vocab", "--quantize", "float16", "--no-tflite"], "--quantize makes TFLite variants", "drop --no-tflite"),
-])
+@pytest.mark.parametrize(
+    "args, message, fix",
+    [
+        (["vocab"], "signature 'serving_default': input word: string[?] is a string tensor", "pass --inputs FILE"),
+        (
+            ["flex"],
+            "model.tflite: signature(s) 'serving_default' of {src}/flex need TF Select (Flex) ops Cumprod",
+            "pass --allow-flex",
+        ),
+        (
+            ["no_signature"],
+            "{src}/no_signature: the SavedModel has no signature",
+            "save a tf.function with an input_signature",
+        ),
+        (
+            ["tokens", "--signature", "nope"],
+            "--signature nope: {src}/tokens has no such signature",
+            "(it has: serving_default)",
+        ),
+        (["vocab", "--quantize", "float16", "--no-tflite"], "--quantize makes TFLite variants", "drop --no-tflite"),
+    ],
+)
 def test_exports_that_cannot_be_made_exit_2_say_the_fix_and_publish_nothing(args, message, fix, sources, tmp_path):
     source, *options = args
     result = tfkit("export", sources / source, "--model-base-path", tmp_path, "--name", source, *options)
@@ -291,8 +352,9 @@ def test_signature_option_keeps_only_the_chosen_signatures(graph, exported_versi
     from toolkit.tfenv import import_tf
 
     source = HALF_PLUS_TWO / "00000123" if graph == "tf1" else exported_version
-    result = tfkit("export", source, "--model-base-path", tmp_path, "--name", "m", "--signature", "serving_default",
-                   "--no-tflite")
+    result = tfkit(
+        "export", source, "--model-base-path", tmp_path, "--name", "m", "--signature", "serving_default", "--no-tflite"
+    )
     assert result.exit_code == 0, result.output
     version = tmp_path / "m" / "1"
     inspected = json.loads(tfkit("inspect", version, "--json").output)

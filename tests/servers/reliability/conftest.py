@@ -50,8 +50,12 @@ def fault_server(fault_base, permission_prefix, tmp_path_factory):
         wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
         binary = str(wrapper)
-    args = [f"--model_name={MODEL}", f"--model_base_path={fault_base / MODEL}",
-            "--file_system_poll_wait_seconds=1", "--max_num_load_retries=0"]
+    args = [
+        f"--model_name={MODEL}",
+        f"--model_base_path={fault_base / MODEL}",
+        "--file_system_poll_wait_seconds=1",
+        "--max_num_load_retries=0",
+    ]
     # host=None: every interface, as tensorflow_model_server listens (tested on this server).
     with LocalServer(args, binary=binary, rest=True, timeout=120, host=None) as server:
         yield server

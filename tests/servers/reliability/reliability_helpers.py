@@ -16,8 +16,9 @@ def model_status(target: str, name: str = MODEL) -> dict:
     with grpc.insecure_channel(target) as channel:
         response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
     state = get_model_status_pb2.ModelVersionStatus.State.Name
-    return {s.version: (state(s.state), s.status.error_code, s.status.error_message)
-            for s in response.model_version_status}
+    return {
+        s.version: (state(s.state), s.status.error_code, s.status.error_message) for s in response.model_version_status
+    }
 
 
 def predict(target: str, features, name: str = MODEL, version=None):

@@ -9,10 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from reliability_helpers import MODEL, predict
-from support import wait_for
 from toolkit.artifacts.export import export_model
 from toolkit.serve import LocalServer
+
+from reliability_helpers import MODEL, predict
+from support import wait_for
 
 FEATURES = np.array([[0.5, -1.0], [2.0, 3.0]], dtype=np.float32)
 VALID_CONFIG = """model_config_list {{
@@ -21,11 +22,17 @@ VALID_CONFIG = """model_config_list {{
 """
 
 
-@pytest.mark.parametrize("broken, log_marker", [
-    ("model_config_list { config { name: ", "Failed to read ModelServerConfig file"),
-    ('model_config_list { config { name: "logreg" base_path: "relative/path" model_platform: "tensorflow" } }',
-     "PollFilesystemAndReloadConfig failed"),
-], ids=["unparseable", "relative base path"])
+@pytest.mark.parametrize(
+    "broken, log_marker",
+    [
+        ("model_config_list { config { name: ", "Failed to read ModelServerConfig file"),
+        (
+            'model_config_list { config { name: "logreg" base_path: "relative/path" model_platform: "tensorflow" } }',
+            "PollFilesystemAndReloadConfig failed",
+        ),
+    ],
+    ids=["unparseable", "relative base path"],
+)
 def test_config_edited_into_invalid_keeps_the_previous_one(exported_model, reference, tmp_path, broken, log_marker):
     config = tmp_path / "models.config"
     config.write_text(VALID_CONFIG.format(name=MODEL, path=exported_model / MODEL))
@@ -70,9 +77,22 @@ def test_export_killed_at_any_point_leaves_no_visible_version(trained_run, tmp_p
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     killed_at = []
     for point, reached in KILL_POINTS.items():
-        proc = subprocess.Popen([sys.executable, "-m", "toolkit", "export", str(trained_run),
-                                 "--model-base-path", str(base), "--name", MODEL],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "toolkit",
+                "export",
+                str(trained_run),
+                "--model-base-path",
+                str(base),
+                "--name",
+                MODEL,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         try:
             deadline = time.monotonic() + 120
             while proc.poll() is None and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from reliability.faults import BROKEN_KINDS, publish_broken_version
+
 from reliability_helpers import MODEL, model_status, predict
 from support import wait_for
 
@@ -44,15 +45,19 @@ def _assert_answers_correctly(server, reference, version):
 def test_deleted_served_version_is_unloaded_and_the_previous_one_takes_over(fault_server, fault_base, reference):
     version = _next_version(fault_server, fault_base)
     folder = _add_copy_of_v1(fault_base, version)
-    wait_for(lambda: model_status(fault_server.grpc_target).get(version, ("",))[0] == "AVAILABLE",
-             what=f"version {version} AVAILABLE")
+    wait_for(
+        lambda: model_status(fault_server.grpc_target).get(version, ("",))[0] == "AVAILABLE",
+        what=f"version {version} AVAILABLE",
+    )
     wait_for(lambda: model_status(fault_server.grpc_target)[1][0] == "END", what="version 1 unloaded")
     _assert_answers_correctly(fault_server, reference, version)
 
     shutil.rmtree(folder)
     # Latest policy: version 1 is the newest on disk again, so it is reloaded; the deleted one unloaded.
-    status = wait_for(lambda: (s := model_status(fault_server.grpc_target))[version][0] == "END"
-                      and s[1][0] == "AVAILABLE" and s, what="deleted version unloaded, version 1 back")
+    status = wait_for(
+        lambda: (s := model_status(fault_server.grpc_target))[version][0] == "END" and s[1][0] == "AVAILABLE" and s,
+        what="deleted version unloaded, version 1 back",
+    )
     assert status[version][1] == 0  # unloaded, not failed
     _assert_answers_correctly(fault_server, reference, 1)
     assert fault_server.process.poll() is None
@@ -65,10 +70,13 @@ def test_broken_version_is_never_served(fault_server, fault_base, reference, per
     version = _next_version(fault_server, fault_base)
     publish_broken_version(fault_base / MODEL, kind, version, source=1)
     try:
-        state = wait_for(lambda: model_status(fault_server.grpc_target).get(version),
-                         what=f"a status for broken version {version}")
-        state = wait_for(lambda: (s := model_status(fault_server.grpc_target)[version])[0] == "END" and s,
-                         what=f"broken version {version} to fail")
+        state = wait_for(
+            lambda: model_status(fault_server.grpc_target).get(version), what=f"a status for broken version {version}"
+        )
+        state = wait_for(
+            lambda: (s := model_status(fault_server.grpc_target)[version])[0] == "END" and s,
+            what=f"broken version {version} to fail",
+        )
         code, message = state[1], state[2]
         assert code != grpc.StatusCode.OK.value[0] and message, state
         if kind == "unreadable folder":
@@ -82,8 +90,19 @@ def test_broken_version_is_never_served(fault_server, fault_base, reference, per
         (fault_base / MODEL / str(version)).chmod(0o755)
 
 
-PATH_LIKE_NAMES = ["../x", "x", "..", ".", "logreg/../x", "logreg/../logreg", "/etc", "logreg/1",
-                   "%2e%2e%2fx", "logreg\x00", ""]
+PATH_LIKE_NAMES = [
+    "../x",
+    "x",
+    "..",
+    ".",
+    "logreg/../x",
+    "logreg/../logreg",
+    "/etc",
+    "logreg/1",
+    "%2e%2e%2fx",
+    "logreg\x00",
+    "",
+]
 
 
 def test_request_names_never_reach_the_filesystem(fault_server, fault_base, reference):
@@ -112,11 +131,26 @@ def test_request_names_never_reach_the_filesystem(fault_server, fault_base, refe
 
 def test_break_command_publishes_a_version_the_server_refuses(fault_server, fault_base, reference):
     """`python -m reliability break` does from outside what the tests above do in-process."""
-    done = subprocess.run([sys.executable, "-m", "reliability", "break", "--model-base-path", str(fault_base),
-                           "--kind", "garbage saved_model.pb"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reliability",
+            "break",
+            "--model-base-path",
+            str(fault_base),
+            "--kind",
+            "garbage saved_model.pb",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     version = int(done.stdout.split()[1].rsplit("/", 1)[1])
-    state = wait_for(lambda: (s := model_status(fault_server.grpc_target).get(version)) and s[0] == "END" and s,
-                     what=f"broken version {version} to fail")
+    state = wait_for(
+        lambda: (s := model_status(fault_server.grpc_target).get(version)) and s[0] == "END" and s,
+        what=f"broken version {version} to fail",
+    )
     assert state[1] != 0 and state[2]
     _assert_answers_correctly(fault_server, reference, 1)

@@ -11,8 +11,9 @@ import pytest
 from reliability.models import VersionPublisher
 from reliability.reference import ModelReference, read_weights
 from reliability.soak import run_soak
-from reliability_helpers import MODEL
 from toolkit.serve import LocalServer
+
+from reliability_helpers import MODEL
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,16 @@ def swap_setup(exported_version, tmp_path_factory):
 
 def test_versions_swapped_in_under_load_lose_no_request(swap_setup):
     server, publisher, reference = swap_setup
-    result = run_soak(server.grpc_target, server.rest_url, MODEL, reference, duration_s=14, clients=16,
-                      swap=publisher.publish, swap_every=3.5)
+    result = run_soak(
+        server.grpc_target,
+        server.rest_url,
+        MODEL,
+        reference,
+        duration_s=14,
+        clients=16,
+        swap=publisher.publish,
+        swap_every=3.5,
+    )
     print(result.summary())
     assert result.broken() == [], result.summary()
     assert len(result.swaps) >= 2
@@ -57,9 +66,30 @@ def test_soak_command_hot_swaps_into_a_running_server(swap_setup):
     """`python -m reliability soak --target ... --swap-every S` exports into the server's base path."""
     server, publisher, _ = swap_setup
     done = subprocess.run(
-        [sys.executable, "-m", "reliability", "soak", "--duration", "8", "--clients", "4", "--swap-every", "3",
-         "--target", server.grpc_target, "--rest-url", server.rest_url,
-         "--model-base-path", str(publisher.base_path), "--server-pid", str(server.process.pid)],
-        capture_output=True, text=True, timeout=180, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        [
+            sys.executable,
+            "-m",
+            "reliability",
+            "soak",
+            "--duration",
+            "8",
+            "--clients",
+            "4",
+            "--swap-every",
+            "3",
+            "--target",
+            server.grpc_target,
+            "--rest-url",
+            server.rest_url,
+            "--model-base-path",
+            str(publisher.base_path),
+            "--server-pid",
+            str(server.process.pid),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "errors        0" in done.stdout and "hot-swapped in" in done.stdout

@@ -50,11 +50,19 @@ def test_nothing_evaluates_or_unpickles_user_input():
                 keywords = {k.arg: k.value for k in call.keywords}
                 if name in ("eval", "exec") and isinstance(call.func, ast.Name):
                     problems.append(f"{where}:{call.lineno} calls {name}()")
-                if name == "load" and isinstance(call.func, ast.Attribute) and getattr(call.func.value, "id", "") == "np":
+                if (
+                    name == "load"
+                    and isinstance(call.func, ast.Attribute)
+                    and getattr(call.func.value, "id", "") == "np"
+                ):
                     flag = keywords.get("allow_pickle")
                     if not (isinstance(flag, ast.Constant) and flag.value is False):
                         problems.append(f"{where}:{call.lineno} np.load without allow_pickle=False")
-                if name == "load" and getattr(call.func, "value", None) is not None and getattr(call.func.value, "id", "") == "yaml":
+                if (
+                    name == "load"
+                    and getattr(call.func, "value", None) is not None
+                    and getattr(call.func.value, "id", "") == "yaml"
+                ):
                     problems.append(f"{where}:{call.lineno} yaml.load (use yaml.safe_load)")
     assert problems == []
 
@@ -99,8 +107,16 @@ def _corrupt_saved_model(version, tmp_path, how):
     return copy
 
 
-@pytest.mark.parametrize("artifact", ["truncated SavedModel", "garbage SavedModel", "truncated TFLite",
-                                      "inputs one column too wide", "inputs of the wrong rank"])
+@pytest.mark.parametrize(
+    "artifact",
+    [
+        "truncated SavedModel",
+        "garbage SavedModel",
+        "truncated TFLite",
+        "inputs one column too wide",
+        "inputs of the wrong rank",
+    ],
+)
 def test_bad_artifacts_give_one_line_and_exit_2(exported_version, tmp_path, artifact):
     args = ["check", str(exported_version), "--no-server", "--no-convert"]
     named = None
@@ -128,7 +144,7 @@ def test_bad_artifacts_give_one_line_and_exit_2(exported_version, tmp_path, arti
 
 def _address(hex_address: str) -> str:
     """/proc/net/tcp{,6}'s hex address (32-bit words in host order) as text; v4-mapped shown as IPv4."""
-    raw = b"".join(bytes.fromhex(hex_address[i:i + 8])[::-1] for i in range(0, len(hex_address), 8))
+    raw = b"".join(bytes.fromhex(hex_address[i : i + 8])[::-1] for i in range(0, len(hex_address), 8))
     ip = ipaddress.ip_address(raw)
     return str(getattr(ip, "ipv4_mapped", None) or ip)
 
@@ -154,8 +170,7 @@ def test_python_m_serving_listens_on_all_interfaces_like_the_real_binary(fault_s
     for port in (fault_server.grpc_port, fault_server.rest_port):
         addresses = _listening_addresses(port)
         assert addresses and addresses <= EVERY_INTERFACE, (port, addresses)
-    assert any(f"Running gRPC ModelServer at 0.0.0.0:{fault_server.grpc_port}" in ln
-               for ln in fault_server.log_lines())
+    assert any(f"Running gRPC ModelServer at 0.0.0.0:{fault_server.grpc_port}" in ln for ln in fault_server.log_lines())
 
 
 def test_servers_tfkit_launches_listen_on_loopback_only(logreg_server):
@@ -164,14 +179,30 @@ def test_servers_tfkit_launches_listen_on_loopback_only(logreg_server):
         assert _listening_addresses(port) == LOOPBACK, port
 
 
-@pytest.mark.parametrize("host_args, expected", [([], LOOPBACK), (["--host", "0.0.0.0"], EVERY_INTERFACE)],
-                         ids=["default", "--host 0.0.0.0"])
+@pytest.mark.parametrize(
+    "host_args, expected", [([], LOOPBACK), (["--host", "0.0.0.0"], EVERY_INTERFACE)], ids=["default", "--host 0.0.0.0"]
+)
 def test_tfkit_serve_listens_on_loopback_unless_told_otherwise(exported_version, host_args, expected):
     grpc_port, rest_port = free_port(), free_port()
-    command = [sys.executable, "-m", "toolkit", "serve", str(exported_version.parent),
-               "--port", str(grpc_port), "--rest-port", str(rest_port), *host_args]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    command = [
+        sys.executable,
+        "-m",
+        "toolkit",
+        "serve",
+        str(exported_version.parent),
+        "--port",
+        str(grpc_port),
+        "--rest-port",
+        str(rest_port),
+        *host_args,
+    ]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     try:
         for line in proc.stdout:
             if "Exporting HTTP/REST API" in line:
@@ -190,8 +221,9 @@ def test_tfkit_serve_listens_on_loopback_unless_told_otherwise(exported_version,
 def test_the_server_check_and_run_start_listens_where_host_says(exported_version, host, expected):
     from toolkit.serve import BackgroundServer
 
-    server = BackgroundServer([f"--model_name={exported_version.parent.name}",
-                               f"--model_base_path={exported_version.parent}"], host=host)
+    server = BackgroundServer(
+        [f"--model_name={exported_version.parent.name}", f"--model_base_path={exported_version.parent}"], host=host
+    )
     try:
         local = server.wait()
         for port in (local.grpc_port, local.rest_port):

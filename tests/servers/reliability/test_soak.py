@@ -14,8 +14,16 @@ from reliability_helpers import MODEL
 
 
 def test_short_soak_keeps_every_promise(logreg_server, reference):
-    result = run_soak(logreg_server.grpc_target, logreg_server.rest_url, MODEL, reference,
-                      duration_s=10, clients=16, server_pid=logreg_server.process.pid, warmup_s=3)
+    result = run_soak(
+        logreg_server.grpc_target,
+        logreg_server.rest_url,
+        MODEL,
+        reference,
+        duration_s=10,
+        clients=16,
+        server_pid=logreg_server.process.pid,
+        warmup_s=3,
+    )
     print(result.summary())
     assert result.broken() == [], result.summary()
     assert set(result.per_kind) == set(KINDS)
@@ -40,11 +48,31 @@ def test_soak_command_against_a_running_server(logreg_server, exported_model, tm
     """`python -m reliability soak --target ...` from outside: figures printed, exit 0."""
     report = tmp_path / "soak.json"
     done = subprocess.run(
-        [sys.executable, "-m", "reliability", "soak", "--duration", "3", "--clients", "4",
-         "--target", logreg_server.grpc_target, "--rest-url", logreg_server.rest_url,
-         "--model-base-path", str(exported_model), "--server-pid", str(logreg_server.process.pid),
-         "--json", str(report)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        [
+            sys.executable,
+            "-m",
+            "reliability",
+            "soak",
+            "--duration",
+            "3",
+            "--clients",
+            "4",
+            "--target",
+            logreg_server.grpc_target,
+            "--rest-url",
+            logreg_server.rest_url,
+            "--model-base-path",
+            str(exported_model),
+            "--server-pid",
+            str(logreg_server.process.pid),
+            "--json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     for figure in ("requests", "errors        0", "p50", "p99", "server RSS    start"):
         assert figure in done.stdout
@@ -52,8 +80,12 @@ def test_soak_command_against_a_running_server(logreg_server, exported_model, tm
 
 
 def test_soak_command_refuses_target_without_weights(logreg_server):
-    done = subprocess.run([sys.executable, "-m", "reliability", "soak", "--target", logreg_server.grpc_target],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "reliability", "soak", "--target", logreg_server.grpc_target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "--target needs --model-base-path" in done.stderr
 
@@ -66,8 +98,24 @@ def test_soak_command_exits_1_when_answers_are_wrong(logreg_server, tmp_path):
     train_to_dir(tmp_path / "run", seed=3, plots=False)
     export_model(tmp_path / "run", tmp_path / "models", MODEL)
     done = subprocess.run(
-        [sys.executable, "-m", "reliability", "soak", "--duration", "2", "--clients", "2",
-         "--target", logreg_server.grpc_target, "--model-base-path", str(tmp_path / "models")],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        [
+            sys.executable,
+            "-m",
+            "reliability",
+            "soak",
+            "--duration",
+            "2",
+            "--clients",
+            "2",
+            "--target",
+            logreg_server.grpc_target,
+            "--model-base-path",
+            str(tmp_path / "models"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "BROKEN:" in done.stderr and "answered wrongly" in done.stderr

@@ -14,9 +14,10 @@ import signal
 from pathlib import Path
 
 import replica_main
-from support import wait_for
 
 from serving import DRAIN_GRACE_ENV, LISTEN_HOST_ENV
+
+from support import wait_for
 
 _READY_LINE = "Running gRPC ModelServer at"
 
@@ -34,8 +35,11 @@ class Replica:
 
     def wait_serving(self, timeout: float = 60.0) -> None:
         """Until the server listens (it loads its models first)."""
-        wait_for(lambda: _READY_LINE in self.log_text() or self.process.exitcode is not None, timeout,
-                 what=f"the replica on port {self.port} to listen")
+        wait_for(
+            lambda: _READY_LINE in self.log_text() or self.process.exitcode is not None,
+            timeout,
+            what=f"the replica on port {self.port} to listen",
+        )
         assert self.process.exitcode is None, f"replica on port {self.port} exited:\n{self.log_text()[-2000:]}"
 
     def terminate(self) -> None:
@@ -44,7 +48,9 @@ class Replica:
     def wait_exit(self, timeout: float = 30.0) -> int:
         """The exit code; AssertionError if the process is still running after `timeout`."""
         self.process.join(timeout)
-        assert self.process.exitcode is not None, f"replica on port {self.port} still running:\n{self.log_text()[-2000:]}"
+        assert self.process.exitcode is not None, (
+            f"replica on port {self.port} still running:\n{self.log_text()[-2000:]}"
+        )
         return self.process.exitcode
 
     def kill(self) -> None:

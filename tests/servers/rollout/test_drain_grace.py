@@ -8,11 +8,12 @@ import json
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support import free_port, wait_for
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tf_serving_testdata import HALF_PLUS_TWO, copy_model
 
 from serving.tensors import from_numpy, to_numpy
+
+from support import free_port, wait_for
+from tf_serving_testdata import HALF_PLUS_TWO, copy_model
 
 MODEL = "half"
 LONG_GRACE_S = 120  # never waited out: the second signal must end it
@@ -20,8 +21,10 @@ LONG_GRACE_S = 120  # never waited out: the second signal must end it
 
 def health_statuses(channel) -> set:
     stub = health_pb2_grpc.HealthStub(channel)
-    return {stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
-            for service in ("", "ModelService", "PredictionService")}
+    return {
+        stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+        for service in ("", "ModelService", "PredictionService")
+    }
 
 
 def predict(channel, x: float) -> float:
@@ -35,8 +38,12 @@ def predict(channel, x: float) -> float:
 def test_grace_period_reports_not_serving_but_serves_until_a_second_signal(launcher, tmp_path):
     copy_model(HALF_PLUS_TWO / "00000123", tmp_path / MODEL / "1")
     port, rest_port = free_port(), free_port()
-    replica = launcher.start(port, [f"--model_name={MODEL}", f"--model_base_path={tmp_path / MODEL}",
-                                    "--enable_grpc_healthcheck_service"], LONG_GRACE_S, rest_port=rest_port)
+    replica = launcher.start(
+        port,
+        [f"--model_name={MODEL}", f"--model_base_path={tmp_path / MODEL}", "--enable_grpc_healthcheck_service"],
+        LONG_GRACE_S,
+        rest_port=rest_port,
+    )
     target = f"127.0.0.1:{port}"
     try:
         replica.wait_serving()

@@ -22,11 +22,12 @@ import time
 import grpc
 import numpy as np
 import pytest
-from support import free_port, wait_for
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tf_serving_testdata import HALF_PLUS_THREE, HALF_PLUS_TWO, copy_model
 
 from serving.tensors import from_numpy, to_numpy
+
+from support import free_port, wait_for
+from tf_serving_testdata import HALF_PLUS_THREE, HALF_PLUS_TWO, copy_model
 
 MODEL = "half"
 ROUNDS = 5
@@ -35,11 +36,18 @@ PACE_S = 0.002  # between one thread's calls
 DRAIN_GRACE_S = 0.3  # the replicas' grace period after SIGTERM (TFKIT_SERVING_DRAIN_GRACE_SECONDS)
 SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
-    "methodConfig": [{
-        "name": [{"service": "tensorflow.serving.PredictionService"}],
-        "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", "maxBackoff": "0.5s", "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"]},
-    }],
+    "methodConfig": [
+        {
+            "name": [{"service": "tensorflow.serving.PredictionService"}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "0.5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
 }
 CLIENT_OPTIONS = [
     ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
@@ -130,8 +138,11 @@ class Fleet:
             new = self._start(port, new_version)
             new.wait_serving()
             seen = load.count(new_version)
-            wait_for(lambda: load.count(new_version) > seen, timeout=30,
-                     what=f"the client's answers from version {new_version}")
+            wait_for(
+                lambda seen=seen: load.count(new_version) > seen,
+                timeout=30,
+                what=f"the client's answers from version {new_version}",
+            )
             sigterm_at = time.monotonic()
             old.terminate()
             retired.append((old, sigterm_at, old.wait_exit(30)))

@@ -14,11 +14,12 @@ import time
 
 import grpc
 import numpy as np
-from support import free_port, in_flight_at_sigterm
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-from tf_serving_testdata import HALF_PLUS_TWO, copy_model
 
 from serving.tensors import from_numpy, to_numpy
+
+from support import free_port, in_flight_at_sigterm
+from tf_serving_testdata import HALF_PLUS_TWO, copy_model
 
 MODEL = "half"
 GRPC_ROWS = 200_000
@@ -99,15 +100,19 @@ def test_sigterm_answers_every_large_request_sent_before_it(launcher, tmp_path):
     base = tmp_path / MODEL
     copy_model(HALF_PLUS_TWO / "00000123", base / "1")
     port, rest_port = free_port(), free_port()
-    replica = launcher.start(port, [f"--model_name={MODEL}", f"--model_base_path={base}"], DRAIN_GRACE_S,
-                             rest_port=rest_port)
+    replica = launcher.start(
+        port, [f"--model_name={MODEL}", f"--model_base_path={base}"], DRAIN_GRACE_S, rest_port=rest_port
+    )
     try:
         replica.wait_serving()
         sigterm_at = time.monotonic() + 2.0  # time to build the requests and open the connections
         step = (FIRST_S - LAST_S) / (len(ORDER) - 1)
-        clients = [GrpcClient(i, sigterm_at - FIRST_S + i * step, f"127.0.0.1:{port}") if kind == "G"
-                   else RestClient(i, sigterm_at - FIRST_S + i * step, rest_port)
-                   for i, kind in enumerate(ORDER)]
+        clients = [
+            GrpcClient(i, sigterm_at - FIRST_S + i * step, f"127.0.0.1:{port}")
+            if kind == "G"
+            else RestClient(i, sigterm_at - FIRST_S + i * step, rest_port)
+            for i, kind in enumerate(ORDER)
+        ]
         assert time.monotonic() < clients[0].send_at, "building the clients took too long"
         for client in clients:
             client.start()

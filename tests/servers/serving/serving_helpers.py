@@ -8,13 +8,25 @@ import pytest
 from toolkit.serve import LocalServer
 
 from tf_serving_testdata import (  # noqa: F401  (re-exported to the tests)
-    copy_model, BAD, COUNTER, HALF_PLUS_THREE, HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TESTDATA, TFLITE, TFLITE_SIGDEF, TWO_VERSIONS)
+    BAD,
+    COUNTER,
+    HALF_PLUS_THREE,
+    HALF_PLUS_TWO,
+    HALF_PLUS_TWO_TF2,
+    TESTDATA,
+    TFLITE,
+    TFLITE_SIGDEF,
+    TWO_VERSIONS,
+    copy_model,
+)
 
 
 def model_entry(name: str, base_path, extra: str = "") -> str:
     """One ModelConfig in text format."""
-    return (f'  config {{\n    name: "{name}"\n    base_path: "{base_path}"\n'
-            f'    model_platform: "tensorflow"\n{extra}  }}\n')
+    return (
+        f'  config {{\n    name: "{name}"\n    base_path: "{base_path}"\n'
+        f'    model_platform: "tensorflow"\n{extra}  }}\n'
+    )
 
 
 def write_config(path: Path, entries: list) -> Path:
@@ -46,8 +58,7 @@ class Client:
         if label is not None:
             target.version_label = label
 
-    def predict_response(self, model, inputs, signature="", version=None, label=None,
-                         output_filter=()):
+    def predict_response(self, model, inputs, signature="", version=None, label=None, output_filter=()):
         import numpy as np
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -55,8 +66,7 @@ class Client:
         request = predict_pb2.PredictRequest()
         self.spec(request.model_spec, model, signature, version, label)
         for alias, value in inputs.items():
-            proto = value if not isinstance(value, (np.ndarray, list, float, int)) else \
-                tf.make_tensor_proto(value)
+            proto = value if not isinstance(value, (np.ndarray, list, float, int)) else tf.make_tensor_proto(value)
             request.inputs[alias].CopyFrom(proto)
         request.output_filter.extend(output_filter)
         return self.prediction.Predict(request, timeout=30)

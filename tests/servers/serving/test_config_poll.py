@@ -2,6 +2,7 @@
 a broken rewrite is logged and ignored; SIGTERM then stops the server with exit 0."""
 
 import numpy as np
+
 from serving_helpers import HALF_PLUS_THREE, HALF_PLUS_TWO, Client, model_entry, start, write_config
 from support import wait_for
 
@@ -15,12 +16,10 @@ def test_config_file_is_polled_and_sigterm_exits_zero(tmp_path, client_of):
         client: Client = client_of(server)
         assert client.predict("a", {"x": X})["y"].item() == 3.0
         write_config(config, [model_entry("a", HALF_PLUS_TWO), model_entry("b", HALF_PLUS_THREE)])
-        wait_for(lambda: "Finished reloading config" in "".join(server.log_lines()[-3:])
-                 and _available(client, "b"))
+        wait_for(lambda: "Finished reloading config" in "".join(server.log_lines()[-3:]) and _available(client, "b"))
         assert client.predict("b", {"x": X})["y"].item() == 4.0
         config.write_text("model_config_list { config { name: ")
-        wait_for(lambda: any("Failed to read ModelServerConfig file" in line
-                             for line in server.log_lines()))
+        wait_for(lambda: any("Failed to read ModelServerConfig file" in line for line in server.log_lines()))
         assert client.predict("b", {"x": X})["y"].item() == 4.0
     finally:
         code = server.stop()

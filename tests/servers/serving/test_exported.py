@@ -8,9 +8,10 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from serving_helpers import Client, rpc_error
 
 from toolkit.training.model import make_example
+
+from serving_helpers import Client, rpc_error
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,7 @@ def test_warmup_requests_replayed_at_load(logreg_server):
 
 def test_predict_equals_eager_savedmodel(client, reference):
     loaded, heldout, _ = reference
-    expected = {k: v.numpy() for k, v in loaded.signatures["serving_default"](
-        features=tf.constant(heldout)).items()}
+    expected = {k: v.numpy() for k, v in loaded.signatures["serving_default"](features=tf.constant(heldout)).items()}
     got = client.predict("logreg", {"features": heldout})
     assert set(got) == {"probabilities", "logits", "classes"}
     for key, value in expected.items():
@@ -56,8 +56,7 @@ def test_classify_and_regress_match_predict(client, reference):
     rows = heldout[:5]
     probabilities = client.predict("logreg", {"features": rows})["probabilities"].ravel()
     examples = [tf.train.Example.FromString(make_example(r, names)) for r in rows]
-    request_rows = [{k: list(f.float_list.value) for k, f in e.features.feature.items()}
-                    for e in examples]
+    request_rows = [{k: list(f.float_list.value) for k, f in e.features.feature.items()} for e in examples]
     classified = client.classify("logreg", "classify", request_rows).result.classifications
     np.testing.assert_allclose([c.classes[1].score for c in classified], probabilities, rtol=1e-6)
     assert len(classified[0].classes) == 2

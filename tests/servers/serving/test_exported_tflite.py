@@ -5,15 +5,17 @@ warmup requests (input `features`) and answers as LiteRT does for that file."""
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from serving_helpers import start
 from tensorflow.core.framework import types_pb2
+
+from serving_helpers import start
 
 
 @pytest.fixture(scope="module")
 def tflite_served(exported_model):
     # Warmup is on by default, as in TF Serving: a load that replays `features` requests.
-    server = start(["--model_name=logreg", f"--model_base_path={exported_model / 'logreg'}",
-                    "--prefer_tflite_model=true"])
+    server = start(
+        ["--model_name=logreg", f"--model_base_path={exported_model / 'logreg'}", "--prefer_tflite_model=true"]
+    )
     yield server
     server.stop()
 
@@ -63,4 +65,3 @@ def test_predict_equals_litert_on_the_same_file(client, exported_version, heldou
     for key, value in expected.items():
         assert got[key].dtype == value.dtype
         np.testing.assert_array_equal(got[key], value)
-

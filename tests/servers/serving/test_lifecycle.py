@@ -10,9 +10,18 @@ import threading
 import grpc
 import numpy as np
 import pytest
-from serving_helpers import (BAD, HALF_PLUS_THREE, HALF_PLUS_TWO, TESTDATA, Client, copy_model,
-                             model_entry, rpc_error, start)
 
+from serving_helpers import (
+    BAD,
+    HALF_PLUS_THREE,
+    HALF_PLUS_TWO,
+    TESTDATA,
+    Client,
+    copy_model,
+    model_entry,
+    rpc_error,
+    start,
+)
 from support import MONITORING_FLAG, poll_count, wait_for, wait_for_polls
 
 X = np.array([[1.0], [3.0]], dtype=np.float32)
@@ -32,9 +41,16 @@ def server(models):
     path = models["root"] / "good_model_config.txt"
     path.write_text(config)
     # REST and Prometheus: tests wait on the server's poll counter.
-    server = start([f"--model_config_file={path}", "--file_system_poll_wait_seconds=1",
-                    "--max_num_load_retries=1", "--load_retry_interval_micros=100000", MONITORING_FLAG],
-                   rest=True)
+    server = start(
+        [
+            f"--model_config_file={path}",
+            "--file_system_poll_wait_seconds=1",
+            "--max_num_load_retries=1",
+            "--load_retry_interval_micros=100000",
+            MONITORING_FLAG,
+        ],
+        rest=True,
+    )
     yield server
     server.stop()
 
@@ -83,8 +99,10 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(server, client, channe
         wait_for(lambda: len(versions) > 20, what="traffic before the swap")
         # version 124 answers 0.5x + 3, so every answer tells which version gave it
         add_version(HALF_PLUS_THREE / "00000123", models["hp"], 124)
-        wait_for(lambda: client.states("half_plus_two") == {123: "END", 124: "AVAILABLE"},
-                 what="123 unloaded after 124 became available")
+        wait_for(
+            lambda: client.states("half_plus_two") == {123: "END", 124: "AVAILABLE"},
+            what="123 unloaded after 124 became available",
+        )
         seen = len(versions)
         wait_for(lambda: len(versions) > seen + 20, what="traffic after the swap")
     finally:
@@ -92,8 +110,12 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(server, client, channe
         for thread in threads:
             thread.join()
     assert failures == []
-    assert any(line.endswith("Done unloading servable version {name: half_plus_two version: 123} "
-                             "(the version policy now serves 124)") for line in server.log_lines())
+    assert any(
+        line.endswith(
+            "Done unloading servable version {name: half_plus_two version: 123} (the version policy now serves 124)"
+        )
+        for line in server.log_lines()
+    )
     answered = {version for version, _ in versions}
     assert answered == {123, 124}
     for version, y in versions:
@@ -111,7 +133,9 @@ def test_bad_version_is_reported_and_never_disturbs_serving(client, models):
     assert response.model_spec.version.value == 124
     error = rpc_error(client.predict, "half_plus_two", {"x": X}, version=200)
     assert (error.code(), error.details()) == (
-        grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(half_plus_two, 200)")
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Specific(half_plus_two, 200)",
+    )
     shutil.rmtree(models["hp"] / "200")
 
 
@@ -124,11 +148,13 @@ def corrupt_saved_model(folder):
     (folder / "saved_model.pb").write_bytes(b"\x0a\xff\xff not a SavedModel")
 
 
-@pytest.mark.parametrize("version,spoil,code,message", [
-    (300, corrupt_warmup, grpc.StatusCode.DATA_LOSS,
-     "Please verify your warmup data is in TFRecord format."),
-    (301, corrupt_saved_model, grpc.StatusCode.DATA_LOSS, "saved_model.pb as binary proto"),
-])
+@pytest.mark.parametrize(
+    "version,spoil,code,message",
+    [
+        (300, corrupt_warmup, grpc.StatusCode.DATA_LOSS, "Please verify your warmup data is in TFRecord format."),
+        (301, corrupt_saved_model, grpc.StatusCode.DATA_LOSS, "saved_model.pb as binary proto"),
+    ],
+)
 def test_a_broken_version_fails_its_load(client, models, version, spoil, code, message):
     staging = models["root"] / "broken-staging"
     shutil.copytree(HALF_PLUS_TWO / "00000123", staging)
@@ -154,53 +180,64 @@ def config_text(*entries) -> str:
 
 
 def test_reload_config_adds_and_removes_models(server, client, models):
-    client.reload(config_text(model_entry("half_plus_two", models["hp"]),
-                              model_entry("three", HALF_PLUS_THREE)))
+    client.reload(config_text(model_entry("half_plus_two", models["hp"]), model_entry("three", HALF_PLUS_THREE)))
     np.testing.assert_allclose(client.predict("three", {"x": X})["y"], 0.5 * X + 3)
     assert client.states("half_plus_three") == {123: "END"}
-    assert any(line.endswith("{name: half_plus_three version: 123} (the model left the config)")
-               for line in server.log_lines())
+    assert any(
+        line.endswith("{name: half_plus_three version: 123} (the model left the config)") for line in server.log_lines()
+    )
     error = rpc_error(client.predict, "half_plus_three", {"x": X})
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert client.predict_response("half_plus_two", {"x": X}).model_spec.version.value == 124
 
 
 def test_reload_config_version_policy_and_labels(client, models):
-    entry = model_entry("half_plus_two", models["hp"],
-                        "    model_version_policy { all {} }\n")
+    entry = model_entry("half_plus_two", models["hp"], "    model_version_policy { all {} }\n")
     client.reload(config_text(entry))
     wait_for(lambda: client.states("half_plus_two").get(123) == "AVAILABLE", what="123 reloaded")
-    labelled = model_entry("half_plus_two", models["hp"],
-                           "    model_version_policy { all {} }\n"
-                           '    version_labels { key: "old" value: 123 }\n')
+    labelled = model_entry(
+        "half_plus_two",
+        models["hp"],
+        '    model_version_policy { all {} }\n    version_labels { key: "old" value: 123 }\n',
+    )
     client.reload(config_text(labelled))
     assert client.predict_response("half_plus_two", {"x": X}, label="old").model_spec.version.value == 123
 
 
 def test_reload_adding_an_unloadable_model(client, models):
-    error = rpc_error(client.reload, config_text(model_entry("half_plus_two", models["hp"]),
-                                                 model_entry("bad", BAD)))
+    error = rpc_error(client.reload, config_text(model_entry("half_plus_two", models["hp"]), model_entry("bad", BAD)))
     assert error.code() == grpc.StatusCode.UNKNOWN
     assert error.details().startswith(
-        "1 model(s) did not become available: {{{name: bad version: 123} due to error: NOT_FOUND: ")
+        "1 model(s) did not become available: {{{name: bad version: 123} due to error: NOT_FOUND: "
+    )
     error = rpc_error(client.predict, "bad", {"x": X})
-    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
-                                               "Servable not found for request: Latest(bad)")
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(bad)")
     (status,) = client.status("bad").model_version_status
     assert (status.state, status.status.error_code) == (50, grpc.StatusCode.NOT_FOUND.value[0])
     assert client.predict_response("half_plus_two", {"x": X}).model_spec.name == "half_plus_two"
 
 
-@pytest.mark.parametrize("entries,code,message", [
-    ([model_entry("a", "relative/path")], grpc.StatusCode.INVALID_ARGUMENT,
-     "Expected model a to have an absolute path or URI; got base_path()=relative/path"),
-    ([model_entry("a", "/x"), model_entry("a", "/y")], grpc.StatusCode.INVALID_ARGUMENT,
-     "Illegal to list model a multiple times in config list"),
-    ([model_entry("half_plus_two", "/x", '    version_labels { key: "l" value: 7 }\n')],
-     grpc.StatusCode.FAILED_PRECONDITION,
-     "Request to assign label to version 7 of model half_plus_two, which is not currently "
-     "available for inference"),
-])
+@pytest.mark.parametrize(
+    "entries,code,message",
+    [
+        (
+            [model_entry("a", "relative/path")],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Expected model a to have an absolute path or URI; got base_path()=relative/path",
+        ),
+        (
+            [model_entry("a", "/x"), model_entry("a", "/y")],
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Illegal to list model a multiple times in config list",
+        ),
+        (
+            [model_entry("half_plus_two", "/x", '    version_labels { key: "l" value: 7 }\n')],
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "Request to assign label to version 7 of model half_plus_two, which is not currently "
+            "available for inference",
+        ),
+    ],
+)
 def test_reload_config_rejects_bad_configs(client, entries, code, message):
     error = rpc_error(client.reload, config_text(*entries))
     assert (error.code(), error.details()) == (code, message)

@@ -6,19 +6,19 @@ import socket
 import grpc
 import numpy as np
 import pytest
-from serving_helpers import BAD, HALF_PLUS_TWO, Client
 
 from toolkit import serve as local_server
 from toolkit.errors import InputError, ServerNotReady
 from toolkit.serve import LocalServer, find_server_binary, models_in_args
+
+from serving_helpers import BAD, HALF_PLUS_TWO, Client
 
 
 def test_models_in_args(tmp_path):
     assert models_in_args(["--model_base_path=/m"]) == ["default"]
     assert models_in_args(["--model_name", "m", "--model_base_path", "/m"]) == ["m"]
     config = tmp_path / "c.config"
-    config.write_text('model_config_list { config { name: "a" base_path: "/a" } '
-                      'config { name: "b" base_path: "/b" } }')
+    config.write_text('model_config_list { config { name: "a" base_path: "/a" } config { name: "b" base_path: "/b" } }')
     assert models_in_args([f"--model_config_file={config}"]) == ["a", "b"]
 
 
@@ -28,8 +28,7 @@ def test_port_flags_are_the_launchers():
 
 
 def test_unloadable_model_raises_with_the_servers_own_message():
-    server = LocalServer(["--model_name=bad", f"--model_base_path={BAD}", "--max_num_load_retries=0"],
-                         timeout=90)
+    server = LocalServer(["--model_name=bad", f"--model_base_path={BAD}", "--max_num_load_retries=0"], timeout=90)
     with pytest.raises(ServerNotReady) as info:
         server.start()
     message = str(info.value)
@@ -53,8 +52,7 @@ def test_retries_when_a_picked_port_is_taken(monkeypatch, taken_index):
 
     monkeypatch.setattr(local_server, "free_port", picker)
     try:
-        with LocalServer(["--model_name=hp", f"--model_base_path={HALF_PLUS_TWO}"], rest=True,
-                         timeout=120) as s:
+        with LocalServer(["--model_name=hp", f"--model_base_path={HALF_PLUS_TWO}"], rest=True, timeout=120) as s:
             assert taken_port not in (s.grpc_port, s.rest_port)
             assert len(calls) == 4  # two ports per attempt, two attempts
     finally:
@@ -65,8 +63,9 @@ def test_real_binary_when_installed():
     binary = find_server_binary()
     if binary is None:
         pytest.skip("the real tensorflow_model_server binary is not installed on this machine")
-    with LocalServer(["--model_name=hp", f"--model_base_path={HALF_PLUS_TWO}"], binary=binary,
-                     timeout=120) as server:
-        with grpc.insecure_channel(server.grpc_target) as channel:
-            y = Client(channel).predict("hp", {"x": np.array([[2.0]], np.float32)})["y"]
+    with (
+        LocalServer(["--model_name=hp", f"--model_base_path={HALF_PLUS_TWO}"], binary=binary, timeout=120) as server,
+        grpc.insecure_channel(server.grpc_target) as channel,
+    ):
+        y = Client(channel).predict("hp", {"x": np.array([[2.0]], np.float32)})["y"]
     assert y.tolist() == [[3.0]]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
-from serving_helpers import TESTDATA, rpc_error
 from tensorflow_serving.apis import get_model_metadata_pb2, inference_pb2, predict_pb2
+
+from serving_helpers import TESTDATA, rpc_error
 
 X = np.array([[1.0], [2.0], [5.0]], dtype=np.float32)
 
@@ -27,10 +28,13 @@ def expected_signatures(json_name: str):
     return int(data["model_spec"]["version"]), defs
 
 
-@pytest.mark.parametrize("model,json_name", [
-    ("half_plus_two", "half_plus_two_model_metadata.json"),
-    ("two_specific", "saved_model_half_plus_two_2_versions_metadata.json"),
-])
+@pytest.mark.parametrize(
+    "model,json_name",
+    [
+        ("half_plus_two", "half_plus_two_model_metadata.json"),
+        ("two_specific", "saved_model_half_plus_two_2_versions_metadata.json"),
+    ],
+)
 def test_metadata_matches_tf_serving(client, model, json_name):
     version, expected = expected_signatures(json_name)
     response, defs = client.signature_defs(model)
@@ -51,18 +55,20 @@ def test_tf2_metadata_matches_tf_serving_apart_from_newer_defaults(client):
 
 
 def test_metadata_errors(client):
-    assert rpc_error(client.metadata, "half_plus_two", fields=()).details() == \
-        "GetModelMetadataRequest must specify at least one metadata_field"
+    assert (
+        rpc_error(client.metadata, "half_plus_two", fields=()).details()
+        == "GetModelMetadataRequest must specify at least one metadata_field"
+    )
     error = rpc_error(client.metadata, "half_plus_two", fields=("nope",))
-    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
-                                               "Metadata field nope is not supported")
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Metadata field nope is not supported")
     error = rpc_error(client.metadata, "nope")
-    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
-                                               "Servable not found for request: Latest(nope)")
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found for request: Latest(nope)",
+    )
 
 
-@pytest.mark.parametrize("model,offset", [("half_plus_two", 2.0), ("half_plus_two_tf2", 2.0),
-                                          ("half_plus_three", 3.0)])
+@pytest.mark.parametrize("model,offset", [("half_plus_two", 2.0), ("half_plus_two_tf2", 2.0), ("half_plus_three", 3.0)])
 def test_predict_values_and_model_spec(client, model, offset):
     response = client.predict_response(model, {"x": X})
     y = tf.make_ndarray(response.outputs["y"])
@@ -85,8 +91,11 @@ def test_predict_accepts_every_tensor_encoding(client):
     typed.float_val.extend([1.0, 2.0, 5.0])
     broadcast = tf.make_tensor_proto(4.0, shape=[2, 1])  # one value fills the shape
     assert list(broadcast.float_val) == [4.0]
-    for proto, expected in ((content, 0.5 * X + 2), (typed, 0.5 * X + 2),
-                            (broadcast, np.full((2, 1), 4.0, np.float32))):
+    for proto, expected in (
+        (content, 0.5 * X + 2),
+        (typed, 0.5 * X + 2),
+        (broadcast, np.full((2, 1), 4.0, np.float32)),
+    ):
         np.testing.assert_allclose(client.predict("half_plus_two", {"x": proto})["y"], expected)
 
 
@@ -105,28 +114,53 @@ def test_predict_other_signature_and_output_filter(client):
 
 def test_predict_errors_match_tf_serving(client):
     cases = [
-        (dict(model="nope", inputs={"x": X}), grpc.StatusCode.NOT_FOUND,
-         "Servable not found for request: Latest(nope)"),
-        (dict(model="half_plus_two", inputs={"x": X}, version=999), grpc.StatusCode.NOT_FOUND,
-         "Servable not found for request: Specific(half_plus_two, 999)"),
-        (dict(model="half_plus_two", inputs={"x": X}, signature="x"),
-         grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "x" not found.'),
-        (dict(model="half_plus_two", inputs={"x": X, "z": X}), grpc.StatusCode.INVALID_ARGUMENT,
-         "input size does not match signature: 2!=1 len({x,z}) != len({x}). Sent extra: {z}. "
-         "Missing but required: {}."),
-        (dict(model="half_plus_two", inputs={"z": X}), grpc.StatusCode.INVALID_ARGUMENT,
-         "input tensor alias not found in signature: z. Inputs expected to be in the set {x}."),
-        (dict(model="half_plus_two", inputs={"x": np.array([[b"a"]], dtype=object)}),
-         grpc.StatusCode.INVALID_ARGUMENT, "Expects arg[0] to be float but string is provided"),
-        (dict(model="half_plus_two", inputs={"x": X}, output_filter=["nope"]),
-         grpc.StatusCode.INVALID_ARGUMENT,
-         "output tensor alias not found in signature: nope Outputs expected to be in the set {y}."),
-        (dict(model="half_plus_two", inputs={"x": X}, output_filter=["y", "y"]),
-         grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias: y"),
-        (dict(model="two_all", inputs={"x": X}, label="nope"), grpc.StatusCode.INVALID_ARGUMENT,
-         "Unrecognized servable version label: nope"),
-        (dict(model="", inputs={"x": X}), grpc.StatusCode.INVALID_ARGUMENT,
-         "ModelSpec has no name specified."),
+        (
+            dict(model="nope", inputs={"x": X}),
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            dict(model="half_plus_two", inputs={"x": X}, version=999),
+            grpc.StatusCode.NOT_FOUND,
+            "Servable not found for request: Specific(half_plus_two, 999)",
+        ),
+        (
+            dict(model="half_plus_two", inputs={"x": X}, signature="x"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'Serving signature key "x" not found.',
+        ),
+        (
+            dict(model="half_plus_two", inputs={"x": X, "z": X}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "input size does not match signature: 2!=1 len({x,z}) != len({x}). Sent extra: {z}. "
+            "Missing but required: {}.",
+        ),
+        (
+            dict(model="half_plus_two", inputs={"z": X}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "input tensor alias not found in signature: z. Inputs expected to be in the set {x}.",
+        ),
+        (
+            dict(model="half_plus_two", inputs={"x": np.array([[b"a"]], dtype=object)}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Expects arg[0] to be float but string is provided",
+        ),
+        (
+            dict(model="half_plus_two", inputs={"x": X}, output_filter=["nope"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "output tensor alias not found in signature: nope Outputs expected to be in the set {y}.",
+        ),
+        (
+            dict(model="half_plus_two", inputs={"x": X}, output_filter=["y", "y"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "duplicate output tensor alias: y",
+        ),
+        (
+            dict(model="two_all", inputs={"x": X}, label="nope"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Unrecognized servable version label: nope",
+        ),
+        (dict(model="", inputs={"x": X}), grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
     ]
     for kwargs, code, message in cases:
         model = kwargs.pop("model")
@@ -169,8 +203,10 @@ def test_regress_examples_with_context(client):
 def test_classify_regress_errors(client):
     rows = [{"x": [1.0]}]
     error = rpc_error(client.classify, "half_plus_two", "nope", rows)
-    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
-                                               "No signature was found with the name: nope")
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "No signature was found with the name: nope",
+    )
     error = rpc_error(client.regress, "half_plus_two", "regress_x_to_y", [])
     assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Input is empty.")
     # serving_default has input "x", not "inputs".
@@ -181,8 +217,10 @@ def test_classify_regress_errors(client):
 
 def test_multi_inference(client):
     request = inference_pb2.MultiInferenceRequest()
-    for signature, method in (("classify_x_to_y", "tensorflow/serving/classify"),
-                              ("regress_x_to_y2", "tensorflow/serving/regress")):
+    for signature, method in (
+        ("classify_x_to_y", "tensorflow/serving/classify"),
+        ("regress_x_to_y2", "tensorflow/serving/regress"),
+    ):
         task = request.tasks.add()
         task.model_spec.name = "half_plus_two"
         task.model_spec.signature_name = signature
@@ -215,23 +253,19 @@ def test_version_labels(client):
 def test_model_status(client):
     status = client.status("half_plus_two")
     (entry,) = status.model_version_status
-    assert (entry.version, entry.state, entry.status.error_code, entry.status.error_message) == \
-        (123, 30, 0, "")
+    assert (entry.version, entry.state, entry.status.error_code, entry.status.error_message) == (123, 30, 0, "")
     assert client.status("two_all", version=124).model_version_status[0].version == 124
     error = rpc_error(client.status, "two_all", version=5)
-    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
-                                               "Could not find version 5 of model two_all")
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "Could not find version 5 of model two_all")
     error = rpc_error(client.status, "nope")
-    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND,
-                                               "Could not find any versions of model nope")
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "Could not find any versions of model nope")
 
 
 def test_stateful_counter_model(client):
     counter = client.signature_defs("counter")[1].signature_def
     assert {"get_counter", "incr_counter", "reset_counter"} <= set(counter)
     client.predict("counter", {}, signature="reset_counter")
-    values = [float(client.predict("counter", {}, signature="incr_counter")["output"])
-              for _ in range(3)]
+    values = [float(client.predict("counter", {}, signature="incr_counter")["output"]) for _ in range(3)]
     assert values == [1.0, 2.0, 3.0]
 
 
@@ -256,8 +290,7 @@ def test_profiler_service_on_the_grpc_port(multi_server, client, tmp_path):
     worker = threading.Thread(target=traffic)
     worker.start()
     try:
-        tf.profiler.experimental.client.trace(f"grpc://{multi_server.grpc_target}", str(tmp_path),
-                                              500, "", 3)
+        tf.profiler.experimental.client.trace(f"grpc://{multi_server.grpc_target}", str(tmp_path), 500, "", 3)
     finally:
         done.set()
         worker.join()

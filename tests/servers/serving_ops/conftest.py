@@ -12,9 +12,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from toolkit.serve import LocalServer
+
 from support import MONITORING_FLAG, Http, MetricsSnapshot
 from tf_serving_testdata import TESTDATA
-from toolkit.serve import LocalServer
 
 HALF = "half"
 LOGREG = "logreg"

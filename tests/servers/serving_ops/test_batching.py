@@ -12,8 +12,9 @@ from serving.batching import BatchScheduler
 from serving.config_protos import BatchingParameters
 from serving.errors import ServingError
 from serving.tensors import from_numpy, to_numpy
-from support import MONITORING_FLAG, MetricsSnapshot, wait_for
 from toolkit.serve import LocalServer
+
+from support import MONITORING_FLAG, MetricsSnapshot, wait_for
 
 HALF = "half"
 MAX_BATCH = 16  # conftest.BATCHING
@@ -67,9 +68,17 @@ def test_concurrent_callers_get_their_own_rows_and_are_merged(rest, channel, scr
 def test_batched_grpc_calls_wait_without_holding_a_worker_thread(ops_models, half_base):
     # One gRPC worker thread: if a batched call held it while waiting for its
     # batch, the 16 calls would run one batch each.
-    server = LocalServer([f"--model_name={HALF}", f"--model_base_path={half_base}", "--enable_batching",
-                          f"--batching_parameters_file={ops_models['batching']}", "--grpc_max_threads=1",
-                          MONITORING_FLAG], rest=True)
+    server = LocalServer(
+        [
+            f"--model_name={HALF}",
+            f"--model_base_path={half_base}",
+            "--enable_batching",
+            f"--batching_parameters_file={ops_models['batching']}",
+            "--grpc_max_threads=1",
+            MONITORING_FLAG,
+        ],
+        rest=True,
+    )
     callers = 16
     with server, grpc.insecure_channel(server.grpc_target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -124,9 +133,11 @@ def test_padding_to_allowed_sizes_is_invisible_to_callers(rest, scrape):
 
 # -- the scheduler itself, in-process ---------------------------------------------
 
+
 def test_full_queue_answers_unavailable():
-    scheduler = BatchScheduler(params(
-        "max_batch_size { value: 2 } max_enqueued_batches { value: 1 } num_batch_threads { value: 1 }"))
+    scheduler = BatchScheduler(
+        params("max_batch_size { value: 2 } max_enqueued_batches { value: 1 } num_batch_threads { value: 1 }")
+    )
     release = threading.Event()
     started = threading.Event()
 
@@ -152,8 +163,9 @@ def test_full_queue_answers_unavailable():
 
 
 def test_variable_length_inputs_are_padded_with_the_first_element():
-    scheduler = BatchScheduler(params(
-        "pad_variable_length_inputs: true batch_timeout_micros { value: 200000 } num_batch_threads { value: 1 }"))
+    scheduler = BatchScheduler(
+        params("pad_variable_length_inputs: true batch_timeout_micros { value: 200000 } num_batch_threads { value: 1 }")
+    )
     seen, out = [], {}
 
     def fn(inputs):
@@ -195,10 +207,13 @@ def test_without_padding_shapes_must_agree():
 
 
 def test_large_batch_splitting_reassembles_in_order():
-    scheduler = BatchScheduler(params(
-        "max_batch_size { value: 10 } enable_large_batch_splitting { value: true } "
-        "max_execution_batch_size { value: 4 } allowed_batch_sizes: 2 allowed_batch_sizes: 4 "
-        "num_batch_threads { value: 2 }"))
+    scheduler = BatchScheduler(
+        params(
+            "max_batch_size { value: 10 } enable_large_batch_splitting { value: true } "
+            "max_execution_batch_size { value: 4 } allowed_batch_sizes: 2 allowed_batch_sizes: 4 "
+            "num_batch_threads { value: 2 }"
+        )
+    )
     sizes = []
 
     def fn(inputs):
@@ -212,14 +227,21 @@ def test_large_batch_splitting_reassembles_in_order():
     assert sorted(sizes) == [2, 4, 4]  # 4 + 4 + 2 rows, each a full or padded allowed size
 
 
-@pytest.mark.parametrize("text,message", [
-    ("max_batch_size { value: 8 } allowed_batch_sizes: 2 allowed_batch_sizes: 4",
-     "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"),
-    ("max_batch_size { value: 8 } enable_large_batch_splitting { value: true } "
-     "max_execution_batch_size { value: 4 } allowed_batch_sizes: 4 allowed_batch_sizes: 2",
-     "allowed_batch_sizes entries must be monotonically increasing"),
-    ("num_batch_threads { value: 0 }", "BatchingParameters.num_batch_threads must be positive; was 0"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "max_batch_size { value: 8 } allowed_batch_sizes: 2 allowed_batch_sizes: 4",
+            "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8",
+        ),
+        (
+            "max_batch_size { value: 8 } enable_large_batch_splitting { value: true } "
+            "max_execution_batch_size { value: 4 } allowed_batch_sizes: 4 allowed_batch_sizes: 2",
+            "allowed_batch_sizes entries must be monotonically increasing",
+        ),
+        ("num_batch_threads { value: 0 }", "BatchingParameters.num_batch_threads must be positive; was 0"),
+    ],
+)
 def test_invalid_parameters_are_refused(text, message):
     with pytest.raises(ServingError) as err:
         BatchScheduler(params(text))
@@ -228,9 +250,14 @@ def test_invalid_parameters_are_refused(text, message):
 
 def test_shared_testdata_batching_config_parses():
     from serving.batching import load_parameters
+
     from tf_serving_testdata import TESTDATA
 
     path = TESTDATA / "batching_config.txt"
     scheduler = BatchScheduler(load_parameters(str(path)))
-    assert (scheduler.max_batch_size, scheduler.batch_timeout_s, scheduler.max_enqueued_batches,
-            scheduler.num_batch_threads) == (128, 0, 1000000, 8)
+    assert (
+        scheduler.max_batch_size,
+        scheduler.batch_timeout_s,
+        scheduler.max_enqueued_batches,
+        scheduler.num_batch_threads,
+    ) == (128, 0, 1000000, 8)

@@ -19,11 +19,12 @@ import time
 
 import grpc
 import numpy as np
-from support import MONITORING_FLAG, grpc_calls_in_flight, grpc_calls_in_flight_at_shutdown, wait_for
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.tensors import from_numpy, to_numpy
 from toolkit.serve import LocalServer
+
+from support import MONITORING_FLAG, grpc_calls_in_flight, grpc_calls_in_flight_at_shutdown, wait_for
 
 HALF = "half"
 GRPC_CLIENTS = 48
@@ -32,8 +33,10 @@ GRPC_THREADS = 4
 # Batches run only when their window ends (they never fill: 64 > the callers'
 # 48 + 4 REST threads), so between two runs every gRPC client's next call
 # waits in the server for most of a second.
-BATCHING = ("batch_timeout_micros { value: 1000000 } num_batch_threads { value: 1 } "
-            "max_batch_size { value: 64 } max_enqueued_batches { value: 1000 }")
+BATCHING = (
+    "batch_timeout_micros { value: 1000000 } num_batch_threads { value: 1 } "
+    "max_batch_size { value: 64 } max_enqueued_batches { value: 1000 }"
+)
 
 
 class Client(threading.Thread):
@@ -96,29 +99,38 @@ class RestClient(Client):
 
 
 def is_refusal(outcome: str) -> bool:
-    return (outcome.startswith("UNAVAILABLE: ") or outcome.startswith("HTTP 503")
-            or outcome == "connection refused")
+    return outcome.startswith("UNAVAILABLE: ") or outcome.startswith("HTTP 503") or outcome == "connection refused"
 
 
 def test_sigterm_with_more_calls_in_flight_than_threads_answers_every_accepted_call(half_base, tmp_path):
     batching = tmp_path / "batching.config"
     batching.write_text(BATCHING)
     server = LocalServer(
-        [f"--model_name={HALF}", f"--model_base_path={half_base}", "--enable_batching",
-         f"--batching_parameters_file={batching}", f"--grpc_max_threads={GRPC_THREADS}",
-         "--rest_api_num_threads=4", MONITORING_FLAG],
-        rest=True, timeout=120)
+        [
+            f"--model_name={HALF}",
+            f"--model_base_path={half_base}",
+            "--enable_batching",
+            f"--batching_parameters_file={batching}",
+            f"--grpc_max_threads={GRPC_THREADS}",
+            "--rest_api_num_threads=4",
+            MONITORING_FLAG,
+        ],
+        rest=True,
+        timeout=120,
+    )
     server.start()
     try:
-        clients = ([GrpcClient(i, server.grpc_target) for i in range(GRPC_CLIENTS)]
-                   + [RestClient(GRPC_CLIENTS + i, f"127.0.0.1:{server.rest_port}")
-                      for i in range(REST_CLIENTS)])
+        clients = [GrpcClient(i, server.grpc_target) for i in range(GRPC_CLIENTS)] + [
+            RestClient(GRPC_CLIENTS + i, f"127.0.0.1:{server.rest_port}") for i in range(REST_CLIENTS)
+        ]
         for client in clients:
             client.start()
         for client in clients:
             assert client.warm.wait(60), "a client got no first answer"
-        wait_for(lambda: grpc_calls_in_flight(server.rest_url) >= GRPC_CLIENTS,
-                 what="every gRPC client's call waiting in the server")
+        wait_for(
+            lambda: grpc_calls_in_flight(server.rest_url) >= GRPC_CLIENTS,
+            what="every gRPC client's call waiting in the server",
+        )
         sigterm_at = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         exit_code = server.process.wait(60)

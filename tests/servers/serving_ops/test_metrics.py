@@ -1,12 +1,14 @@
 """The Prometheus page counts exactly the requests the test sends, by API and entrypoint."""
 
 import numpy as np
-from support import PROMETHEUS_PATH
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.tensors import from_numpy
 
+from support import PROMETHEUS_PATH
+
 HALF = "half"
+
 
 def test_request_counts_and_latencies(rest, channel, scrape):
     before = scrape()
@@ -33,8 +35,17 @@ def test_request_counts_and_latencies(rest, channel, scrape):
     assert delta(latency, model_name=HALF, API="predict", entrypoint="REST") == 5
     # As in TF Serving, failed requests count but stay out of the latency histogram.
     per_signature = ":tfkit:serving:signature_request_count"
-    assert delta(per_signature, model_name=HALF, signature_name="", API="predict", entrypoint="REST",
-                 status="INVALID_ARGUMENT") == 1
+    assert (
+        delta(
+            per_signature,
+            model_name=HALF,
+            signature_name="",
+            API="predict",
+            entrypoint="REST",
+            status="INVALID_ARGUMENT",
+        )
+        == 1
+    )
 
 
 def test_grpc_metadata_and_status_calls_stay_out_of_tf_servings_counters(channel, scrape):
@@ -61,12 +72,17 @@ def test_page_layout_matches_tf_servings_exporter(rest):
     text = body.decode()
     assert "# TYPE :tensorflow:serving:request_count counter\n" in text
     assert "# TYPE :tensorflow:serving:request_latency histogram\n" in text
-    lines = [l for l in text.splitlines()
-             if l.startswith(':tensorflow:serving:request_latency_bucket{model_name="half",API="predict",entrypoint="REST",')]
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith(
+            ':tensorflow:serving:request_latency_bucket{model_name="half",API="predict",entrypoint="REST",'
+        )
+    ]
     # Exponential(10, 1.8, 33) buckets, cumulative, closed by +Inf.
     assert len(lines) == 34
     assert lines[0].split("le=")[1].startswith('"10"}') and lines[-1].split("le=")[1].startswith('"+Inf"}')
-    counts = [float(l.rsplit(" ", 1)[1]) for l in lines]
+    counts = [float(line.rsplit(" ", 1)[1]) for line in lines]
     assert counts == sorted(counts) and counts[-1] >= 1
     assert text.endswith("\n")
 

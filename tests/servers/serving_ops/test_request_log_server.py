@@ -8,7 +8,6 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from support import MONITORING_FLAG, Http, MetricsSnapshot, wait_for, wait_for_polls
 from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
@@ -24,6 +23,8 @@ from serving.request_log import RequestLogger
 from serving.tensors import from_numpy
 from toolkit.serve import LocalServer
 
+from support import MONITORING_FLAG, Http, MetricsSnapshot, wait_for, wait_for_polls
+
 HALF, LOGREG, BROKEN = "half", "logreg", "broken"
 LOGGED_OK = ":tensorflow:serving:request_log_count"
 REGRESS, CLASSIFY = "tensorflow/serving/regress", "tensorflow/serving/classify"
@@ -33,16 +34,24 @@ def model_config(entries) -> str:
     """A model_config_list of (name, base path, log file prefix or None), every call logged."""
     body = ""
     for name, base, prefix in entries:
-        logging = (f'    logging_config {{ log_collector_config {{ type: "file" filename_prefix: "{prefix}" }} '
-                   "sampling_config { sampling_rate: 1.0 } }\n") if prefix else ""
+        logging = (
+            (
+                f'    logging_config {{ log_collector_config {{ type: "file" filename_prefix: "{prefix}" }} '
+                "sampling_config { sampling_rate: 1.0 } }\n"
+            )
+            if prefix
+            else ""
+        )
         body += f'  config {{\n    name: "{name}" base_path: "{base}" model_platform: "tensorflow"\n{logging}  }}\n'
     return "model_config_list {\n" + body + "}\n"
 
 
 def read_logs(prefix) -> list:
-    return [prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            for path in sorted(tf.io.gfile.glob(f"{prefix}-*.tfrecord"))
-            for record in tf.data.TFRecordDataset(path)]
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for path in sorted(tf.io.gfile.glob(f"{prefix}-*.tfrecord"))
+        for record in tf.data.TFRecordDataset(path)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +60,24 @@ def logged(tmp_path_factory, half_base, exported_model):
     root = tmp_path_factory.mktemp("request_log")
     (root / "a-file").write_text("")
     prefixes = {HALF: root / "logs" / "half", LOGREG: root / "logs" / "logreg", BROKEN: root / "a-file" / "log"}
-    models = [(HALF, half_base, prefixes[HALF]), (LOGREG, exported_model / LOGREG, prefixes[LOGREG]),
-              (BROKEN, half_base, prefixes[BROKEN])]
+    models = [
+        (HALF, half_base, prefixes[HALF]),
+        (LOGREG, exported_model / LOGREG, prefixes[LOGREG]),
+        (BROKEN, half_base, prefixes[BROKEN]),
+    ]
     config = root / "models.config"
     config.write_text(model_config(models))
     args = [f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1", MONITORING_FLAG]
     with LocalServer(args, rest=True, timeout=120) as server, grpc.insecure_channel(server.grpc_target) as channel:
-        yield {"server": server, "stub": prediction_service_pb2_grpc.PredictionServiceStub(channel),
-               "rest": Http(server.rest_url), "prefixes": prefixes, "config": config, "models": models, "root": root}
+        yield {
+            "server": server,
+            "stub": prediction_service_pb2_grpc.PredictionServiceStub(channel),
+            "rest": Http(server.rest_url),
+            "prefixes": prefixes,
+            "config": config,
+            "models": models,
+            "root": root,
+        }
 
 
 def logged_count(rest_url: str, model: str, status: str = "OK") -> int:
@@ -118,11 +137,14 @@ def test_classify_regress_and_multi_inference_are_logged_over_both_apis(logged):
     classify.model_spec.name, classify.model_spec.signature_name = HALF, "classify_x_to_y"
     regress = example_request(regression_pb2.RegressionRequest())
     regress.model_spec.name, regress.model_spec.signature_name = HALF, "regress_x_to_y"
-    multi = example_request(inference_pb2.MultiInferenceRequest(), ("regress_x_to_y", REGRESS),
-                            ("classify_x_to_y", CLASSIFY))
-    answers = [("classify_log", classify, stub.Classify(classify, timeout=30)),
-               ("regress_log", regress, stub.Regress(regress, timeout=30)),
-               ("multi_inference_log", multi, stub.MultiInference(multi, timeout=30))]
+    multi = example_request(
+        inference_pb2.MultiInferenceRequest(), ("regress_x_to_y", REGRESS), ("classify_x_to_y", CLASSIFY)
+    )
+    answers = [
+        ("classify_log", classify, stub.Classify(classify, timeout=30)),
+        ("regress_log", regress, stub.Regress(regress, timeout=30)),
+        ("multi_inference_log", multi, stub.MultiInference(multi, timeout=30)),
+    ]
     before = logged_count(logged["server"].rest_url, HALF)
     for verb, signature in (("classify", "classify_x_to_y"), ("regress", "regress_x_to_y")):
         body = {"signature_name": signature, "examples": [{"x": 2.0}]}
@@ -149,11 +171,15 @@ def test_an_unwritable_prefix_never_fails_a_request_and_is_reported_once(logged)
     url = logged["server"].rest_url
     # makedirs below a regular file: TensorFlow says FAILED_PRECONDITION ("Not a directory").
     wait_for(lambda: logged_count(url, BROKEN, "FAILED_PRECONDITION") == 5, 30, "5 failed log writes")
-    dropped = MetricsSnapshot(url).value(":tfkit:serving:request_log_dropped_count", model_name=BROKEN,
-                                         reason="write_error")
+    dropped = MetricsSnapshot(url).value(
+        ":tfkit:serving:request_log_dropped_count", model_name=BROKEN, reason="write_error"
+    )
     assert dropped == 5
-    reports = [line for line in logged["server"].log_lines() if str(logged["prefixes"][BROKEN]) in line
-               and "records dropped" in line]
+    reports = [
+        line
+        for line in logged["server"].log_lines()
+        if str(logged["prefixes"][BROKEN]) in line and "records dropped" in line
+    ]
     assert len(reports) == 1, reports
 
 
@@ -197,8 +223,12 @@ def test_a_full_disk_keeps_every_file_readable_to_its_last_whole_record(tiny_dis
     response = predict_pb2.PredictResponse()
 
     def outcomes() -> dict:
-        found = re.findall(rf'^:tensorflow:serving:request_log_count{{model_name="{LOGREG}",status_code="(\w+)"}} '
-                           r"(\d+)$", metrics.render(), re.MULTILINE)
+        found = re.findall(
+            rf'^:tensorflow:serving:request_log_count{{model_name="{LOGREG}",status_code="(\w+)"}} '
+            r"(\d+)$",
+            metrics.render(),
+            re.MULTILINE,
+        )
         return {code: int(count) for code, count in found}
 
     for sent in range(1, 200):

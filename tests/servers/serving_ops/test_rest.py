@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.tensors import from_numpy, to_numpy
+
 HALF, LOGREG = "half", "logreg"  # the models the session server (conftest.py) serves
 
 
@@ -45,6 +46,7 @@ def grpc_predict(stub, model, inputs, signature=""):
 
 # -- model status and metadata ------------------------------------------------
 
+
 def test_model_status_matches_grpc_in_tf_servings_layout(rest, channel):
     status, _, body = rest.request("GET", f"/v1/models/{HALF}")
     assert status == 200
@@ -62,7 +64,9 @@ def test_metadata_matches_grpc(rest, stub):
     status, _, body = rest.request("GET", f"/v1/models/{HALF}/metadata")
     assert status == 200
     text = body.decode()
-    assert text.startswith('{\n"model_spec":{\n "name": "half",\n "version": "123",\n "signature_name": ""\n}\n,\n"metadata": {"signature_def": {\n')
+    assert text.startswith(
+        '{\n"model_spec":{\n "name": "half",\n "version": "123",\n "signature_name": ""\n}\n,\n"metadata": {"signature_def": {\n'
+    )
     data = json.loads(body)
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = HALF
@@ -70,11 +74,13 @@ def test_metadata_matches_grpc(rest, stub):
     signature_defs = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_defs)
     assert data["metadata"]["signature_def"] == json_format.MessageToDict(
-        signature_defs, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        signature_defs, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     assert data["model_spec"] == {"name": "half", "version": "123", "signature_name": ""}
 
 
 # -- predict --------------------------------------------------------------------
+
 
 def test_predict_row_format_byte_for_byte(rest):
     status, headers, body = rest.request("POST", f"/v1/models/{HALF}:predict", {"instances": [1.0, 2.0, 5.0]})
@@ -86,19 +92,23 @@ def test_predict_row_format_byte_for_byte(rest):
 def test_predict_columnar_format_byte_for_byte(rest):
     status, _, body = rest.request("POST", f"/v1/models/{HALF}/versions/123:predict", {"inputs": {"x": [[1.0], [2.0]]}})
     assert status == 200
-    assert body == (b'{\n    "outputs": [\n        [\n            2.5\n        ],\n'
-                    b'        [\n            3.0\n        ]\n    ]\n}')
+    assert body == (
+        b'{\n    "outputs": [\n        [\n            2.5\n        ],\n        [\n            3.0\n        ]\n    ]\n}'
+    )
 
 
 def test_predict_accepts_nan_and_infinity_tokens(rest):
     status, _, body = rest.request(
-        "POST", f"/v1/models/{HALF}:predict", b'{"instances": [NaN, Infinity, -Infinity, -Inf, 1e3]}')
+        "POST", f"/v1/models/{HALF}:predict", b'{"instances": [NaN, Infinity, -Infinity, -Inf, 1e3]}'
+    )
     assert status == 200
     assert body == b'{\n    "predictions": [NaN, Infinity, -Infinity, -Infinity, 502.0\n    ]\n}'
 
 
 def test_tfkit_model_rest_equals_grpc(rest, stub, exported_version):
-    heldout = np.load(exported_version / "assets.extra" / "heldout.npz")["features"][:12]  # within the batching max_batch_size of 16
+    heldout = np.load(exported_version / "assets.extra" / "heldout.npz")["features"][
+        :12
+    ]  # within the batching max_batch_size of 16
     expected = grpc_predict(stub, LOGREG, {"features": heldout})
     status, data = rest.json("POST", f"/v1/models/{LOGREG}:predict", {"instances": heldout.tolist()})
     assert status == 200
@@ -130,8 +140,7 @@ def test_predict_b64_string_input(rest, stub):
     example = example_pb2.Example()
     example.features.feature["x"].float_list.value.append(3.0)
     serialized = example.SerializeToString()
-    body = {"signature_name": "classify_x_to_y",
-            "instances": [{"b64": base64.b64encode(serialized).decode()}]}
+    body = {"signature_name": "classify_x_to_y", "instances": [{"b64": base64.b64encode(serialized).decode()}]}
     status, data = rest.json("POST", f"/v1/models/{HALF}:predict", body)
     assert status == 200
     expected = grpc_predict(stub, HALF, {"inputs": np.array([serialized], dtype=object)}, "classify_x_to_y")
@@ -140,10 +149,12 @@ def test_predict_b64_string_input(rest, stub):
 
 # -- classify / regress ---------------------------------------------------------
 
+
 def test_classify_and_regress_equal_grpc(rest, stub):
     examples = [{"x": 1.0}, {"x": 3.0}]
     status, _, body = rest.request(
-        "POST", f"/v1/models/{HALF}:classify", {"signature_name": "classify_x_to_y", "examples": examples})
+        "POST", f"/v1/models/{HALF}:classify", {"signature_name": "classify_x_to_y", "examples": examples}
+    )
     assert status == 200
     assert body == b'{\n    "results": [[["", 2.5]], [["", 3.5]]\n    ]\n}'
 
@@ -154,7 +165,8 @@ def test_classify_and_regress_equal_grpc(rest, stub):
         request.input.example_list.examples.add().features.feature["x"].float_list.value.append(value)
     expected = [r.value for r in stub.Regress(request, timeout=30).result.regressions]
     status, _, body = rest.request(
-        "POST", f"/v1/models/{HALF}:regress", {"signature_name": "regress_x_to_y", "examples": examples})
+        "POST", f"/v1/models/{HALF}:regress", {"signature_name": "regress_x_to_y", "examples": examples}
+    )
     assert status == 200
     assert body == b'{\n    "results": [2.5, 3.5]\n}'
     assert json.loads(body)["results"] == expected
@@ -173,20 +185,24 @@ def test_classify_with_context(rest, stub):
         expected = stub.Classify(request, timeout=30)
     except grpc.RpcError as err:
         assert status == {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.FAILED_PRECONDITION: 400}.get(
-            err.code(), 500)
+            err.code(), 500
+        )
         assert data["error"] == err.details()
         return
     assert status == 200
-    assert data["results"] == [[[c.label, pytest.approx(c.score)] for c in cl.classes]
-                               for cl in expected.result.classifications]
+    assert data["results"] == [
+        [[c.label, pytest.approx(c.score)] for c in cl.classes] for cl in expected.result.classifications
+    ]
 
 
 # -- transport details ----------------------------------------------------------
 
+
 def test_gzip_and_chunked_bodies(rest):
     payload = json.dumps({"instances": [1.0, 2.0]}).encode()
-    status, _, body = rest.request("POST", f"/v1/models/{HALF}:predict", gzip.compress(payload),
-                                   {"Content-Encoding": "gzip"})
+    status, _, body = rest.request(
+        "POST", f"/v1/models/{HALF}:predict", gzip.compress(payload), {"Content-Encoding": "gzip"}
+    )
     assert status == 200 and json.loads(body)["predictions"] == [2.5, 3.0]
 
     def chunks():
@@ -238,34 +254,83 @@ ERROR_CASES = [
     ("POST", PREDICT, b'{"instances": [1.0,', 400, None, "JSON Parse error: "),
     ("POST", PREDICT, b"", 400, "JSON Parse error: The document is empty", None),
     ("POST", PREDICT, b"[1, 2]", 400, "JSON Value: [1, 2] Is not object", None),
-    ("POST", PREDICT, b'{"instances": []}', 400,
-     'JSON Value: {\n    "instances": []\n} No values in \'instances\' array', None),
-    ("POST", PREDICT, b'{"instances": [1], "inputs": [1]}', 400, None,
-     "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"),
+    (
+        "POST",
+        PREDICT,
+        b'{"instances": []}',
+        400,
+        "JSON Value: {\n    \"instances\": []\n} No values in 'instances' array",
+        None,
+    ),
+    (
+        "POST",
+        PREDICT,
+        b'{"instances": [1], "inputs": [1]}',
+        400,
+        None,
+        "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist",
+    ),
     ("POST", PREDICT, b'{"signature_name": "serving_default"}', 400, "Missing 'inputs' or 'instances' key", None),
-    ("POST", PREDICT, b'{"instances": ["a"]}', 400,
-     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
-     'JSON Value: "a" Type: String is not of expected type: float', None),
-    ("POST", PREDICT, b'{"instances": [[1.0], [2.0, 3.0]]}', 400,
-     "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
-     "Expecting tensor size: 1 but got: 2", None),
+    (
+        "POST",
+        PREDICT,
+        b'{"instances": ["a"]}',
+        400,
+        "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: "
+        'JSON Value: "a" Type: String is not of expected type: float',
+        None,
+    ),
+    (
+        "POST",
+        PREDICT,
+        b'{"instances": [[1.0], [2.0, 3.0]]}',
+        400,
+        "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+        "Expecting tensor size: 1 but got: 2",
+        None,
+    ),
     ("POST", PREDICT, b'{"inputs": {"y": [1.0]}}', 400, "Missing named input: x in 'inputs' object.", None),
-    ("POST", f"/v1/models/{HALF}:PREDICT", b'{"instances": [1.0]}', 400,
-     f"Malformed request: POST /v1/models/{HALF}:PREDICT", None),
+    (
+        "POST",
+        f"/v1/models/{HALF}:PREDICT",
+        b'{"instances": [1.0]}',
+        400,
+        f"Malformed request: POST /v1/models/{HALF}:PREDICT",
+        None,
+    ),
     ("PUT", PREDICT, b'{"instances": [1.0]}', 400, f"Malformed request: PUT {PREDICT}", None),
     ("GET", "/v1/models", None, 400, "Missing model name in request.", None),
     ("GET", "/v1/models/nope", None, 404, None, "nope"),
-    ("POST", f"/v1/models/{HALF}:classify", b'{"signature_name": "classify_x_to_y"}', 400, None,
-     "When method is classify, key 'examples' is expected and was not found"),
-    ("POST", f"/v1/models/{HALF}:regress", b'{"examples": [[1]]}', 400,
-     "Example must be JSON object but got JSON Array", None),
-    ("POST", f"/v1/models/{HALF}:regress", b'{"examples": [{"x": [1, "a"]}]}', 400,
-     "Unexpected element type in feature: x expecting type: int64", None),
+    (
+        "POST",
+        f"/v1/models/{HALF}:classify",
+        b'{"signature_name": "classify_x_to_y"}',
+        400,
+        None,
+        "When method is classify, key 'examples' is expected and was not found",
+    ),
+    (
+        "POST",
+        f"/v1/models/{HALF}:regress",
+        b'{"examples": [[1]]}',
+        400,
+        "Example must be JSON object but got JSON Array",
+        None,
+    ),
+    (
+        "POST",
+        f"/v1/models/{HALF}:regress",
+        b'{"examples": [{"x": [1, "a"]}]}',
+        400,
+        "Unexpected element type in feature: x expecting type: int64",
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize("method,path,body,status,message,fragment", ERROR_CASES,
-                         ids=[f"{c[0]} {c[1]} {c[2]!r:.40}" for c in ERROR_CASES])
+@pytest.mark.parametrize(
+    "method,path,body,status,message,fragment", ERROR_CASES, ids=[f"{c[0]} {c[1]} {c[2]!r:.40}" for c in ERROR_CASES]
+)
 def test_error_status_and_message(rest, method, path, body, status, message, fragment):
     got_status, headers, data = rest.request(method, path, body)
     assert got_status == status
@@ -287,9 +352,15 @@ def test_unknown_path_gets_libevents_404(rest):
 def test_hostile_bodies_answer_400_not_500(rest):
     deep = b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     huge_number = b'{"instances": [1' + b"0" * 5000 + b"]}"
-    for body in (deep, huge_number, b'{"instances": [1e400]}', b"\xff\xfe{}", b'{"instances": [{"b64": "!!"}]}',
-                 b'{"instances": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]'
-                 b']]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}'):
+    for body in (
+        deep,
+        huge_number,
+        b'{"instances": [1e400]}',
+        b"\xff\xfe{}",
+        b'{"instances": [{"b64": "!!"}]}',
+        b'{"instances": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]'
+        b"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+    ):
         status, _, data = rest.request("POST", PREDICT, body)
         assert status == 400, (body[:60], data[:200])
         assert json.loads(data)["error"]
@@ -314,13 +385,18 @@ def test_tfkit_classify_and_regress_equal_grpc(rest, stub, exported_version):
         return request
 
     classes = stub.Classify(fill(classification_pb2.ClassificationRequest(), "classify"), timeout=30).result
-    status, data = rest.json("POST", f"/v1/models/{LOGREG}:classify", {"signature_name": "classify", "examples": examples})
+    status, data = rest.json(
+        "POST", f"/v1/models/{LOGREG}:classify", {"signature_name": "classify", "examples": examples}
+    )
     assert status == 200, data
     # Scores are float32 on both sides: REST prints them so they parse back exactly.
-    assert [[[label, np.float32(score)] for label, score in row] for row in data["results"]] == \
-        [[[c.label, np.float32(c.score)] for c in cl.classes] for cl in classes.classifications]
+    assert [[[label, np.float32(score)] for label, score in row] for row in data["results"]] == [
+        [[c.label, np.float32(c.score)] for c in cl.classes] for cl in classes.classifications
+    ]
 
     values = stub.Regress(fill(regression_pb2.RegressionRequest(), "regress"), timeout=30).result
-    status, data = rest.json("POST", f"/v1/models/{LOGREG}:regress", {"signature_name": "regress", "examples": examples})
+    status, data = rest.json(
+        "POST", f"/v1/models/{LOGREG}:regress", {"signature_name": "regress", "examples": examples}
+    )
     assert status == 200, data
     assert [np.float32(v) for v in data["results"]] == [np.float32(r.value) for r in values.regressions]

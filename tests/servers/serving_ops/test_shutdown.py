@@ -12,12 +12,13 @@ import time
 import grpc
 import numpy as np
 import pytest
-from support import MONITORING_FLAG, grpc_calls_in_flight, grpc_calls_in_flight_at_shutdown, unread_bytes, wait_for
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving import rest_api as rest
 from serving.tensors import from_numpy, to_numpy
 from toolkit.serve import LocalServer
+
+from support import MONITORING_FLAG, grpc_calls_in_flight, grpc_calls_in_flight_at_shutdown, unread_bytes, wait_for
 
 HALF = "half"
 
@@ -33,9 +34,16 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(half_base, tmp_path)
     batching = tmp_path / "batching.config"
     batching.write_text(SLOW_BATCHING)
     server = LocalServer(
-        [f"--model_name={HALF}", f"--model_base_path={half_base}", "--enable_batching",
-         f"--batching_parameters_file={batching}", MONITORING_FLAG],
-        rest=True, timeout=120)
+        [
+            f"--model_name={HALF}",
+            f"--model_base_path={half_base}",
+            "--enable_batching",
+            f"--batching_parameters_file={batching}",
+            MONITORING_FLAG,
+        ],
+        rest=True,
+        timeout=120,
+    )
     server.start()
     try:
         # A REST request whose body is still arriving when SIGTERM lands: the
@@ -45,7 +53,8 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(half_base, tmp_path)
         upload = socket.create_connection(("127.0.0.1", server.rest_port), timeout=30)
         upload.sendall(
             f"POST /v1/models/{HALF}:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body[:10])
+            + body[:10]
+        )
         wait_for(lambda: unread_bytes(upload) == 0, what="the server to read the start of the upload")
 
         channel = grpc.insecure_channel(server.grpc_target)
@@ -85,9 +94,19 @@ def test_grpc_port_in_use_fails_at_start_with_a_clear_message(half_base):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "serving", f"--port={port}", f"--model_name={HALF}",
-             f"--model_base_path={half_base}"],
-            capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            [
+                sys.executable,
+                "-m",
+                "serving",
+                f"--port={port}",
+                f"--model_name={HALF}",
+                f"--model_base_path={half_base}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert f"0.0.0.0:{port}" in output and "Traceback" not in output, output[-2000:]

@@ -22,12 +22,13 @@ HALF = "half"
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _cert(subject: str, key, issuer_cert=None, issuer_key=None, ca=False, server=False):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (
         x509.CertificateBuilder()
@@ -41,9 +42,9 @@ def _cert(subject: str, key, issuer_cert=None, issuer_key=None, ca=False, server
     )
     if server:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
     cert = builder.sign(issuer_key or key, hashes.SHA256())
     return cert, cert.public_bytes(serialization.Encoding.PEM)
 
@@ -75,8 +76,9 @@ def pki():
 
 def _write_ssl_config(path, pki, client_verify: bool):
     key, cert = pki["server"]
-    config = SSLConfig(server_key=key.decode(), server_cert=cert.decode(),
-                       custom_ca=pki["ca"].decode(), client_verify=client_verify)
+    config = SSLConfig(
+        server_key=key.decode(), server_cert=cert.decode(), custom_ca=pki["ca"].decode(), client_verify=client_verify
+    )
     path.write_text(text_format.MessageToString(config))
     return path
 
@@ -87,8 +89,11 @@ def mtls_server(pki, half_base, tmp_path_factory):
     config = _write_ssl_config(tmp_path_factory.mktemp("tls") / "ssl.config", pki, client_verify=True)
     # models=[]: LocalServer's readiness probe speaks plaintext; our server
     # loads its models before it logs that gRPC listens.
-    server = LocalServer([f"--model_name={HALF}", f"--model_base_path={half_base}",
-                          f"--ssl_config_file={config}"], models=[], timeout=120)
+    server = LocalServer(
+        [f"--model_name={HALF}", f"--model_base_path={half_base}", f"--ssl_config_file={config}"],
+        models=[],
+        timeout=120,
+    )
     with server:
         yield server
 
@@ -134,6 +139,7 @@ def test_server_side_tls_without_client_verification(pki, tmp_path):
     port = server.add_secure_port("127.0.0.1:0", server_credentials(str(config)))
     server.start()
     try:
+
         def check(channel):
             try:
                 return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
@@ -150,11 +156,16 @@ def test_server_side_tls_without_client_verification(pki, tmp_path):
         server.stop(0)
 
 
-@pytest.mark.parametrize("fields,message", [
-    ({"server_cert": "x"}, "server_key must hold a PEM block"),
-    ({"server_key": "-----BEGIN x", "server_cert": "-----BEGIN y", "client_verify": True},
-     "client_verify needs custom_ca"),
-])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"server_cert": "x"}, "server_key must hold a PEM block"),
+        (
+            {"server_key": "-----BEGIN x", "server_cert": "-----BEGIN y", "client_verify": True},
+            "client_verify needs custom_ca",
+        ),
+    ],
+)
 def test_unusable_ssl_configs_are_named(tmp_path, fields, message):
     path = tmp_path / "ssl.config"
     path.write_text(text_format.MessageToString(SSLConfig(**fields)))

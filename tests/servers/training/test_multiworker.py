@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import free_port
 
 from toolkit.training import data
 from toolkit.training.rundir import train_to_dir
+
+from support import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 SHARDS = 4
@@ -39,16 +40,32 @@ def tutorial_shards(tmp_path_factory) -> Path:
 def run_two_workers(data_dir: Path, out: Path, *args: str) -> list[subprocess.CompletedProcess]:
     """Worker 0 named by flags, worker 1 by TF_CONFIG; both run to the end."""
     addresses = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-    command = [sys.executable, "-m", "toolkit", "train", "--data", str(data_dir), "--out", str(out), "--no-plots",
-               *args]
+    command = [
+        sys.executable,
+        "-m",
+        "toolkit",
+        "train",
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--no-plots",
+        *args,
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("TF_CONFIG", None)
     tf_config = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": 1}})
     workers = [
-        subprocess.Popen(command + ["--workers", ",".join(addresses), "--worker-index", "0"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-        subprocess.Popen(command, env=dict(env, TF_CONFIG=tf_config), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True),
+        subprocess.Popen(
+            command + ["--workers", ",".join(addresses), "--worker-index", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+        subprocess.Popen(
+            command, env=dict(env, TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ),
     ]
     try:
         outputs = [w.communicate(timeout=TIMEOUT_S) for w in workers]

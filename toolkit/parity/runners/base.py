@@ -16,7 +16,6 @@ import numpy as np
 
 from toolkit.errors import InputError
 
-
 #: the SavedModel MetaGraph TF Serving loads unless --saved_model_tags says otherwise
 DEFAULT_TAGS = ("serve",)
 
@@ -105,7 +104,9 @@ def validate_feed(feed: dict, specs: dict[str, TensorSpec], where: str, require_
         if not _dtype_matches(value.dtype, spec.dtype):
             problems.append(f"input {name} has dtype {dtype_name(value.dtype)}, expected {dtype_name(spec.dtype)}")
         if spec.shape is not None and not _shape_matches(value.shape, spec.shape):
-            problems.append(f"input {name} has shape {list(value.shape)}, expected {dtype_name(spec.dtype)}{spec.dims()}")
+            problems.append(
+                f"input {name} has shape {list(value.shape)}, expected {dtype_name(spec.dtype)}{spec.dims()}"
+            )
     if problems:
         raise InputError(f"bad feed for {where}: " + "; ".join(problems))
 
@@ -134,7 +135,7 @@ class Runner(abc.ABC):
         self._signature: Signature | None = None
 
     # -- lifecycle -----------------------------------------------------------
-    def start(self) -> "Runner":
+    def start(self) -> Runner:
         """Load the model / connect; afterwards `signature` is known."""
         if self._signature is None:
             self._signature = self._start()

@@ -16,8 +16,14 @@ class EagerRunner(Runner):
     """Calls one signature of a SavedModel (`source` is a path; its MetaGraph tagged `tags`) or a
     `tf.function` with an input signature / a ConcreteFunction (in memory)."""
 
-    def __init__(self, source, signature_name: str = "serving_default", name: str = "eager", kind: str = "eager",
-                 tags=DEFAULT_TAGS):
+    def __init__(
+        self,
+        source,
+        signature_name: str = "serving_default",
+        name: str = "eager",
+        kind: str = "eager",
+        tags=DEFAULT_TAGS,
+    ):
         super().__init__(name)
         self.kind = kind
         self.source = source
@@ -50,7 +56,9 @@ class EagerRunner(Runner):
         kwargs = {**{spec.name: spec for spec in args}, **kwargs}
         outputs = self._fn.structured_outputs
         if not isinstance(outputs, dict):
-            raise InputError(f"{self.name}: the endpoint must return a dict of named outputs, got {type(outputs).__name__}")
+            raise InputError(
+                f"{self.name}: the endpoint must return a dict of named outputs, got {type(outputs).__name__}"
+            )
         return Signature(
             inputs={k: spec_from_tf(k, s) for k, s in sorted(kwargs.items())},
             outputs={k: spec_from_tf(k, s) for k, s in sorted(outputs.items())},
@@ -82,9 +90,11 @@ def load_saved_model(path, tags=DEFAULT_TAGS):
         raise InputError(f"{path} is not a SavedModel folder (no saved_model.pb)")
     available = tag_sets(path)
     if available and set(tags) not in [set(t) for t in available]:
-        raise InputError(f"SavedModel {path} has no MetaGraph tagged {','.join(tags)} (it has tag-sets: "
-                         f"{'; '.join(','.join(t) for t in available)}); pass --tags, as TF Serving's "
-                         "--saved_model_tags")
+        raise InputError(
+            f"SavedModel {path} has no MetaGraph tagged {','.join(tags)} (it has tag-sets: "
+            f"{'; '.join(','.join(t) for t in available)}); pass --tags, as TF Serving's "
+            "--saved_model_tags"
+        )
     try:
         return import_tf().saved_model.load(str(path), tags=list(tags))
     except Exception as exc:  # TF raises many types for corrupt models

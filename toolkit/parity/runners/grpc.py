@@ -18,9 +18,16 @@ class GrpcRunner(RemoteRunner):
 
     kind = "grpc"
 
-    def __init__(self, address: str, model_name: str, signature_name: str = "serving_default",
-                 timeout: float = 30.0, max_batch: int | None = None, name: str | None = None,
-                 version: int | None = None):
+    def __init__(
+        self,
+        address: str,
+        model_name: str,
+        signature_name: str = "serving_default",
+        timeout: float = 30.0,
+        max_batch: int | None = None,
+        name: str | None = None,
+        version: int | None = None,
+    ):
         super().__init__(name or f"grpc@{address}", address, model_name, signature_name, timeout, max_batch)
         self.version = version
         self._channel = None
@@ -31,8 +38,10 @@ class GrpcRunner(RemoteRunner):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         # Raise the client's receive limit to the send limit we chunk for.
-        options = [("grpc.max_receive_message_length", self.message_limit),
-                   ("grpc.max_send_message_length", self.message_limit)]
+        options = [
+            ("grpc.max_receive_message_length", self.message_limit),
+            ("grpc.max_send_message_length", self.message_limit),
+        ]
         self._channel = grpc.insecure_channel(self.address, options=options)
         try:
             grpc.channel_ready_future(self._channel).result(timeout=self.timeout)
@@ -71,8 +80,10 @@ class GrpcRunner(RemoteRunner):
         defs = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(defs)
         if self.signature_name not in defs.signature_def:
-            raise InputError(f"model {self.model_name!r} at {self.address} has no signature {self.signature_name!r} "
-                             f"(it has: {', '.join(sorted(defs.signature_def))})")
+            raise InputError(
+                f"model {self.model_name!r} at {self.address} has no signature {self.signature_name!r} "
+                f"(it has: {', '.join(sorted(defs.signature_def))})"
+            )
         self.served_version = response.model_spec.version.value or None
         return signature_from_def(defs.signature_def[self.signature_name])
 
@@ -102,4 +113,3 @@ class GrpcRunner(RemoteRunner):
         if self._channel is not None:
             self._channel.close()
         self._channel = self._stub = self._model_stub = None
-

@@ -41,8 +41,14 @@ class RecordedRunner(Runner):
     "logged"); `details` is shown in reports (file, hashes, versions, device).
     """
 
-    def __init__(self, name: str, signature: Signature, records: list[tuple[dict, dict]], kind: str = "recorded",
-                 details: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        signature: Signature,
+        records: list[tuple[dict, dict]],
+        kind: str = "recorded",
+        details: dict | None = None,
+    ):
         super().__init__(name)
         self.kind = kind
         self.details = details or {}
@@ -75,8 +81,10 @@ class RecordedRunner(Runner):
         count = feed_rows(feed, rows)
         places = [self._rows.get(feed_digest(_row(feed, rows, row))) for row in range(count or 0)]
         if not count or None in places:
-            raise InputError(f"{self.name} has no recorded answer for this call: its inputs were not among the "
-                             "recorded ones (feed the recorded inputs, e.g. the golden file's)")
+            raise InputError(
+                f"{self.name} has no recorded answer for this call: its inputs were not among the "
+                "recorded ones (feed the recorded inputs, e.g. the golden file's)"
+            )
         parts: dict[str, list] = {}
         for index, row in places:
             inputs, outputs = self._records[index]
@@ -84,12 +92,14 @@ class RecordedRunner(Runner):
             for name, value in outputs.items():
                 value = np.asarray(value)
                 if value.ndim == 0 or value.shape[0] != total:
-                    raise InputError(f"{self.name}: output {name} does not follow the batch, so a part of a "
-                                     "recorded call cannot be answered; do not split its calls (--max-batch)")
-                parts.setdefault(name, []).append(value[row:row + 1])
+                    raise InputError(
+                        f"{self.name}: output {name} does not follow the batch, so a part of a "
+                        "recorded call cannot be answered; do not split its calls (--max-batch)"
+                    )
+                parts.setdefault(name, []).append(value[row : row + 1])
         return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def _row(feed: dict, row_inputs, row: int) -> dict:
     """Row `row` of the row inputs, with every other input whole: the key of one recorded row."""
-    return {name: value[row:row + 1] if name in row_inputs else value for name, value in feed.items()}
+    return {name: value[row : row + 1] if name in row_inputs else value for name, value in feed.items()}

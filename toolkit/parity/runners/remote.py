@@ -23,8 +23,15 @@ class RemoteRunner(Runner):
     # its `defaults`): feeds may leave inputs out, and the server says whether it can do without them.
     inputs_optional = True
 
-    def __init__(self, name: str, address: str, model_name: str, signature_name: str = "serving_default",
-                 timeout: float = 30.0, max_batch: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        model_name: str,
+        signature_name: str = "serving_default",
+        timeout: float = 30.0,
+        max_batch: int | None = None,
+    ):
         super().__init__(name)
         self.address = address
         self.model_name = model_name
@@ -35,8 +42,13 @@ class RemoteRunner(Runner):
         self.served_version: int | None = None
 
     def describe(self) -> dict:
-        return {**super().describe(), "address": self.address, "model_name": self.model_name,
-                "signature": self.signature_name, "served_version": self.served_version}
+        return {
+            **super().describe(),
+            "address": self.address,
+            "model_name": self.model_name,
+            "signature": self.signature_name,
+            "served_version": self.served_version,
+        }
 
     def _start(self) -> Signature:
         self._connect()
@@ -53,14 +65,16 @@ class RemoteRunner(Runner):
                 return
             if time.monotonic() >= deadline:
                 raise ServerNotReady(
-                    f"model {self.model_name!r} not AVAILABLE at {self.address} within {self.timeout:g}s: {why}")
+                    f"model {self.model_name!r} not AVAILABLE at {self.address} within {self.timeout:g}s: {why}"
+                )
             time.sleep(0.2)
 
     def max_rows(self, feed: dict) -> int | None:
         """Rows per request that keep requests and responses under `message_limit`."""
         per_row_in = sum(_row_bytes(v.dtype, v.shape[1:], v) for v in feed.values() if v.ndim)
-        per_row_out = sum(_row_bytes(s.dtype, s.shape[1:] if s.shape else (), None)
-                          for s in self.signature.outputs.values())
+        per_row_out = sum(
+            _row_bytes(s.dtype, s.shape[1:] if s.shape else (), None) for s in self.signature.outputs.values()
+        )
         per_row = max(per_row_in, per_row_out, 1) * self.wire_factor
         # Leave 10% for framing, names and the other fields of the message.
         rows = max(1, int(self.message_limit * 0.9 // per_row))
@@ -75,8 +89,10 @@ class RemoteRunner(Runner):
 
     def model_not_found(self, detail: str) -> None:
         """Raise ModelNotFound (exit 3) for the server's NOT_FOUND answer `detail`."""
-        raise ModelNotFound(f"model {self.model_name!r} not found at {self.address} ({detail}); "
-                            "pass --model-name with a model the server serves")
+        raise ModelNotFound(
+            f"model {self.model_name!r} not found at {self.address} ({detail}); "
+            "pass --model-name with a model the server serves"
+        )
 
     @abc.abstractmethod
     def _fetch_signature(self) -> Signature:

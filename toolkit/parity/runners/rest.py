@@ -22,8 +22,15 @@ class RestRunner(RemoteRunner):
     wire_factor = 5.0
     message_limit = 32 * 1024 * 1024
 
-    def __init__(self, url: str, model_name: str, signature_name: str = "serving_default",
-                 timeout: float = 30.0, max_batch: int | None = None, name: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        signature_name: str = "serving_default",
+        timeout: float = 30.0,
+        max_batch: int | None = None,
+        name: str | None = None,
+    ):
         url = url.rstrip("/")
         if "://" not in url:
             url = "http://" + url
@@ -31,8 +38,7 @@ class RestRunner(RemoteRunner):
 
     def _request(self, path: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.address + path, data=data,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.address + path, data=data, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())
@@ -64,8 +70,10 @@ class RestRunner(RemoteRunner):
         states = status.get("model_version_status", [])
         if any(s.get("state") == "AVAILABLE" for s in states):
             return True, ""
-        return False, "; ".join(f"version {s.get('version')} {s.get('state')} "
-                                f"{s.get('status', {}).get('error_message', '')}".strip() for s in states)
+        return False, "; ".join(
+            f"version {s.get('version')} {s.get('state')} {s.get('status', {}).get('error_message', '')}".strip()
+            for s in states
+        )
 
     def _fetch_signature(self) -> Signature:
         from google.protobuf import json_format
@@ -80,8 +88,10 @@ class RestRunner(RemoteRunner):
         defs = get_model_metadata_pb2.SignatureDefMap()
         json_format.ParseDict(metadata["metadata"]["signature_def"], defs, ignore_unknown_fields=True)
         if self.signature_name not in defs.signature_def:
-            raise InputError(f"model {self.model_name!r} at {self.address} has no signature {self.signature_name!r} "
-                             f"(it has: {', '.join(sorted(defs.signature_def))})")
+            raise InputError(
+                f"model {self.model_name!r} at {self.address} has no signature {self.signature_name!r} "
+                f"(it has: {', '.join(sorted(defs.signature_def))})"
+            )
         version = metadata.get("model_spec", {}).get("version")
         self.served_version = int(version) if version else None
         return signature_from_def(defs.signature_def[self.signature_name])
@@ -90,10 +100,14 @@ class RestRunner(RemoteRunner):
         if feed_rows(feed, self.signature.row_inputs) == 0:
             # JSON's [] cannot carry a [0, D] shape (TF Serving reads it as [0]); zero
             # rows in means zero rows out, shaped by the signature.
-            return {name: np.zeros((0, *[d or 0 for d in (spec.shape or (None,))[1:]]), spec.dtype)
-                    for name, spec in self.signature.outputs.items()}
-        body = {"signature_name": self.signature_name,
-                "inputs": {name: _to_json(value) for name, value in feed.items()}}
+            return {
+                name: np.zeros((0, *[d or 0 for d in (spec.shape or (None,))[1:]]), spec.dtype)
+                for name, spec in self.signature.outputs.items()
+            }
+        body = {
+            "signature_name": self.signature_name,
+            "inputs": {name: _to_json(value) for name, value in feed.items()},
+        }
         try:
             reply = self._call(f"/v1/models/{self.model_name}:predict", body)
         except _HttpError as exc:
@@ -120,15 +134,17 @@ class _HttpError(Exception):
 def _to_json(value: np.ndarray):
     if value.dtype.kind in "SO":
         # Bytes travel base64-encoded, as TF Serving's REST API expects.
-        flat = [{"b64": base64.b64encode(x if isinstance(x, bytes) else str(x).encode()).decode()}
-                for x in value.ravel()]
+        flat = [
+            {"b64": base64.b64encode(x if isinstance(x, bytes) else str(x).encode()).decode()} for x in value.ravel()
+        ]
         return np.array(flat, dtype=object).reshape(value.shape).tolist()
     return value.tolist()
 
 
 def _from_json(value, dtype: np.dtype) -> np.ndarray:
     if np.dtype(dtype) == np.dtype(object):
-        decode = np.vectorize(lambda x: base64.b64decode(x["b64"]) if isinstance(x, dict) else x.encode(),
-                              otypes=[object])
+        decode = np.vectorize(
+            lambda x: base64.b64decode(x["b64"]) if isinstance(x, dict) else x.encode(), otypes=[object]
+        )
         return decode(np.array(value, dtype=object))
     return np.asarray(value, dtype=dtype)

@@ -22,7 +22,6 @@ from toolkit.errors import InputError, root_cause
 from toolkit.parity.runners.base import Runner, Signature, TensorSpec, shape_from_dims
 from toolkit.stderr import captured_stderr
 
-
 #: op resolver label -> LiteRT's OpResolverType; "auto" (XNNPACK) is what an app gets by default
 RESOLVERS = {"auto": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "ref": "BUILTIN_REF"}
 
@@ -41,8 +40,14 @@ class TFLiteRunner(Runner):
 
     kind = "tflite"
 
-    def __init__(self, path, signature_name: str | None = "serving_default", name: str | None = None,
-                 num_threads: int | None = None, resolver: str = "auto"):
+    def __init__(
+        self,
+        path,
+        signature_name: str | None = "serving_default",
+        name: str | None = None,
+        num_threads: int | None = None,
+        resolver: str = "auto",
+    ):
         if resolver not in RESOLVERS:
             raise ValueError(f"unknown op resolver {resolver!r} (one of {', '.join(RESOLVERS)})")
         self.path = Path(path)
@@ -57,8 +62,13 @@ class TFLiteRunner(Runner):
         self._first_call = True
 
     def describe(self) -> dict:
-        return {**super().describe(), "source": str(self.path), "signature": self.signature_name,
-                "resolver": self.resolver, "quantized_io": sorted(n for n, d in {**self._inputs, **self._outputs}.items() if _quantized(d))}
+        return {
+            **super().describe(),
+            "source": str(self.path),
+            "signature": self.signature_name,
+            "resolver": self.resolver,
+            "quantized_io": sorted(n for n, d in {**self._inputs, **self._outputs}.items() if _quantized(d)),
+        }
 
     @property
     def tensor_details(self) -> tuple[dict, dict]:
@@ -71,8 +81,11 @@ class TFLiteRunner(Runner):
         if not self.path.is_file():
             raise InputError(f"TFLite file not found: {self.path}")
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads,
-                                            experimental_op_resolver_type=OpResolverType[RESOLVERS[self.resolver]])
+            self._interpreter = Interpreter(
+                model_path=str(self.path),
+                num_threads=self.num_threads,
+                experimental_op_resolver_type=OpResolverType[RESOLVERS[self.resolver]],
+            )
         except (ValueError, RuntimeError) as exc:
             raise InputError(f"cannot load TFLite file {self.path}: {root_cause(exc)}") from None
         signatures = self._interpreter.get_signature_list()
@@ -81,8 +94,9 @@ class TFLiteRunner(Runner):
             if key is None and len(signatures) == 1:
                 key = next(iter(signatures))
             if key not in signatures:
-                raise InputError(f"TFLite file {self.path} has no signature {key!r} "
-                                 f"(it has: {', '.join(sorted(signatures))})")
+                raise InputError(
+                    f"TFLite file {self.path} has no signature {key!r} (it has: {', '.join(sorted(signatures))})"
+                )
             self.signature_name = key
             self._runner = self._interpreter.get_signature_runner(key)
             self._inputs = self._runner.get_input_details()
@@ -92,8 +106,10 @@ class TFLiteRunner(Runner):
             self._interpreter.allocate_tensors()
             self._inputs = {d["name"]: d for d in self._interpreter.get_input_details()}
             self._outputs = {d["name"]: d for d in self._interpreter.get_output_details()}
-        return Signature(inputs={n: _spec(n, d) for n, d in sorted(self._inputs.items())},
-                         outputs={n: _spec(n, d) for n, d in sorted(self._outputs.items())})
+        return Signature(
+            inputs={n: _spec(n, d) for n, d in sorted(self._inputs.items())},
+            outputs={n: _spec(n, d) for n, d in sorted(self._outputs.items())},
+        )
 
     def _stop(self) -> None:
         self._interpreter = self._runner = None
