@@ -1,11 +1,13 @@
 """The benchmark's model and its in-process measurements, in one TensorFlow process.
 
-    python -m benchmarks.inproc WORKDIR
+    python -m benchmarks.inproc WORKDIR [--models NAME,...]
 
 Trains and exports the logreg model (WORKDIR/run, WORKDIR/models/logreg/1),
 writes the serialized PredictRequests the gRPC clients send
 (WORKDIR/requests/rows_<N>.bin, encoded by `tf.make_tensor_proto` as a
-TensorFlow client would) and the REST body of the batch-1 one, prints
+TensorFlow client would; the batch-1 one also for each model name of
+--models, the same model served under other names) and the REST body of
+the batch-1 one, prints
 `@ready`, then measures on demand so the parent can interleave these with
 its server measurements: each stdin line `SERIES SECONDS` is answered with
 `@rate SERIES ROWS_PER_SECOND`. Series (SERIES_NAMES): the SavedModel
@@ -30,9 +32,9 @@ REQUEST_ROWS = (1, 10_000, 100_000)
 WARMUP_CALLS = 3
 
 
-def request_file(workdir: Path, rows: int) -> Path:
-    """Where the serialized PredictRequest of `rows` rows is written."""
-    return workdir / "requests" / f"rows_{rows}.bin"
+def request_file(workdir: Path, rows: int, model: str = MODEL_NAME) -> Path:
+    """Where the serialized PredictRequest of `rows` rows for `model` is written."""
+    return workdir / "requests" / (f"rows_{rows}.bin" if model == MODEL_NAME else f"{model}_rows_{rows}.bin")
 
 
 def rest_body_file(workdir: Path) -> Path:
@@ -68,16 +70,17 @@ def _rows(features: np.ndarray, count: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(features, (reps, 1))[:count], dtype=np.float32)
 
 
-def _write_requests(workdir: Path, features: np.ndarray) -> None:
+def _write_requests(workdir: Path, features: np.ndarray, models: tuple) -> None:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    for count in REQUEST_ROWS:
+    wanted = [(MODEL_NAME, count) for count in REQUEST_ROWS] + [(model, 1) for model in models]
+    for model, count in wanted:
         request = predict_pb2.PredictRequest()
-        request.model_spec.name = MODEL_NAME
+        request.model_spec.name = model
         request.model_spec.signature_name = "serving_default"
         request.inputs["features"].CopyFrom(tf.make_tensor_proto(_rows(features, count)))
-        path = request_file(workdir, count)
+        path = request_file(workdir, count, model)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(request.SerializeToString())
     body = {"instances": _rows(features, 1).tolist()}
@@ -132,13 +135,14 @@ SERIES_NAMES = (
 )
 
 
-def series(workdir: Path) -> dict:
-    """Prepare the model and requests; {series name: (warmed-up call, rows per call)}."""
+def series(workdir: Path, models: tuple = ()) -> dict:
+    """Prepare the model and requests (batch-1 ones also for `models`); {series name: (warmed-up call, rows
+    per call)}."""
     import tensorflow as tf
 
     version_dir, run = _prepare(workdir)
     features = run.heldout.features
-    _write_requests(workdir, features)
+    _write_requests(workdir, features, models)
     weights = run.record["weights"]
     w = np.asarray(weights["w"], dtype=np.float32).reshape(-1, 1)
     b = np.float32(weights["b"])
@@ -163,8 +167,9 @@ def series(workdir: Path) -> dict:
 def main(argv: list) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.inproc", description=__doc__.split("\n\n")[0])
     parser.add_argument("workdir", type=Path)
+    parser.add_argument("--models", default="", help="also write the batch-1 request for these model names")
     args = parser.parse_args(argv)
-    calls = series(args.workdir)
+    calls = series(args.workdir, tuple(filter(None, args.models.split(","))))
     print("@ready", flush=True)
     for line in sys.stdin:
         name, seconds = line.split()
@@ -177,11 +182,11 @@ class InProcess:
     """The parent's handle on `python -m benchmarks.inproc`: start it (it
     prepares the model), then `rate(series, seconds)` as often as needed."""
 
-    def __init__(self, workdir: Path, env: dict, cwd: Path):
+    def __init__(self, workdir: Path, env: dict, cwd: Path, models: tuple = ()):
         self._log_path = workdir / "inproc.log"
         self._log = open(self._log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.inproc", str(workdir)],
+            [sys.executable, "-m", "benchmarks.inproc", str(workdir), f"--models={','.join(models)}"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -54,12 +54,14 @@ class Job:
 @dataclasses.dataclass
 class Window:
     """What the clients saw in one window: latencies (s) of the requests that
-    completed inside it, and the errors."""
+    completed inside it, and the errors; and, when the caller measured it, the
+    server process's CPU seconds over warm-up and window."""
 
     duration: float
     latencies: np.ndarray
     errors: int = 0
     first_error: str = ""
+    server_cpu_s: float | None = None
 
     @property
     def rate(self) -> float:

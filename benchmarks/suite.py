@@ -9,8 +9,9 @@ cores and every process on it competes for them:
    after the server measurement it bounds;
 2. the CLI: `tfkit --help` vs `python -c "import click"`;
 3. serving: our server (`python -m serving` with REST), the same with
-   --enable_batching, the same with request logging at each LOG_RATES rate,
-   and the null server, all on ephemeral 127.0.0.1 ports;
+   --enable_batching, one serving the model under several names, logged at
+   each LOG_RATES rate and not logged, and the null server, all on ephemeral
+   127.0.0.1 ports;
    client processes (benchmarks.load) drive them, value and ceiling measured back
    to back in every repeat so a busy moment on the shared machine hits both;
 4. `tfkit run` vs `python -c "import tensorflow"`;
@@ -45,7 +46,8 @@ from benchmarks.load import ClientPool, Window
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = inproc.MODEL_NAME
 CONCURRENCY = (1, 8, 32)
-# Request logging's cost: grpc_predict_c8 on a server logging at each rate, beside our server without logging.
+# Request logging's cost: grpc_predict_c8 to the model logged at each rate, beside the same model not logged
+# in the same server process (separate processes differed by up to 40% on the shared machine, logging or not).
 LOG_RATES = ("1", "0.01")
 # Client processes: one per core. More would only take turns on the same two
 # cores; fewer would let one client interpreter bound the server's figure.
@@ -67,7 +69,8 @@ TARGETS = {  # minimum ratio, from the issue
     "grpc_predict_rows_10k": 0.5,
     "grpc_predict_rows_100k": 0.5,
     "batching_c32": 1.5,
-    **{f"grpc_predict_c8_log_rate_{rate}": 0.9 for rate in LOG_RATES},  # logging costs at most 10%
+    # Logging costs at most 10%: of the throughput, and of the server's CPU per request.
+    **{f"grpc_predict_c8_log_rate_{rate}{cpu}": 0.9 for rate in LOG_RATES for cpu in ("", "_cpu_us")},
     "tflite_rows_b10k": 0.5,
     "cli_help_s": 0.5,
     "run_s": 1 / 6,
@@ -115,7 +118,7 @@ GROUPS = {
             for name in (f"grpc_predict_c{c}", f"grpc_predict_c{c}_p50_ms", f"grpc_predict_c{c}_p99_ms")
         ]
         + ["grpc_predict_rows_10k", "grpc_predict_rows_100k", "rest_predict_c8", "batching_c32"]
-        + [f"grpc_predict_c8_log_rate_{rate}" for rate in LOG_RATES]
+        + [f"grpc_predict_c8_log_rate_{rate}{cpu}" for rate in LOG_RATES for cpu in ("", "_cpu_us")]
     ),
     "run": ("run_s",),
     "edge": ("edge_check_s",),
@@ -124,19 +127,30 @@ GROUPS = {
 NAMES = tuple(name for names in GROUPS.values() for name in names)
 
 
+def logged_model(rate: str) -> str:
+    """The name the logging server serves the model under, logged at `rate`."""
+    return f"{MODEL}_logged_{rate}"
+
+
+def _log_rate(name: str) -> str:
+    """The rate of a grpc_predict_c8_log_rate_R[_cpu_us] name."""
+    return name.removeprefix("grpc_predict_c8_log_rate_").removesuffix("_cpu_us")
+
+
 def _windows_of(name: str) -> tuple:
     """The serving windows a result needs: its value's, then its ceiling's (if measured here).
 
     Windows are named SERVER_cN (N concurrent batch-1 clients on "ours",
-    "null", "batching", "rest" or "lograteR", our server logging requests at
-    rate R), rows_N (one client sending N-row requests to ours) or
-    signature_N (the same rows through the signature in process).
+    "null", "batching", "rest", or the logging server: "lograteR" for the
+    model logged at rate R, "lognone" for it unlogged), rows_N (one client
+    sending N-row requests to ours) or signature_N (the same rows through the
+    signature in process).
     """
     if name.startswith("grpc_predict_rows_"):
         rows = name.rsplit("_", 1)[1].replace("k", "000")
         return (f"rows_{rows}", f"signature_{rows}")
     if name.startswith("grpc_predict_c8_log_rate_"):
-        return (f"lograte{name.rsplit('_', 1)[1]}_c8", "ours_c8")
+        return (f"lograte{_log_rate(name)}_c8", "lognone_c8")
     if name.startswith("grpc_predict_c"):
         c = name.split("_")[2]
         return (f"ours_{c}", f"null_{c}")
@@ -211,10 +225,14 @@ class Suite:
                     "training and exporting the model (benchmarks.inproc)"
                     + (", starting the servers" if "serving" in wanted else "")
                 )
+                log_rates = [
+                    r
+                    for r in LOG_RATES
+                    if any(_log_rate(n) == r for n in self.names if n.startswith("grpc_predict_c8_log_rate_"))
+                ]
                 if "serving" in wanted:
-                    log_rates = [r for r in LOG_RATES if f"grpc_predict_c8_log_rate_{r}" in self.names]
                     servers = self._start_servers(stack, any(n.startswith("batching") for n in self.names), log_rates)
-                self.inproc = inproc.InProcess(self.workdir, _env(), ROOT)
+                self.inproc = inproc.InProcess(self.workdir, _env(), ROOT, tuple(map(logged_model, log_rates)))
                 stack.callback(self.inproc.close)
             if "inproc" in wanted:
                 results += self._inproc()
@@ -349,16 +367,18 @@ class Suite:
             ),
         ]
 
-    def _serving(self, stack: contextlib.ExitStack, ours, batching, logging: dict) -> list[Result]:
+    def _serving(self, stack: contextlib.ExitStack, ours, batching, logging) -> list[Result]:
         b = self.budget
         requests = {rows: inproc.request_file(self.workdir, rows).read_bytes() for rows in inproc.REQUEST_ROWS}
         # Each value's window right before its ceiling's, in the table's order.
         needed = list(dict.fromkeys(w for name in GROUPS["serving"] if name in self.names for w in _windows_of(name)))
-        targets = {
-            "ours": ours.grpc_target,
-            "batching": batching and batching.grpc_target,
-            **{f"lograte{rate}": server.grpc_target for rate, server in logging.items()},
-        }
+        targets = {"ours": ours.grpc_target, "batching": batching and batching.grpc_target}
+        batch1 = {}  # the batch-1 request of each server that is not sent the model's own
+        if logging is not None:
+            targets["lognone"] = logging.grpc_target
+            for rate in (w.removeprefix("lograte").removesuffix("_c8") for w in needed if w.startswith("lograte")):
+                targets[f"lograte{rate}"] = logging.grpc_target
+                batch1[f"lograte{rate}"] = inproc.request_file(self.workdir, 1, logged_model(rate)).read_bytes()
         if any(w.startswith("null") for w in needed):
             response = self._response_bytes(ours.grpc_target, requests[1])
             targets["null"] = stack.enter_context(self._null_server(response)).grpc_target
@@ -375,6 +395,13 @@ class Suite:
                 return pool.measure("rest", rest_url, rest_body, int(what[1:]), b.warmup_s, b.window_s)
             if server == "rows":
                 return pool.measure("grpc", ours.grpc_target, requests[int(what)], 1, b.warmup_s, b.rows_window_s)
+            if server.startswith("log"):
+                return self._with_server_cpu(
+                    logging.process.pid,
+                    lambda: pool.measure(
+                        "grpc", targets[server], batch1.get(server, requests[1]), int(what[1:]), b.warmup_s, b.window_s
+                    ),
+                )
             return pool.measure("grpc", targets[server], requests[1], int(what[1:]), b.warmup_s, b.window_s)
 
         windows = {name: [] for name in needed}
@@ -392,6 +419,15 @@ class Suite:
             return self._result(
                 name, [w.percentile_ms(q) for w in value], "ms", [w.percentile_ms(q) for w in ceiling], "null server"
             )
+        if name.endswith("_cpu_us"):
+            # Warm-up CPU is counted over the window's requests alike for value and ceiling.
+            return self._result(
+                name,
+                [w.server_cpu_s / len(w.latencies) * 1e6 for w in value],
+                "us",
+                [w.server_cpu_s / len(w.latencies) * 1e6 for w in ceiling],
+                "unlogged c8",
+            )
         if name.startswith("grpc_predict_rows_"):
             rows = int(_windows_of(name)[0].removeprefix("rows_"))
             # One client, one request at a time: throughput is rows over mean latency.
@@ -400,14 +436,14 @@ class Suite:
         ceiling_of = {
             "rest_predict_c8": "our gRPC c8",
             "batching_c32": "unbatched c32",
-            **{f"grpc_predict_c8_log_rate_{r}": "no logging c8" for r in LOG_RATES},
+            **{f"grpc_predict_c8_log_rate_{r}": "unlogged c8" for r in LOG_RATES},
         }.get(name, "null server")
         return self._result(name, [w.rate for w in value], "req/s", [w.rate for w in ceiling], ceiling_of)
 
     def _start_servers(self, stack: contextlib.ExitStack, with_batching: bool, log_rates: list) -> Callable[[], tuple]:
-        """Launch our server with REST, (with_batching) one with --enable_batching and one
-        logging requests at each of `log_rates`; returns a function that waits for them:
-        (ours, batching or None, {rate: logging server})."""
+        """Launch our server with REST, (with_batching) one with --enable_batching and (with
+        `log_rates`) one serving the model unlogged and logged at each rate; returns a function
+        that waits for them: (ours, batching or None, logging server or None)."""
         from toolkit.serve import LocalServer
 
         base = ["--model_name=" + MODEL, f"--model_base_path={self.workdir / 'models' / MODEL}"]
@@ -421,8 +457,8 @@ class Suite:
             servers.append(
                 LocalServer(base + ["--enable_batching", f"--batching_parameters_file={params}"], [], env=_env())
             )
-        for rate in log_rates:
-            servers.append(LocalServer([f"--model_config_file={self._logging_config(rate)}"], [], env=_env()))
+        if log_rates:
+            servers.append(LocalServer([f"--model_config_file={self._logging_config(log_rates)}"], [], env=_env()))
         for server in servers:
             stack.callback(server.stop)
         # Their TensorFlow imports overlap; nothing is being measured yet.
@@ -436,23 +472,32 @@ class Suite:
                 thread.join()
             if errors:
                 raise BenchError(str(errors[0]))
-            logging = dict(zip(log_rates, servers[-len(log_rates) :])) if log_rates else {}
-            return servers[0], (servers[1] if with_batching else None), logging
+            return servers[0], (servers[1] if with_batching else None), (servers[-1] if log_rates else None)
 
         return ready
 
-    def _logging_config(self, rate: str) -> Path:
-        """A model config serving the model with every request logged at `rate` (files under workdir)."""
-        config = self.workdir / f"logging-{rate}.config"
-        config.write_text(
-            "model_config_list { config {\n"
-            f'  name: "{MODEL}" base_path: "{self.workdir / "models" / MODEL}" model_platform: "tensorflow"\n'
-            "  logging_config {\n"
-            f'    log_collector_config {{ type: "file" filename_prefix: "{self.workdir / "request-logs" / rate}" }}\n'
-            f"    sampling_config {{ sampling_rate: {rate} }}\n"
-            "  }\n"
-            "} }\n"
-        )
+    @staticmethod
+    def _with_server_cpu(pid: int, measure) -> Window:
+        """measure()'s Window with the server process's CPU seconds meanwhile (Linux /proc)."""
+        before = _process_cpu_s(pid)
+        window = measure()
+        window.server_cpu_s = _process_cpu_s(pid) - before
+        return window
+
+    def _logging_config(self, log_rates: list) -> Path:
+        """A model config serving the model unlogged, and as logged_model(rate) with every request logged
+        at each rate (files under workdir/request-logs)."""
+        base = self.workdir / "models" / MODEL
+        entries = [f'config {{ name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow" }}']
+        for rate in log_rates:
+            entries.append(
+                f'config {{ name: "{logged_model(rate)}" base_path: "{base}" model_platform: "tensorflow"\n'
+                f'  logging_config {{ log_collector_config {{ type: "file" '
+                f'filename_prefix: "{self.workdir / "request-logs" / rate}" }}\n'
+                f"                   sampling_config {{ sampling_rate: {rate} }} }} }}"
+            )
+        config = self.workdir / "logging.config"
+        config.write_text("model_config_list {\n" + "\n".join(entries) + "\n}\n")
         return config
 
     def _response_bytes(self, target: str, request: bytes) -> bytes:
@@ -484,6 +529,12 @@ class Suite:
         launcher.chmod(0o755)
         with LocalServer([], models=[], binary=str(launcher), env=_env()) as server:
             yield server
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _collect(errors: list, fn, *args) -> None:
