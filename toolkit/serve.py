@@ -15,6 +15,7 @@ if that does not happen in time.
 
 import collections
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,15 +48,46 @@ _NOISE = (
     "To enable the following instructions",
 )
 _PORT_ATTEMPTS = 3
+_PORT_PICKS = 100
+_LOWEST_PICKED_PORT = 15000
+_RANDOM = random.SystemRandom()  # not the caller's seeded `random`
+_ports_given: set[int] = set()
 _LOG_LINES_KEPT = 400
 _LOG_LINES_SHOWN = 15
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port free on every interface a moment ago, never the same twice in one process.
+
+    As portpicker does, it is picked at random below the kernel's ephemeral
+    range when it can be: ports the kernel hands out for port 0 are the ones it
+    also gives outgoing connections, and a dozen servers started at once could
+    otherwise be handed the same one before any of them binds it.
+    """
+    low = _ephemeral_range_start()
+    for _ in range(_PORT_PICKS):
+        port = _bindable(_RANDOM.randrange(_LOWEST_PICKED_PORT, low) if low > _LOWEST_PICKED_PORT else 0)
+        if port and port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise OSError("no free TCP port found")
+
+
+def _bindable(port: int) -> int | None:
+    """`port` (0: any) if a listening socket may bind it on every interface now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return None
         return sock.getsockname()[1]
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default; other kernels pick elsewhere, which costs only a retry
 
 
 def find_server_binary(path: str | None = None) -> str | None:
@@ -211,11 +243,7 @@ class LocalServer:
 
     def _launch(self) -> None:
         self.grpc_port = free_port()
-        self.rest_port = None
-        if self.rest:
-            self.rest_port = free_port()
-            while self.rest_port == self.grpc_port:
-                self.rest_port = free_port()
+        self.rest_port = free_port() if self.rest else None
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         env.setdefault("GRPC_VERBOSITY", "ERROR")

@@ -106,12 +106,11 @@ class ModelServer:
         self.args = args
         self.log_path = workdir / f"server-{self.port}.log"
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving", *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log_path.open("wb"),
-        )
+        # stdout too: the binary prints "Failed to start server" there.
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "serving", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         self._ready = False
 
     @property
