@@ -50,6 +50,20 @@ def test_config_for_two_models_with_policy_and_labels(models_dir, tmp_path):
     assert "--allow_version_labels_for_unavailable_models=true" in result.output
 
 
+def test_tf_serving_zero_padded_version_folders(tmp_path):
+    # The layout of TF Serving's own test models: 00000123/ and 00000124/ are versions 123 and 124.
+    model = tmp_path / "padded"
+    for folder in ("00000123", "00000124"):
+        (model / folder).mkdir(parents=True)
+        (model / folder / "saved_model.pb").write_bytes(b"")
+    out = tmp_path / "models.config"
+    result = _run("deploy", "config", model, "--policy", "specific=123,124", "--label", "stable=123", "-o", out)
+    assert result.exit_code == 0, result.output
+    (config,) = _parse(out).model_config_list.config
+    assert list(config.model_version_policy.specific.versions) == [123, 124]
+    assert dict(config.version_labels) == {"stable": 123}
+
+
 @pytest.mark.parametrize(
     "policy,field,read,expected",
     [

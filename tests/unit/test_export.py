@@ -284,6 +284,17 @@ def test_overwrite_needs_force_and_force_replaces_atomically(exported_version, t
     assert sorted(p.name for p in (base / "logreg").iterdir()) == ["1", "2"]
 
 
+def test_a_zero_padded_version_folder_is_that_version(exported_version, trained_run, tmp_path):
+    # TF Serving's own layout (00000123/) is version 123: no second folder of the same version.
+    base = tmp_path / "base"
+    shutil.copytree(exported_version, base / "logreg" / "00000123")
+    with pytest.raises(InputError, match="version 123 already exists"):
+        export_model(trained_run, base, "logreg", version=123)
+    assert export_model(trained_run, base, "logreg").name == "124"
+    assert export_model(trained_run, base, "logreg", version=123, force=True).name == "00000123"
+    assert sorted(p.name for p in (base / "logreg").iterdir()) == ["00000123", "124"]
+
+
 def test_bad_export_arguments_are_input_errors(trained_run, tmp_path):
     with pytest.raises(InputError, match="unknown variant.*int4"):
         export_model(trained_run, tmp_path, "m", quantize="int8,int4")

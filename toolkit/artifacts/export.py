@@ -50,7 +50,14 @@ from toolkit.artifacts.arrays import save_arrays
 from toolkit.artifacts.golden import GoldenFeed
 from toolkit.artifacts.golden_writer import write_golden
 from toolkit.artifacts.inspect import saved_model_info, tflite_facts
-from toolkit.artifacts.layout import INPUTS_DIR, MANIFEST_FILE, WARMUP_FILE, sha256_file, version_numbers
+from toolkit.artifacts.layout import (
+    INPUTS_DIR,
+    MANIFEST_FILE,
+    WARMUP_FILE,
+    sha256_file,
+    version_folders,
+    version_numbers,
+)
 from toolkit.artifacts.sources import RunSource, Source
 from toolkit.artifacts.tflite import ConversionError, convert, parse_quantize, tflite_filename
 from toolkit.errors import InputError
@@ -190,7 +197,8 @@ def export_version(
     model_dir.mkdir(parents=True, exist_ok=True)
     if version is None:
         version = max(version_numbers(model_dir), default=0) + 1
-    final = model_dir / str(version)
+    # TF Serving reads 00000123/ as version 123: an existing folder of that number is the one replaced.
+    final = version_folders(model_dir).get(version, model_dir / str(version))
     if final.exists() and not force:
         raise InputError(
             f"{final}: version {version} already exists; pass --force to replace it or choose another --version"

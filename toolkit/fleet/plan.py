@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.artifacts.layout import version_numbers
+from toolkit.artifacts.layout import version_folders
 from toolkit.errors import InputError
 
 GRPC_PORT = 8500
@@ -164,7 +164,7 @@ def plan_models(paths: list[str | Path], policies: list[str] = (), labels: list[
             raise InputError(f"model name {name!r} (from {raw}) must match {_NAME_RE.pattern}")
         if name in entries:
             raise InputError(f"model {name!r} given twice ({entries[name]['path']} and {path})")
-        versions = tuple(version_numbers(path))
+        versions = tuple(sorted(version_folders(path)))
         if not versions:
             raise InputError(f"model base path {raw} has no version folders (numeric names like 1/)")
         entries[name] = {"path": path, "versions": versions, "policy": VersionPolicy(), "labels": {}}
@@ -188,7 +188,7 @@ def plan_models(paths: list[str | Path], policies: list[str] = (), labels: list[
 
     for name, entry in entries.items():
         for version in entry["policy"].served(entry["versions"]):
-            folder = entry["path"] / str(version)
+            folder = version_folders(entry["path"])[version]  # e.g. 00000123/ for version 123
             if not any((folder / f).is_file() for f in _MODEL_FILES):
                 raise InputError(f"model {name}: version folder {folder} holds no {' or '.join(_MODEL_FILES)}")
 
