@@ -140,16 +140,18 @@ def test_classify_regress_and_multi_inference_are_logged_over_both_apis(logged):
     multi = example_request(
         inference_pb2.MultiInferenceRequest(), ("regress_x_to_y", REGRESS), ("classify_x_to_y", CLASSIFY)
     )
+    start = logged_count(logged["server"].rest_url, HALF)
     answers = [
         ("classify_log", classify, stub.Classify(classify, timeout=30)),
         ("regress_log", regress, stub.Regress(regress, timeout=30)),
         ("multi_inference_log", multi, stub.MultiInference(multi, timeout=30)),
     ]
-    before = logged_count(logged["server"].rest_url, HALF)
+    # The gRPC calls' records first: the writer thread logs them after the answers went out.
+    wait_logged(logged, HALF, start + len(answers))
     for verb, signature in (("classify", "classify_x_to_y"), ("regress", "regress_x_to_y")):
         body = {"signature_name": signature, "examples": [{"x": 2.0}]}
         assert rest.json("POST", f"/v1/models/{HALF}:{verb}", body)[0] == 200
-    wait_logged(logged, HALF, before + 2)
+    wait_logged(logged, HALF, start + len(answers) + 2)
 
     logs = read_logs(logged["prefixes"][HALF])
     by_kind = {}
